@@ -1,1 +1,97 @@
+//! librprof.so: profiles an unmodified program it is preloaded into and writes pprof files.
+//!
+//! Module map (dependencies point down):
+//! - `interpose`: the exported libc symbols, thin shims; `real` finds the next definitions.
+//! - `cpu`: per-thread CPU timers and the SIGPROF handler; `threads`: the pthread_create
+//!   trampoline; `signals`: our signal handlers, hidden from the program.
+//! - `signal_safe`: everything a signal handler reaches (unwinder, sample ring, syscalls).
+//! - `collector`: the helper thread; `dump`: files, names and triggers; `pprof`, `maps`,
+//!   `symbolize`: from addresses to profile.proto.
+//! - `config`: the `RPROF_*` variables; `log`: `rprof:` lines on stderr.
+#![deny(unsafe_code)]
 
+mod collector;
+mod config;
+mod cpu;
+mod dump;
+mod interpose;
+mod log;
+mod maps;
+mod pprof;
+mod signal_safe;
+mod signals;
+mod symbolize;
+mod sync;
+mod threads;
+
+use crate::config::Config;
+use crate::log::{debug, info, warning};
+
+#[cfg(not(test))]
+#[ctor::ctor]
+fn load() {
+    start();
+}
+
+/// Reads the configuration, installs handlers and timers, and starts the collector.
+fn start() {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let (cfg, warnings) = Config::parse(|k| std::env::var(k).ok(), &cwd);
+    log::set_level(cfg.log);
+    for w in &warnings {
+        warning!("{w}");
+    }
+    interpose::real::init();
+    dump::install(cfg.out_prefix.clone(), cfg.profiles.cpu);
+    let cpu_on = cfg.profiles.cpu && cpu::init(cfg.cpu_hz);
+    signals::install(&cfg, cpu_on);
+    if cpu_on {
+        cpu::arm_current_thread(threads::current_stack_bounds());
+        cpu::arm_other_threads();
+    }
+    register_process_hooks();
+    collector::start();
+    info!(
+        "profiling pid {} into {}.{}.*.pb.gz (cpu {} Hz)",
+        std::process::id(),
+        cfg.out_prefix.display(),
+        std::process::id(),
+        cfg.cpu_hz
+    );
+    debug!("{cfg:?}");
+}
+
+#[allow(unsafe_code)]
+fn register_process_hooks() {
+    // SAFETY: registers extern "C" functions that live as long as the library.
+    unsafe {
+        libc::atexit(on_exit);
+        libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
+    }
+}
+
+/// Normal exit (return from main, exit(), the last thread's pthread_exit).
+extern "C" fn on_exit() {
+    dump::final_dump();
+}
+
+/// Holds our locks across fork so the child never inherits one held by a vanished thread.
+extern "C" fn before_fork() {
+    signals::MANAGED.raw_lock();
+    dump::STATE.raw_lock();
+}
+
+extern "C" fn after_fork_parent() {
+    dump::STATE.raw_unlock();
+    signals::MANAGED.raw_unlock();
+}
+
+/// The child starts its own profile: its own timers, collector thread and files.
+extern "C" fn after_fork_child() {
+    dump::STATE.raw_unlock();
+    signals::MANAGED.raw_unlock();
+    cpu::reset_after_fork();
+    dump::reset_after_fork();
+    cpu::arm_current_thread(threads::current_stack_bounds());
+    collector::restart_after_fork();
+}

@@ -1,0 +1,109 @@
+//! The collector thread: drains the signal-side buffers every 100 ms and carries out dump
+//! requests that signal handlers can only record.
+//!
+//! Handlers talk to it through three counters and a futex word, all async-signal-safe:
+//! `SNAPSHOT_REQUESTS` (the dump signal), `FATAL_REQUESTED`/`FATAL_DONE` (SIGINT/SIGTERM
+//! that will end the process once the final files are written), and `WAKE`. No file
+//! descriptor is involved, so a program that closes every fd cannot break it.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::dump;
+use crate::interpose::real;
+use crate::log::warning;
+use crate::signal_safe::sys;
+
+static WAKE: AtomicU32 = AtomicU32::new(0);
+static SNAPSHOT_REQUESTS: AtomicU32 = AtomicU32::new(0);
+static FATAL_REQUESTED: AtomicU32 = AtomicU32::new(0);
+static FATAL_DONE: AtomicU32 = AtomicU32::new(0);
+
+const DRAIN_INTERVAL_NS: u64 = 100_000_000;
+
+/// Starts the collector thread with every signal blocked, so that process-directed
+/// signals go to the program's threads, and without a CPU timer (it is not the program's).
+pub fn start() {
+    let Some(create) = real::pthread_create() else {
+        warning!("pthread_create not found; snapshots and periodic draining are off");
+        return;
+    };
+    // SAFETY: sigset_t is plain data; the calls below only read/write our locals.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let mut tid: libc::pthread_t = 0;
+        let rc = create(&mut tid, &attr, run, std::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if rc != 0 {
+            warning!("cannot start the collector thread (error {rc}); snapshots are off");
+        }
+    }
+}
+
+extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"rprof-collector".as_ptr()) };
+    let mut snapshots_done = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
+    loop {
+        let seen = WAKE.load(Ordering::Acquire);
+        sys::futex_wait(&WAKE, seen, DRAIN_INTERVAL_NS);
+        // A panic here must not take the host down: report it and keep collecting.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dump::drain();
+            if FATAL_REQUESTED.load(Ordering::Acquire) != 0 {
+                dump::final_dump();
+                FATAL_DONE.store(1, Ordering::Release);
+                sys::futex_wake(&FATAL_DONE);
+            }
+            let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
+            if requested != snapshots_done {
+                snapshots_done = requested;
+                dump::snapshot();
+            }
+        }));
+        if r.is_err() {
+            warning!("internal error in the collector thread; the profile may be incomplete");
+        }
+    }
+}
+
+fn wake() {
+    WAKE.fetch_add(1, Ordering::Release);
+    sys::futex_wake(&WAKE);
+}
+
+/// Async-signal-safe. Asks for a snapshot of every profile.
+pub fn request_snapshot() {
+    SNAPSHOT_REQUESTS.fetch_add(1, Ordering::AcqRel);
+    wake();
+}
+
+/// Async-signal-safe. Asks for the final files and waits up to `timeout_ns` for them.
+pub fn request_final_dump_and_wait(timeout_ns: u64) {
+    FATAL_REQUESTED.store(1, Ordering::Release);
+    wake();
+    let deadline = sys::monotonic_ns() + timeout_ns;
+    while FATAL_DONE.load(Ordering::Acquire) == 0 {
+        let now = sys::monotonic_ns();
+        if now >= deadline {
+            return;
+        }
+        sys::futex_wait(&FATAL_DONE, 0, (deadline - now).min(50_000_000));
+    }
+}
+
+/// In a fork child: the collector thread did not survive the fork; forget requests meant
+/// for the parent and start a new one.
+pub fn restart_after_fork() {
+    SNAPSHOT_REQUESTS.store(0, Ordering::Relaxed);
+    FATAL_REQUESTED.store(0, Ordering::Relaxed);
+    FATAL_DONE.store(0, Ordering::Relaxed);
+    start();
+}

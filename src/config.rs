@@ -1,0 +1,319 @@
+//! The only reader of `RPROF_*` variables: parsed once at load into a plain struct.
+//! A bad value never stops the program: it yields one warning naming the variable, the
+//! value and what is used instead.
+
+use std::path::{Path, PathBuf};
+
+/// Profile kinds that `RPROF_PROFILES` can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Profiles {
+    pub cpu: bool,
+    pub heap: bool,
+    pub block: bool,
+    pub mutex: bool,
+}
+
+impl Profiles {
+    pub const ALL: Profiles = Profiles {
+        cpu: true,
+        heap: true,
+        block: true,
+        mutex: true,
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Output path prefix, absolute (a relative `RPROF_OUT` is resolved at load).
+    pub out_prefix: PathBuf,
+    pub profiles: Profiles,
+    pub cpu_hz: u32,
+    /// The snapshot signal; None when `RPROF_SIGNAL=none`.
+    pub dump_signal: Option<i32>,
+    pub log: LogLevel,
+}
+
+pub const DEFAULT_CPU_HZ: u32 = 100;
+pub const MAX_CPU_HZ: u32 = 10_000;
+
+impl Config {
+    /// Parses the variables found by `get`, resolving a relative prefix against `cwd`.
+    /// Returns the configuration and one warning line (without the `rprof:` prefix) per bad value.
+    pub fn parse(get: impl Fn(&str) -> Option<String>, cwd: &Path) -> (Config, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut warn = |var: &str, val: &str, why: &str, used: &str| {
+            warnings.push(format!("{var}={val:?} {why}; using {used}"));
+        };
+
+        let prefix = match get("RPROF_OUT") {
+            Some(v) if !v.is_empty() => v,
+            Some(v) => {
+                warn("RPROF_OUT", &v, "is empty", "rprof");
+                "rprof".to_owned()
+            }
+            None => "rprof".to_owned(),
+        };
+        let out_prefix = cwd.join(prefix);
+
+        let profiles = match get("RPROF_PROFILES") {
+            None => Profiles::ALL,
+            Some(v) => {
+                let mut p = Profiles {
+                    cpu: false,
+                    heap: false,
+                    block: false,
+                    mutex: false,
+                };
+                let mut bad = Vec::new();
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    match name {
+                        "cpu" => p.cpu = true,
+                        "heap" => p.heap = true,
+                        "block" => p.block = true,
+                        "mutex" => p.mutex = true,
+                        "all" => p = Profiles::ALL,
+                        _ => bad.push(name.to_owned()),
+                    }
+                }
+                if !bad.is_empty() {
+                    let used = [
+                        (p.cpu, "cpu"),
+                        (p.heap, "heap"),
+                        (p.block, "block"),
+                        (p.mutex, "mutex"),
+                    ]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, n)| *n)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                    let why = format!(
+                        "names unknown profile {} (known: cpu, heap, block, mutex)",
+                        bad.join(",")
+                    );
+                    let used = if used.is_empty() { "none" } else { &used };
+                    warn("RPROF_PROFILES", &v, &why, used);
+                }
+                p
+            }
+        };
+
+        let cpu_hz = match get("RPROF_CPU_HZ") {
+            None => DEFAULT_CPU_HZ,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(hz) if (1..=MAX_CPU_HZ).contains(&hz) => hz,
+                _ => {
+                    warn(
+                        "RPROF_CPU_HZ",
+                        &v,
+                        &format!("is not a whole number from 1 to {MAX_CPU_HZ}"),
+                        &DEFAULT_CPU_HZ.to_string(),
+                    );
+                    DEFAULT_CPU_HZ
+                }
+            },
+        };
+
+        let dump_signal = match get("RPROF_SIGNAL") {
+            None => Some(libc::SIGUSR2),
+            Some(v) => match parse_signal(&v) {
+                Ok(s) => s,
+                Err(()) => {
+                    warn(
+                        "RPROF_SIGNAL",
+                        &v,
+                        "is not a signal name or number usable for dumps",
+                        "USR2",
+                    );
+                    Some(libc::SIGUSR2)
+                }
+            },
+        };
+
+        let log = match get("RPROF_LOG").as_deref().map(str::trim) {
+            None | Some("warn") => LogLevel::Warn,
+            Some("off") => LogLevel::Off,
+            Some("info") => LogLevel::Info,
+            Some("debug") => LogLevel::Debug,
+            Some(v) => {
+                warn(
+                    "RPROF_LOG",
+                    v,
+                    "is not one of off, warn, info, debug",
+                    "warn",
+                );
+                LogLevel::Warn
+            }
+        };
+
+        (
+            Config {
+                out_prefix,
+                profiles,
+                cpu_hz,
+                dump_signal,
+                log,
+            },
+            warnings,
+        )
+    }
+}
+
+/// Signals that cannot serve as the dump signal: uncatchable ones, those the library uses
+/// itself, and the synchronous faults whose default action matters.
+fn usable_dump_signal(sig: i32) -> bool {
+    let reserved = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGPROF,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGINT,
+        libc::SIGTERM,
+    ];
+    (1..=libc::SIGRTMAX()).contains(&sig) && !reserved.contains(&sig)
+}
+
+/// `USR1`, `SIGUSR1`, `10`, `RTMIN+3` or `none`.
+fn parse_signal(v: &str) -> Result<Option<i32>, ()> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let upper = v.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let sig = if let Ok(n) = name.parse::<i32>() {
+        n
+    } else if let Some(k) = name.strip_prefix("RTMIN+") {
+        libc::SIGRTMIN() + k.parse::<i32>().map_err(|_| ())?
+    } else {
+        match name {
+            "HUP" => libc::SIGHUP,
+            "QUIT" => libc::SIGQUIT,
+            "USR1" => libc::SIGUSR1,
+            "USR2" => libc::SIGUSR2,
+            "ALRM" => libc::SIGALRM,
+            "URG" => libc::SIGURG,
+            "WINCH" => libc::SIGWINCH,
+            "TTIN" => libc::SIGTTIN,
+            "TTOU" => libc::SIGTTOU,
+            "XCPU" => libc::SIGXCPU,
+            "XFSZ" => libc::SIGXFSZ,
+            "VTALRM" => libc::SIGVTALRM,
+            "PWR" => libc::SIGPWR,
+            "RTMIN" => libc::SIGRTMIN(),
+            _ => return Err(()),
+        }
+    };
+    if usable_dump_signal(sig) {
+        Ok(Some(sig))
+    } else {
+        Err(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(
+            |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            Path::new("/work/dir"),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, w) = parse(&[]);
+        assert!(w.is_empty());
+        assert_eq!(c.out_prefix, Path::new("/work/dir/rprof"));
+        assert_eq!(c.profiles, Profiles::ALL);
+        assert_eq!(c.cpu_hz, 100);
+        assert_eq!(c.dump_signal, Some(libc::SIGUSR2));
+        assert_eq!(c.log, LogLevel::Warn);
+    }
+
+    #[test]
+    fn relative_and_absolute_prefixes() {
+        assert_eq!(
+            parse(&[("RPROF_OUT", "out/p")]).0.out_prefix,
+            Path::new("/work/dir/out/p")
+        );
+        assert_eq!(
+            parse(&[("RPROF_OUT", "/tmp/p")]).0.out_prefix,
+            Path::new("/tmp/p")
+        );
+    }
+
+    #[test]
+    fn bad_hz_warns_and_uses_default() {
+        for bad in ["abc", "0", "-5", "100000", ""] {
+            let (c, w) = parse(&[("RPROF_CPU_HZ", bad)]);
+            assert_eq!(c.cpu_hz, 100, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert!(w[0].starts_with("RPROF_CPU_HZ="), "{}", w[0]);
+            assert!(w[0].ends_with("using 100"), "{}", w[0]);
+        }
+        assert_eq!(parse(&[("RPROF_CPU_HZ", "1000")]).0.cpu_hz, 1000);
+    }
+
+    #[test]
+    fn profiles_list() {
+        let (c, w) = parse(&[("RPROF_PROFILES", "cpu, mutex")]);
+        assert!(w.is_empty());
+        assert_eq!(
+            c.profiles,
+            Profiles {
+                cpu: true,
+                heap: false,
+                block: false,
+                mutex: true
+            }
+        );
+        let (c, w) = parse(&[("RPROF_PROFILES", "cpu,bogus")]);
+        assert!(c.profiles.cpu && !c.profiles.heap);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("bogus") && w[0].ends_with("using cpu"), "{}", w[0]);
+    }
+
+    #[test]
+    fn signals() {
+        let sig = |v| parse(&[("RPROF_SIGNAL", v)]);
+        assert_eq!(sig("USR1").0.dump_signal, Some(libc::SIGUSR1));
+        assert_eq!(sig("SIGUSR1").0.dump_signal, Some(libc::SIGUSR1));
+        assert_eq!(sig("sigusr1").0.dump_signal, Some(libc::SIGUSR1));
+        assert_eq!(sig("12").0.dump_signal, Some(12));
+        assert_eq!(sig("none").0.dump_signal, None);
+        assert_eq!(sig("RTMIN+2").0.dump_signal, Some(libc::SIGRTMIN() + 2));
+        for bad in ["KILL", "PROF", "9", "bogus", "0", "999"] {
+            let (c, w) = sig(bad);
+            assert_eq!(c.dump_signal, Some(libc::SIGUSR2), "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert!(w[0].starts_with("RPROF_SIGNAL="), "{}", w[0]);
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(parse(&[("RPROF_LOG", "debug")]).0.log, LogLevel::Debug);
+        assert_eq!(parse(&[("RPROF_LOG", "off")]).0.log, LogLevel::Off);
+        let (c, w) = parse(&[("RPROF_LOG", "loud")]);
+        assert_eq!(c.log, LogLevel::Warn);
+        assert_eq!(w.len(), 1);
+    }
+}

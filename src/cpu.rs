@@ -1,0 +1,305 @@
+//! CPU profiling: one CPU-time timer per thread delivering SIGPROF to that thread.
+//!
+//! Why per-thread timers: a process-wide `setitimer(ITIMER_PROF)` saw 22 % of the CPU of 16
+//! busy threads in a measurement (shared/design-notes.md); Go moved to per-thread timers
+//! for the same reason (golang/go#35057). Each thread gets `timer_create(CLOCK_THREAD_CPUTIME_ID)`
+//! with SIGEV_THREAD_ID, a random first expiry within one period (so short threads are
+//! sampled fairly), and each signal counts 1 + its overrun (the kernel delivers at most one
+//! per tick). `setitimer` is used only where timer_create fails.
+//!
+//! Threads started by `pthread_create` are armed by the interposed start routine; threads
+//! alive at load are armed by thread id; a pthread key destructor deletes a thread's timer
+//! when it exits. Timer ids live in a fixed table so that all can be deleted at exit or when
+//! the program takes SIGPROF for itself.
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::log::{debug, warning};
+use crate::signal_safe::ring::{Record, Ring};
+use crate::signal_safe::unwind::{self, StackBounds};
+use crate::signal_safe::{sys, ErrnoGuard};
+
+/// The sigev_value our timers carry, to tell their signals from any other SIGPROF.
+const TIMER_MAGIC: i32 = 0x7270_7266;
+const SI_TIMER: i32 = -2;
+const SI_KERNEL: i32 = 0x80;
+const TIMER_SLOTS: usize = 4096;
+
+/// Whether the SIGPROF handler records samples.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Set once the process-wide fallback timer is in use.
+static USING_ITIMER: AtomicBool = AtomicBool::new(false);
+static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
+/// Timer ids + 1 of armed threads; 0 is a free slot.
+static TIMERS: [AtomicU64; TIMER_SLOTS] = [const { AtomicU64::new(0) }; TIMER_SLOTS];
+/// pthread key whose destructor deletes the exiting thread's timer (+1; 0 = none yet).
+static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
+
+pub static RING: Ring = Ring::new();
+
+thread_local! {
+    /// This thread's stack span, recorded when it was armed; read by the signal handler.
+    static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
+}
+
+/// Prepares sampling at `hz`. Not signal-safe; call once at load before arming threads.
+pub fn init(hz: u32) -> bool {
+    if !RING.init() {
+        warning!("cannot map the sample buffer; CPU profiling is off");
+        return false;
+    }
+    if !unwind::init() {
+        warning!("this glibc has no _dl_find_object (glibc < 2.35): CPU stacks hold only the interrupted function");
+    }
+    PERIOD_NS.store(1_000_000_000 / u64::from(hz.max(1)), Ordering::Relaxed);
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creates a key with a destructor that is an extern "C" fn taking the value.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        EXIT_KEY.store(key + 1, Ordering::Relaxed);
+    }
+    ACTIVE.store(true, Ordering::Release);
+    true
+}
+
+pub fn period_ns() -> u64 {
+    PERIOD_NS.load(Ordering::Relaxed)
+}
+
+pub fn is_active() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+/// The SIGPROF handler. Async-signal-safe: it walks the stack into a preallocated ring slot.
+pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
+    let Some(weight) = (unsafe { sample_weight(info) }) else {
+        return;
+    };
+    if !ACTIVE.load(Ordering::Acquire) || uc.is_null() {
+        return;
+    }
+    // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
+    let regs = unsafe { unwind::regs_from_ucontext(uc) };
+    let stack = STACK.with(Cell::get).and_then(|b| {
+        let sp = regs.0[7]?;
+        (sp >= b.lo && sp < b.hi).then_some(StackBounds { lo: sp, hi: b.hi })
+    });
+    RING.push(weight, |rec: &mut Record| {
+        let w = unwind::walk(&regs, stack, &mut rec.pcs);
+        rec.depth = w.depth as u16;
+        rec.truncated = w.truncated;
+        rec.thread_name = sys::thread_name();
+    });
+}
+
+/// The number of periods a SIGPROF stands for, or None if it is not from our timers.
+///
+/// # Safety
+/// `info` must be the siginfo the kernel passed to a SA_SIGINFO handler.
+unsafe fn sample_weight(info: *const libc::siginfo_t) -> Option<u32> {
+    if info.is_null() {
+        return None;
+    }
+    let code = (*info).si_code;
+    if code == SI_TIMER {
+        // For POSIX timers the union holds { int si_tid; int si_overrun; sigval si_value; }
+        // at offset 16 on 64-bit Linux.
+        let base = info as *const u8;
+        let overrun = std::ptr::read_unaligned(base.add(20) as *const i32);
+        let value = std::ptr::read_unaligned(base.add(24) as *const i32);
+        if value != TIMER_MAGIC {
+            return None;
+        }
+        return Some(1 + overrun.max(0) as u32);
+    }
+    (code == SI_KERNEL && USING_ITIMER.load(Ordering::Relaxed)).then_some(1)
+}
+
+/// Arms a CPU timer for the calling thread, recording its stack span for the unwinder.
+/// Not signal-safe (called at load, from the pthread_create trampoline, in a fork child).
+pub fn arm_current_thread(stack: Option<StackBounds>) {
+    STACK.with(|s| s.set(stack));
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    let slot = arm(libc::CLOCK_THREAD_CPUTIME_ID, sys::gettid());
+    if let (Some(slot), key @ 1..) = (slot, EXIT_KEY.load(Ordering::Relaxed)) {
+        // SAFETY: the key was created by pthread_key_create; the value is a plain integer.
+        unsafe { libc::pthread_setspecific(key - 1, (slot + 1) as *const libc::c_void) };
+    }
+}
+
+/// Arms timers for the threads other than the caller that exist at load. They get no stack
+/// span (it cannot be learned from outside the thread), so their samples hold the leaf only.
+pub fn arm_other_threads() {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    let me = sys::gettid();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        if tid != me {
+            // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+            let clock = (!tid << 3) | 2 | 4;
+            arm(clock, tid);
+        }
+    }
+}
+
+/// Creates and starts a timer on `clock` signalling thread `tid`; returns its table slot.
+fn arm(clock: libc::clockid_t, tid: i32) -> Option<usize> {
+    // SAFETY: sigevent is plain data; zero is a valid initial value.
+    let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+    sev.sigev_notify = libc::SIGEV_THREAD_ID;
+    sev.sigev_signo = libc::SIGPROF;
+    sev.sigev_notify_thread_id = tid;
+    sev.sigev_value = libc::sigval {
+        sival_ptr: TIMER_MAGIC as usize as *mut libc::c_void,
+    };
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: timer_create reads `sev` and writes the new id into `timer`.
+    if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
+        let err = std::io::Error::last_os_error();
+        fallback_to_itimer(&err);
+        return None;
+    }
+    let period = period_ns();
+    let first = 1 + random(tid as u64) % period;
+    let spec = libc::itimerspec {
+        it_interval: timespec(period),
+        it_value: timespec(first),
+    };
+    // SAFETY: `timer` was just created; spec is a valid itimerspec.
+    unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+    let id = timer as u64 + 1;
+    let slot = TIMERS.iter().position(|t| {
+        t.compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+    if slot.is_none() {
+        debug!("timer table full; thread {tid}'s timer is deleted only when the process ends");
+    }
+    slot
+}
+
+fn fallback_to_itimer(err: &std::io::Error) {
+    if USING_ITIMER.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    warning!("timer_create failed ({err}); falling back to one process-wide setitimer, which undercounts busy threads");
+    let period = timespec(period_ns());
+    let tv = libc::timeval {
+        tv_sec: period.tv_sec,
+        tv_usec: period.tv_nsec / 1000,
+    };
+    let it = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: setitimer reads a valid itimerval.
+    unsafe { libc::setitimer(libc::ITIMER_PROF, &it, std::ptr::null_mut()) };
+}
+
+fn timespec(ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// A cheap random number (splitmix64 over the clock and a seed); not for cryptography.
+fn random(seed: u64) -> u64 {
+    let mut z = sys::monotonic_ns() ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn delete_slot(slot: usize) {
+    if let Some(t) = TIMERS.get(slot) {
+        let id = t.swap(0, Ordering::AcqRel);
+        if id != 0 {
+            // SAFETY: id - 1 is a timer created by `arm` and not yet deleted (the swap above
+            // makes this the only deleter).
+            unsafe { libc::timer_delete((id - 1) as libc::timer_t) };
+        }
+    }
+}
+
+/// pthread key destructor: the thread is exiting, so its timer goes.
+extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+    let slot = value as usize;
+    if slot > 0 {
+        delete_slot(slot - 1);
+    }
+}
+
+/// Stops sampling: no more records, every timer deleted. Used at exit and when the program
+/// installs its own SIGPROF handler.
+pub fn stop() {
+    ACTIVE.store(false, Ordering::Release);
+    for slot in 0..TIMER_SLOTS {
+        delete_slot(slot);
+    }
+    if USING_ITIMER.load(Ordering::Acquire) {
+        let zero = libc::itimerval {
+            it_interval: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+        };
+        // SAFETY: setitimer reads a valid itimerval.
+        unsafe { libc::setitimer(libc::ITIMER_PROF, &zero, std::ptr::null_mut()) };
+    }
+}
+
+/// In a fork child: the parent's timers do not exist here (POSIX timers are not inherited),
+/// so the table is cleared without deleting, and the ring forgets the parent's samples.
+pub fn reset_after_fork() {
+    for t in &TIMERS {
+        t.store(0, Ordering::Relaxed);
+    }
+    RING.reset_after_fork();
+}
+
+/// Key of one aggregated CPU sample: the stack (leaf first), whether it was cut at the
+/// maximum depth, and the thread's name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub pcs: Vec<u64>,
+    pub truncated: bool,
+    pub thread: String,
+}
+
+/// Samples folded by stack since the last dump.
+#[derive(Default)]
+pub struct CpuData {
+    pub counts: HashMap<StackKey, u64>,
+    pub lost: u64,
+}
+
+impl CpuData {
+    /// Moves every finished record from the ring into the counts.
+    pub fn drain_ring(&mut self) {
+        RING.drain(|rec| {
+            let len = rec.thread_name.iter().position(|&b| b == 0).unwrap_or(16);
+            let key = StackKey {
+                pcs: rec.stack().to_vec(),
+                truncated: rec.truncated,
+                thread: String::from_utf8_lossy(&rec.thread_name[..len]).into_owned(),
+            };
+            *self.counts.entry(key).or_insert(0) += u64::from(rec.weight);
+        });
+        self.lost += RING.take_lost();
+    }
+}

@@ -1,0 +1,204 @@
+//! The dump coordinator: owns what has been collected since the last dump, the output
+//! files and their names, and the three triggers (exit, the dump signal, a fatal
+//! SIGINT/SIGTERM). Never runs in signal context.
+//!
+//! Names: `<prefix>.<pid>.<kind>.pb.gz` at exit and `<prefix>.<pid>.<kind>.<n>.pb.gz` for
+//! the n-th snapshot; each file covers the time since the previous one. Files are written
+//! under a temporary name and linked into place, so an existing file (or a symlink planted
+//! there) is never replaced or followed.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::cpu::{self, CpuData};
+use crate::log::{info, warning};
+use crate::pprof;
+use crate::signal_safe::sys;
+use crate::symbolize::Symbolizer;
+use crate::sync::SpinLock;
+
+/// Everything collected since the last dump, and where it goes.
+pub struct DumpState {
+    prefix: PathBuf,
+    cpu_enabled: bool,
+    cpu: CpuData,
+    symbolizer: Symbolizer,
+    snapshots: u32,
+    window_start_unix: i64,
+    window_start_mono: u64,
+    final_done: bool,
+}
+
+/// Guards the collected data and the file sequence. Taken by the collector thread, by the
+/// exit hook and by fork's prepare handler (so a child never inherits it held).
+pub static STATE: SpinLock<Option<DumpState>> = SpinLock::new(None);
+
+pub fn install(prefix: PathBuf, cpu_enabled: bool) {
+    *STATE.lock() = Some(DumpState {
+        prefix,
+        cpu_enabled,
+        cpu: CpuData::default(),
+        symbolizer: Symbolizer::default(),
+        snapshots: 0,
+        window_start_unix: pprof::unix_now_ns(),
+        window_start_mono: sys::monotonic_ns(),
+        final_done: false,
+    });
+}
+
+/// Moves finished samples out of the signal-side buffers.
+pub fn drain() {
+    if let Some(s) = STATE.lock().as_mut() {
+        s.cpu.drain_ring();
+    }
+}
+
+/// Writes a numbered snapshot of everything since the previous dump.
+pub fn snapshot() {
+    let mut guard = STATE.lock();
+    let Some(s) = guard.as_mut() else { return };
+    if s.final_done {
+        return;
+    }
+    s.snapshots += 1;
+    let n = s.snapshots;
+    write_profiles(s, Some(n));
+}
+
+/// Writes the final files (at exit, or before dying of SIGINT/SIGTERM). Runs once.
+pub fn final_dump() {
+    cpu::stop();
+    let mut guard = STATE.lock();
+    let Some(s) = guard.as_mut() else { return };
+    if s.final_done {
+        return;
+    }
+    s.final_done = true;
+    write_profiles(s, None);
+}
+
+/// In a fork child: start afresh, so the child's files cover only the child.
+pub fn reset_after_fork() {
+    if let Some(s) = STATE.lock().as_mut() {
+        s.cpu = CpuData::default();
+        s.symbolizer.clear();
+        s.snapshots = 0;
+        s.window_start_unix = pprof::unix_now_ns();
+        s.window_start_mono = sys::monotonic_ns();
+        s.final_done = false;
+    }
+}
+
+fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
+    let now_mono = sys::monotonic_ns();
+    let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
+    if s.cpu_enabled {
+        s.cpu.drain_ring();
+        let profile = pprof::cpu_profile(
+            &s.cpu,
+            cpu::period_ns(),
+            s.window_start_unix,
+            duration,
+            &mut s.symbolizer,
+        );
+        let bytes = rprof_profile::encode_gzip(&profile);
+        let path = file_name(&s.prefix, "cpu", seq);
+        match write_new_file(&path, &bytes) {
+            Ok(()) => info!("wrote {} ({} samples)", path.display(), profile.sample.len()),
+            Err(e) => warning!("cannot write {}: {e}", path.display()),
+        }
+        s.cpu = CpuData::default();
+    }
+    // Symbols are cached only within one dump: objects may be unloaded and others loaded
+    // at the same addresses before the next.
+    s.symbolizer.clear();
+    s.window_start_unix = pprof::unix_now_ns();
+    s.window_start_mono = now_mono;
+}
+
+fn file_name(prefix: &Path, kind: &str, seq: Option<u32>) -> PathBuf {
+    // SAFETY-free: getpid cannot fail.
+    let pid = std::process::id();
+    let mut name = prefix.as_os_str().to_owned();
+    match seq {
+        Some(n) => name.push(format!(".{pid}.{kind}.{n}.pb.gz")),
+        None => name.push(format!(".{pid}.{kind}.pb.gz")),
+    }
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to a new temporary file beside `path`, then links it to `path`. Never
+/// replaces an existing file and never follows a symlink at either name.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", sys::monotonic_ns() % 1_000_000_007));
+    let tmp = PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = f.write_all(bytes) {
+        drop(f);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.to_string());
+    }
+    drop(f);
+    match std::fs::hard_link(&tmp, path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(format!(
+            "a file already exists there and is not replaced; the profile is in {}",
+            tmp.display()
+        )),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let pid = std::process::id();
+        assert_eq!(
+            file_name(Path::new("/o/rprof"), "cpu", None),
+            PathBuf::from(format!("/o/rprof.{pid}.cpu.pb.gz"))
+        );
+        assert_eq!(
+            file_name(Path::new("/o/rprof"), "cpu", Some(3)),
+            PathBuf::from(format!("/o/rprof.{pid}.cpu.3.pb.gz"))
+        );
+    }
+
+    #[test]
+    fn never_replaces_or_follows() {
+        let dir = std::env::temp_dir().join(format!("rprof-dump-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.pb.gz");
+        write_new_file(&p, b"one").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        let err = write_new_file(&p, b"two").unwrap_err();
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        let target = dir.join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = dir.join("link.pb.gz");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(write_new_file(&link, b"evil").is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(write_new_file(&dir.join("missing/x.pb.gz"), b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,14 @@
+//! Everything reachable from a signal handler (and, later, from malloc hooks).
+//!
+//! Contract for every function in this module tree: no heap allocation, no lock that
+//! interrupted code may hold, no panic (no slice indexing that can fail, no unwrap), and no
+//! libc call that is not async-signal-safe. errno is preserved by the handlers themselves
+//! ([`ErrnoGuard`]). Memory is read only where it is known to be mapped: the interrupted
+//! thread's stack between its stack pointer and the top recorded when the thread started,
+//! and the loaded objects that `_dl_find_object` reports.
+
+pub mod ring;
+pub mod sys;
+pub mod unwind;
+
+pub use sys::ErrnoGuard;
