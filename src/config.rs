@@ -288,7 +288,11 @@ mod tests {
         let (c, w) = parse(&[("RPROF_PROFILES", "cpu,bogus")]);
         assert!(c.profiles.cpu && !c.profiles.heap);
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("bogus") && w[0].ends_with("using cpu"), "{}", w[0]);
+        assert!(
+            w[0].contains("bogus") && w[0].ends_with("using cpu"),
+            "{}",
+            w[0]
+        );
     }
 
     #[test]

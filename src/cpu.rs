@@ -21,6 +21,7 @@ use crate::log::{debug, warning};
 use crate::signal_safe::ring::{Record, Ring};
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
+use crate::symbolize::{FrameId, FrameTable, LineCache};
 
 /// The sigev_value our timers carry, to tell their signals from any other SIGPROF.
 const TIMER_MAGIC: i32 = 0x7270_7266;
@@ -143,7 +144,10 @@ pub fn arm_other_threads() {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return;
     };
-    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+    for tid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
         if tid != me {
             // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
             let clock = (!tid << 3) | 2 | 4;
@@ -272,11 +276,11 @@ pub fn reset_after_fork() {
     RING.reset_after_fork();
 }
 
-/// Key of one aggregated CPU sample: the stack (leaf first), whether it was cut at the
-/// maximum depth, and the thread's name.
+/// Key of one aggregated CPU sample: the stack as resolved frames (leaf first), whether
+/// it was cut at the maximum depth, and the thread's name.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StackKey {
-    pub pcs: Vec<u64>,
+    pub frames: Vec<FrameId>,
     pub truncated: bool,
     pub thread: String,
 }
@@ -289,12 +293,12 @@ pub struct CpuData {
 }
 
 impl CpuData {
-    /// Moves every finished record from the ring into the counts.
-    pub fn drain_ring(&mut self) {
+    /// Moves every finished record from the ring into the counts, resolving its addresses.
+    pub fn drain_ring(&mut self, frames: &mut FrameTable, lines: &mut LineCache) {
         RING.drain(|rec| {
             let len = rec.thread_name.iter().position(|&b| b == 0).unwrap_or(16);
             let key = StackKey {
-                pcs: rec.stack().to_vec(),
+                frames: frames.stack(rec.stack(), lines),
                 truncated: rec.truncated,
                 thread: String::from_utf8_lossy(&rec.thread_name[..len]).into_owned(),
             };

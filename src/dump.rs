@@ -16,7 +16,7 @@ use crate::cpu::{self, CpuData};
 use crate::log::{info, warning};
 use crate::pprof;
 use crate::signal_safe::sys;
-use crate::symbolize::Symbolizer;
+use crate::symbolize::{FrameTable, LineCache};
 use crate::sync::SpinLock;
 
 /// Everything collected since the last dump, and where it goes.
@@ -24,7 +24,8 @@ pub struct DumpState {
     prefix: PathBuf,
     cpu_enabled: bool,
     cpu: CpuData,
-    symbolizer: Symbolizer,
+    frames: FrameTable,
+    lines: LineCache,
     snapshots: u32,
     window_start_unix: i64,
     window_start_mono: u64,
@@ -40,7 +41,8 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool) {
         prefix,
         cpu_enabled,
         cpu: CpuData::default(),
-        symbolizer: Symbolizer::default(),
+        frames: FrameTable::default(),
+        lines: LineCache::default(),
         snapshots: 0,
         window_start_unix: pprof::unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
@@ -51,7 +53,19 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool) {
 /// Moves finished samples out of the signal-side buffers.
 pub fn drain() {
     if let Some(s) = STATE.lock().as_mut() {
-        s.cpu.drain_ring();
+        s.cpu.drain_ring(&mut s.frames, &mut s.lines);
+    }
+}
+
+/// Before the real dlclose: resolve what has been sampled so far while the object is
+/// still mapped (the frame table notices the unload by itself afterwards). Waits a bounded time for the lock,
+/// since a library destructor may call dlclose while the loader lock is held.
+pub fn before_dlclose() {
+    let Some(mut guard) = STATE.try_lock_for(50_000_000) else {
+        return;
+    };
+    if let Some(s) = guard.as_mut() {
+        s.cpu.drain_ring(&mut s.frames, &mut s.lines);
     }
 }
 
@@ -83,7 +97,7 @@ pub fn final_dump() {
 pub fn reset_after_fork() {
     if let Some(s) = STATE.lock().as_mut() {
         s.cpu = CpuData::default();
-        s.symbolizer.clear();
+        s.frames = FrameTable::default();
         s.snapshots = 0;
         s.window_start_unix = pprof::unix_now_ns();
         s.window_start_mono = sys::monotonic_ns();
@@ -95,31 +109,33 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
     if s.cpu_enabled {
-        s.cpu.drain_ring();
+        s.cpu.drain_ring(&mut s.frames, &mut s.lines);
         let profile = pprof::cpu_profile(
             &s.cpu,
+            &s.frames,
             cpu::period_ns(),
             s.window_start_unix,
             duration,
-            &mut s.symbolizer,
         );
         let bytes = rprof_profile::encode_gzip(&profile);
         let path = file_name(&s.prefix, "cpu", seq);
         match write_new_file(&path, &bytes) {
-            Ok(()) => info!("wrote {} ({} samples)", path.display(), profile.sample.len()),
+            Ok(()) => info!(
+                "wrote {} ({} samples)",
+                path.display(),
+                profile.sample.len()
+            ),
             Err(e) => warning!("cannot write {}: {e}", path.display()),
         }
         s.cpu = CpuData::default();
     }
-    // Symbols are cached only within one dump: objects may be unloaded and others loaded
-    // at the same addresses before the next.
-    s.symbolizer.clear();
+    // Each file has its own frames; the table would otherwise grow for ever.
+    s.frames = FrameTable::default();
     s.window_start_unix = pprof::unix_now_ns();
     s.window_start_mono = now_mono;
 }
 
 fn file_name(prefix: &Path, kind: &str, seq: Option<u32>) -> PathBuf {
-    // SAFETY-free: getpid cannot fail.
     let pid = std::process::id();
     let mut name = prefix.as_os_str().to_owned();
     match seq {

@@ -66,7 +66,11 @@ fn register_process_hooks() {
     // SAFETY: registers extern "C" functions that live as long as the library.
     unsafe {
         libc::atexit(on_exit);
-        libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        );
     }
 }
 

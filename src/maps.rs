@@ -53,6 +53,45 @@ fn parse_line(line: &str) -> Option<MapEntry> {
     })
 }
 
+/// glibc's running counts of objects loaded and unloaded (dl_phdr_info's dlpi_adds and
+/// dlpi_subs): when they are unchanged, so is the set of loaded objects.
+pub fn objects_generation() -> (u64, u64) {
+    let mut g = (0u64, 0u64);
+    // SAFETY: the callback reads the first object's info and writes to `g`, which outlives
+    // the call; returning 1 stops the iteration.
+    unsafe { libc::dl_iterate_phdr(Some(on_first_object), (&mut g as *mut (u64, u64)).cast()) };
+    g
+}
+
+extern "C" fn on_first_object(
+    info: *mut libc::dl_phdr_info,
+    size: usize,
+    data: *mut libc::c_void,
+) -> i32 {
+    if size >= std::mem::size_of::<libc::dl_phdr_info>() {
+        // SAFETY: glibc passed a full dl_phdr_info (size checked) and our `data` pointer.
+        unsafe { *(data as *mut (u64, u64)) = ((*info).dlpi_adds, (*info).dlpi_subs) };
+    }
+    1
+}
+
+/// The path of librprof.so itself, as /proc/self/maps names it.
+pub fn own_object_path() -> Option<String> {
+    // SAFETY: Dl_info is plain data.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let here = own_object_path as *const libc::c_void;
+    // SAFETY: dladdr fills `info` for an address inside this library.
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    let path = std::path::Path::new(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()),
+    );
+    Some(std::fs::canonicalize(path).ok()?.display().to_string())
+}
+
 struct LoadedObject {
     ranges: Vec<(u64, u64)>,
     build_id: String,
@@ -66,7 +105,11 @@ fn loaded_objects() -> Vec<LoadedObject> {
     out
 }
 
-extern "C" fn on_object(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> i32 {
+extern "C" fn on_object(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> i32 {
     // SAFETY: dl_iterate_phdr passes a valid info and our `data` pointer.
     let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<LoadedObject>)) };
     if info.dlpi_phdr.is_null() {
@@ -85,7 +128,8 @@ extern "C" fn on_object(info: *mut libc::dl_phdr_info, _size: usize, data: *mut 
             libc::PT_LOAD => obj.ranges.push((start, start.wrapping_add(ph.p_memsz))),
             libc::PT_NOTE if obj.build_id.is_empty() => {
                 // SAFETY: a PT_NOTE segment of a loaded object is mapped for p_memsz bytes.
-                let notes = unsafe { std::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize) };
+                let notes =
+                    unsafe { std::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize) };
                 obj.build_id = gnu_build_id(notes).unwrap_or_default();
             }
             _ => {}
@@ -99,7 +143,8 @@ extern "C" fn on_object(info: *mut libc::dl_phdr_info, _size: usize, data: *mut 
 fn gnu_build_id(mut notes: &[u8]) -> Option<String> {
     let align4 = |n: usize| (n + 3) & !3;
     while notes.len() >= 12 {
-        let word = |i: usize| u32::from_ne_bytes(notes[i..i + 4].try_into().unwrap_or([0; 4])) as usize;
+        let word =
+            |i: usize| u32::from_ne_bytes(notes[i..i + 4].try_into().unwrap_or([0; 4])) as usize;
         let (namesz, descsz, ty) = (word(0), word(4), word(8));
         let name_end = 12 + align4(namesz);
         let desc_end = name_end + align4(descsz);

@@ -1,14 +1,13 @@
-//! Turns recorded stacks into profile.proto: mappings from /proc/self/maps, locations
-//! symbolized in-process (what cannot be symbolized keeps its address for pprof), and the
-//! Go shape of each profile kind.
+//! Turns recorded stacks into profile.proto: the mappings seen while profiling, locations
+//! symbolized in-process (what could not be symbolized keeps its address and mapping so
+//! that pprof can symbolize it from the binary), and the Go shape of each profile kind.
 
 use std::collections::HashMap;
 
 use rprof_profile::{names, Builder, MappingInfo, Profile};
 
 use crate::cpu::CpuData;
-use crate::maps::{self, MapEntry};
-use crate::symbolize::Symbolizer;
+use crate::symbolize::{FrameId, FrameTable};
 
 /// What symbolization found for the locations of one mapping, to set its has_* flags.
 #[derive(Default, Clone, Copy)]
@@ -19,20 +18,27 @@ struct Coverage {
     with_line: u32,
 }
 
-/// Adds stacks to a builder, sharing mappings, locations and symbolization.
+/// Adds stacks of resolved frames to a builder, one location per frame.
 pub struct StackEncoder<'a> {
     builder: Builder,
-    maps: Vec<MapEntry>,
+    table: &'a FrameTable,
+    /// Profile mapping id of each entry of `table.mappings` (1-based; the main program first).
+    mapping_ids: Vec<u64>,
     coverage: Vec<Coverage>,
-    locations: HashMap<u64, u64>,
-    symbolizer: &'a mut Symbolizer,
+    locations: HashMap<FrameId, u64>,
 }
 
 impl<'a> StackEncoder<'a> {
-    pub fn new(mut builder: Builder, symbolizer: &'a mut Symbolizer) -> Self {
-        let maps = maps::executable_mappings();
-        for m in &maps {
-            builder.add_mapping(&MappingInfo {
+    pub fn new(mut builder: Builder, table: &'a FrameTable) -> Self {
+        let mut order: Vec<usize> = (0..table.mappings.len()).collect();
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        order.sort_by_key(|&i| table.mappings[i].path != exe);
+        let mut mapping_ids = vec![0; table.mappings.len()];
+        for i in order {
+            let m = &table.mappings[i];
+            mapping_ids[i] = builder.add_mapping(&MappingInfo {
                 memory_start: m.start,
                 memory_limit: m.end,
                 file_offset: m.offset,
@@ -41,13 +47,12 @@ impl<'a> StackEncoder<'a> {
                 ..MappingInfo::default()
             });
         }
-        let coverage = vec![Coverage::default(); maps.len()];
         StackEncoder {
             builder,
-            maps,
-            coverage,
+            table,
+            coverage: vec![Coverage::default(); mapping_ids.len()],
+            mapping_ids,
             locations: HashMap::new(),
-            symbolizer,
         }
     }
 
@@ -55,41 +60,49 @@ impl<'a> StackEncoder<'a> {
         &mut self.builder
     }
 
-    fn location(&mut self, addr: u64) -> u64 {
-        if let Some(&id) = self.locations.get(&addr) {
-            return id;
+    fn location(&mut self, id: FrameId) -> Option<u64> {
+        if let Some(&loc) = self.locations.get(&id) {
+            return Some(loc);
         }
-        let mapping = self
-            .maps
-            .iter()
-            .position(|m| (m.start..m.end).contains(&addr));
-        let lines = self.symbolizer.lines(addr);
-        if let Some(c) = mapping.and_then(|i| self.coverage.get_mut(i)) {
+        let frame = self.table.frames.get(id as usize)?;
+        let lines = &frame.lines;
+        let known = |ok: bool| u32::from(ok && !lines.is_empty());
+        if let Some(c) = frame.mapping.and_then(|m| self.coverage.get_mut(m)) {
             c.locations += 1;
-            c.with_function += u32::from(!lines.is_empty());
-            c.with_file += u32::from(lines.iter().all(|l| !l.filename.is_empty()) && !lines.is_empty());
-            c.with_line += u32::from(lines.iter().all(|l| l.line > 0) && !lines.is_empty());
+            c.with_function += known(true);
+            c.with_file += known(lines.iter().all(|l| !l.filename.is_empty()));
+            c.with_line += known(lines.iter().all(|l| l.line > 0));
         }
-        let mapping_id = mapping.map_or(0, |i| i as u64 + 1);
-        let id = self.builder.location(addr, mapping_id, lines);
-        self.locations.insert(addr, id);
-        id
+        let mapping_id = frame
+            .mapping
+            .and_then(|m| self.mapping_ids.get(m).copied())
+            .unwrap_or(0);
+        let loc = self.builder.location(frame.address, mapping_id, lines);
+        self.locations.insert(id, loc);
+        Some(loc)
     }
 
     /// Location ids for a stack (leaf first); a truncated stack ends in a synthetic frame.
-    pub fn stack(&mut self, pcs: &[u64], truncated: bool) -> Vec<u64> {
-        let mut ids: Vec<u64> = pcs.iter().map(|&pc| self.location(pc)).collect();
+    pub fn stack(&mut self, frames: &[FrameId], truncated: bool) -> Vec<u64> {
+        let mut ids: Vec<u64> = frames.iter().filter_map(|&f| self.location(f)).collect();
         if truncated {
             ids.push(self.builder.synthetic_location(names::TRUNCATED_FRAME));
         }
         ids
     }
 
-    /// Finishes the profile, setting each mapping's has_* flags to what is true of all of
+    /// Finishes the profile, setting each mapping's has_* flags to what holds for all of
     /// its locations.
     pub fn finish(self) -> Profile {
         let mut p = self.builder.finish();
-        for (m, c) in p.mapping.iter_mut().zip(&self.coverage) {
+        for (i, c) in self.coverage.iter().enumerate() {
+            let Some(m) = self
+                .mapping_ids
+                .get(i)
+                .and_then(|&id| p.mapping.get_mut(id as usize - 1))
+            else {
+                continue;
+            };
             let all = |n: u32| c.locations > 0 && n == c.locations;
             m.has_functions = all(c.with_function);
             m.has_filenames = all(c.with_file);
@@ -110,10 +123,10 @@ pub fn unix_now_ns() -> i64 {
 /// The CPU profile in Go's shape: samples/count and cpu/nanoseconds, period 1e9/hz.
 pub fn cpu_profile(
     data: &CpuData,
+    table: &FrameTable,
     period_ns: u64,
     start_unix_ns: i64,
     duration_ns: i64,
-    symbolizer: &mut Symbolizer,
 ) -> Profile {
     let period = period_ns as i64;
     let b = Builder::new(
@@ -124,12 +137,12 @@ pub fn cpu_profile(
         (names::CPU, names::NANOSECONDS),
         period,
     );
-    let mut enc = StackEncoder::new(b, symbolizer);
+    let mut enc = StackEncoder::new(b, table);
     enc.builder().set_time(start_unix_ns, duration_ns);
     let mut samples: Vec<_> = data.counts.iter().collect();
     samples.sort_by(|a, b| b.1.cmp(a.1));
     for (key, &n) in samples {
-        let ids = enc.stack(&key.pcs, key.truncated);
+        let ids = enc.stack(&key.frames, key.truncated);
         let n = n as i64;
         enc.builder()
             .add_sample(ids, vec![n, n * period], &[("thread", &key.thread)], &[]);
@@ -137,7 +150,8 @@ pub fn cpu_profile(
     if data.lost > 0 {
         let lost = enc.builder().synthetic_location(names::LOST_SAMPLES_FRAME);
         let n = data.lost as i64;
-        enc.builder().add_sample(vec![lost], vec![n, n * period], &[], &[]);
+        enc.builder()
+            .add_sample(vec![lost], vec![n, n * period], &[], &[]);
     }
     enc.finish()
 }

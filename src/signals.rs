@@ -88,11 +88,7 @@ pub fn is_managed(sig: i32) -> bool {
 }
 
 /// The interposed sigaction: the program's view of a managed signal, and its changes.
-pub fn program_sigaction(
-    sig: i32,
-    act: *const libc::sigaction,
-    oact: *mut libc::sigaction,
-) -> i32 {
+pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc::sigaction) -> i32 {
     let mut table = MANAGED.lock();
     let Some(m) = table.iter_mut().flatten().find(|m| m.sig == sig) else {
         drop(table);

@@ -31,6 +31,24 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Tries for about `timeout_ns` nanoseconds to take the lock.
+    pub fn try_lock_for(&self, timeout_ns: u64) -> Option<SpinGuard<'_, T>> {
+        let deadline = crate::signal_safe::sys::monotonic_ns() + timeout_ns;
+        loop {
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(SpinGuard { lock: self });
+            }
+            if crate::signal_safe::sys::monotonic_ns() >= deadline {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Takes the lock without a guard (fork's prepare handler); pair with `raw_unlock`.
     pub fn raw_lock(&self) {
         let mut spins = 0u32;

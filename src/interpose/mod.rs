@@ -47,12 +47,14 @@ pub unsafe extern "C" fn signal(
     }
 }
 
-/// dlclose waits for stack walks in progress, so none reads an object being unmapped.
+/// dlclose first has the samples so far symbolized while the object is mapped, then waits
+/// for stack walks in progress, so none reads an object being unmapped.
 ///
 /// # Safety
 /// As dlclose(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
+    crate::dump::before_dlclose();
     UNLOAD_FENCE.begin_close();
     let rc = real::dlclose(handle);
     UNLOAD_FENCE.end_close();

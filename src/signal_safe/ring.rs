@@ -123,10 +123,11 @@ impl Ring {
     pub fn drain(&self, mut f: impl FnMut(&Record)) {
         for i in 0..SLOTS {
             let Some(slot) = self.slot(i) else { return };
-            if slot
-                .state
-                .compare_exchange(FULL, READING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            if slot.state.load(Ordering::Relaxed) == FULL
+                && slot
+                    .state
+                    .compare_exchange(FULL, READING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 // SAFETY: the READING state gives this thread exclusive access to the record.
                 f(unsafe { &*slot.record.get() });

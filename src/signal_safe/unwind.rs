@@ -317,7 +317,11 @@ fn find_fde(obj: &Object, pc: u64) -> Option<(Cie, u64, Cursor)> {
 /// Reads a CIE/FDE length field; returns (start of contents, end of entry).
 fn entry_bounds(c: &mut Cursor) -> Option<(u64, u64)> {
     let len = c.u32()?;
-    let len = if len == 0xffff_ffff { c.u64()? } else { u64::from(len) };
+    let len = if len == 0xffff_ffff {
+        c.u64()?
+    } else {
+        u64::from(len)
+    };
     if len == 0 {
         return None;
     }

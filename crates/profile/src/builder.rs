@@ -204,7 +204,11 @@ impl Builder {
                 key: self.string(k),
                 str: 0,
                 num: *n,
-                num_unit: if unit.is_empty() { 0 } else { self.string(unit) },
+                num_unit: if unit.is_empty() {
+                    0
+                } else {
+                    self.string(unit)
+                },
             });
         }
         self.profile.sample.push(Sample {

@@ -32,7 +32,10 @@ impl Profile {
 
     /// Names of the sample types, in order.
     pub fn sample_type_names(&self) -> Vec<&str> {
-        self.sample_type.iter().map(|t| self.str(t.r#type)).collect()
+        self.sample_type
+            .iter()
+            .map(|t| self.str(t.r#type))
+            .collect()
     }
 
     pub fn location_by_id(&self) -> HashMap<u64, &Location> {
@@ -147,7 +150,10 @@ pub fn check_valid(p: &Profile) -> Result<(), String> {
             return Err(format!("location id {} zero or repeated", l.id));
         }
         if l.mapping_id != 0 && !mappings.contains(&l.mapping_id) {
-            return Err(format!("location {} names missing mapping {}", l.id, l.mapping_id));
+            return Err(format!(
+                "location {} names missing mapping {}",
+                l.id, l.mapping_id
+            ));
         }
         for line in &l.line {
             if !functions.contains(&line.function_id) {
@@ -214,7 +220,11 @@ mod tests {
             },
         ];
         let l1 = b.location(0x1234, m, &inline);
-        assert_eq!(b.location(0x1234, m, &inline), l1, "locations are deduplicated");
+        assert_eq!(
+            b.location(0x1234, m, &inline),
+            l1,
+            "locations are deduplicated"
+        );
         let lost = b.synthetic_location(crate::names::LOST_SAMPLES_FRAME);
         b.add_sample(vec![l1], vec![2, 20], &[("thread", "main")], &[]);
         b.add_sample(vec![lost], vec![1, 10], &[], &[("bytes", 16, "bytes")]);

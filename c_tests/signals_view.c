@@ -1,0 +1,51 @@
+/* Reports what the program sees of its signal dispositions (as CPython does before it
+ * installs its SIGINT handler), then installs its own SIGTERM handler, which must win:
+ * on SIGTERM it prints "caught TERM" and exits 3. With argument "prof" it also takes
+ * SIGPROF for itself (setitimer) and reports how many of its own signals it got. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include "common.h"
+
+static volatile sig_atomic_t got_term, prof_count;
+static volatile unsigned long sink;
+
+static void on_term(int sig) { (void)sig; got_term = 1; }
+static void on_prof(int sig) { (void)sig; prof_count++; }
+
+static const char *name(void (*h)(int)) {
+    return h == SIG_DFL ? "default" : h == SIG_IGN ? "ignore" : "handler";
+}
+
+int main(int argc, char **argv) {
+    struct sigaction sa;
+    const int sigs[] = {SIGINT, SIGTERM, SIGPROF, SIGUSR2};
+    const char *names[] = {"INT", "TERM", "PROF", "USR2"};
+    for (int i = 0; i < 4; i++) {
+        sigaction(sigs[i], NULL, &sa);
+        printf("%s=%s\n", names[i], name(sa.sa_handler));
+    }
+    void (*old)(int) = signal(SIGUSR2, SIG_DFL);
+    printf("signal(USR2) returned %s\n", name(old));
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGTERM, NULL, &sa);
+    printf("TERM now=%s\n", name(sa.sa_handler));
+    if (argc > 1 && strcmp(argv[1], "prof") == 0) {
+        signal(SIGPROF, on_prof);
+        struct itimerval it = {{0, 10000}, {0, 10000}};
+        setitimer(ITIMER_PROF, &it, NULL);
+        while (prof_count < 20) sink += spin(100000);
+        it.it_value.tv_usec = it.it_interval.tv_usec = 0;
+        setitimer(ITIMER_PROF, &it, NULL);
+        printf("own SIGPROF handler ran\n");
+    }
+    printf("waiting\n");
+    fflush(stdout);
+    for (int i = 0; i < 500 && !got_term; i++) usleep(10000);
+    if (got_term) { printf("caught TERM\n"); return 3; }
+    return 0;
+}
