@@ -14,14 +14,14 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::log::{debug, warning};
 use crate::signal_safe::ring::{Record, Ring};
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
-use crate::symbolize::{FrameId, FrameTable, LineCache};
+use crate::symbolize::Symbolizer;
 
 /// The sigev_value our timers carry, to tell their signals from any other SIGPROF.
 const TIMER_MAGIC: i32 = 0x7270_7266;
@@ -276,11 +276,12 @@ pub fn reset_after_fork() {
     RING.reset_after_fork();
 }
 
-/// Key of one aggregated CPU sample: the stack as resolved frames (leaf first), whether
-/// it was cut at the maximum depth, and the thread's name.
+/// Key of one aggregated CPU sample: the stack (leaf first; addresses, or pinned frame
+/// ids for code that has been unloaded), whether it was cut at the maximum depth, and the
+/// thread's name.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StackKey {
-    pub frames: Vec<FrameId>,
+    pub pcs: Vec<u64>,
     pub truncated: bool,
     pub thread: String,
 }
@@ -290,20 +291,53 @@ pub struct StackKey {
 pub struct CpuData {
     pub counts: HashMap<StackKey, u64>,
     pub lost: u64,
+    /// Addresses seen since the last pin that lie in objects a dlclose may unmap.
+    unloadable: HashSet<u64>,
 }
 
 impl CpuData {
-    /// Moves every finished record from the ring into the counts, resolving its addresses.
-    pub fn drain_ring(&mut self, frames: &mut FrameTable, lines: &mut LineCache) {
+    /// Moves every finished record from the ring into the counts.
+    pub fn drain_ring(&mut self, symbolizer: &Symbolizer) {
         RING.drain(|rec| {
             let len = rec.thread_name.iter().position(|&b| b == 0).unwrap_or(16);
+            let pcs = rec.stack().to_vec();
+            for &pc in &pcs {
+                if symbolizer.may_unload(pc) {
+                    self.unloadable.insert(pc);
+                }
+            }
             let key = StackKey {
-                frames: frames.stack(rec.stack(), lines),
+                pcs,
                 truncated: rec.truncated,
                 thread: String::from_utf8_lossy(&rec.thread_name[..len]).into_owned(),
             };
             *self.counts.entry(key).or_insert(0) += u64::from(rec.weight);
         });
         self.lost += RING.take_lost();
+    }
+
+    /// Before a dlclose: resolves addresses in unloadable objects while they are mapped.
+    pub fn pin_unloadable(&mut self, symbolizer: &mut Symbolizer) {
+        if self.unloadable.is_empty() {
+            return;
+        }
+        let ids = symbolizer.pin(self.unloadable.drain().collect());
+        let counts = std::mem::take(&mut self.counts);
+        for (mut key, n) in counts {
+            for pc in &mut key.pcs {
+                if let Some(&id) = ids.get(pc) {
+                    *pc = id;
+                }
+            }
+            *self.counts.entry(key).or_insert(0) += n;
+        }
+    }
+
+    /// Every distinct stack entry.
+    pub fn stack_entries(&self) -> HashSet<u64> {
+        self.counts
+            .keys()
+            .flat_map(|k| k.pcs.iter().copied())
+            .collect()
     }
 }

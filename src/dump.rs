@@ -16,7 +16,7 @@ use crate::cpu::{self, CpuData};
 use crate::log::{info, warning};
 use crate::pprof;
 use crate::signal_safe::sys;
-use crate::symbolize::{FrameTable, LineCache};
+use crate::symbolize::Symbolizer;
 use crate::sync::SpinLock;
 
 /// Everything collected since the last dump, and where it goes.
@@ -24,8 +24,7 @@ pub struct DumpState {
     prefix: PathBuf,
     cpu_enabled: bool,
     cpu: CpuData,
-    frames: FrameTable,
-    lines: LineCache,
+    symbolizer: Symbolizer,
     snapshots: u32,
     window_start_unix: i64,
     window_start_mono: u64,
@@ -41,8 +40,7 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool) {
         prefix,
         cpu_enabled,
         cpu: CpuData::default(),
-        frames: FrameTable::default(),
-        lines: LineCache::default(),
+        symbolizer: Symbolizer::new(),
         snapshots: 0,
         window_start_unix: pprof::unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
@@ -53,19 +51,20 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool) {
 /// Moves finished samples out of the signal-side buffers.
 pub fn drain() {
     if let Some(s) = STATE.lock().as_mut() {
-        s.cpu.drain_ring(&mut s.frames, &mut s.lines);
+        s.cpu.drain_ring(&s.symbolizer);
     }
 }
 
-/// Before the real dlclose: resolve what has been sampled so far while the object is
-/// still mapped (the frame table notices the unload by itself afterwards). Waits a bounded time for the lock,
+/// Before the real dlclose: resolve what has been sampled in objects that may be unloaded,
+/// while they are still mapped. Waits a bounded time for the lock,
 /// since a library destructor may call dlclose while the loader lock is held.
 pub fn before_dlclose() {
     let Some(mut guard) = STATE.try_lock_for(50_000_000) else {
         return;
     };
     if let Some(s) = guard.as_mut() {
-        s.cpu.drain_ring(&mut s.frames, &mut s.lines);
+        s.cpu.drain_ring(&s.symbolizer);
+        s.cpu.pin_unloadable(&mut s.symbolizer);
     }
 }
 
@@ -97,7 +96,7 @@ pub fn final_dump() {
 pub fn reset_after_fork() {
     if let Some(s) = STATE.lock().as_mut() {
         s.cpu = CpuData::default();
-        s.frames = FrameTable::default();
+        s.symbolizer.clear_profile_state();
         s.snapshots = 0;
         s.window_start_unix = pprof::unix_now_ns();
         s.window_start_mono = sys::monotonic_ns();
@@ -109,10 +108,10 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
     if s.cpu_enabled {
-        s.cpu.drain_ring(&mut s.frames, &mut s.lines);
+        s.cpu.drain_ring(&s.symbolizer);
         let profile = pprof::cpu_profile(
             &s.cpu,
-            &s.frames,
+            &mut s.symbolizer,
             cpu::period_ns(),
             s.window_start_unix,
             duration,
@@ -129,8 +128,7 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
         }
         s.cpu = CpuData::default();
     }
-    // Each file has its own frames; the table would otherwise grow for ever.
-    s.frames = FrameTable::default();
+    s.symbolizer.clear_profile_state();
     s.window_start_unix = pprof::unix_now_ns();
     s.window_start_mono = now_mono;
 }

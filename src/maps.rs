@@ -53,28 +53,6 @@ fn parse_line(line: &str) -> Option<MapEntry> {
     })
 }
 
-/// glibc's running counts of objects loaded and unloaded (dl_phdr_info's dlpi_adds and
-/// dlpi_subs): when they are unchanged, so is the set of loaded objects.
-pub fn objects_generation() -> (u64, u64) {
-    let mut g = (0u64, 0u64);
-    // SAFETY: the callback reads the first object's info and writes to `g`, which outlives
-    // the call; returning 1 stops the iteration.
-    unsafe { libc::dl_iterate_phdr(Some(on_first_object), (&mut g as *mut (u64, u64)).cast()) };
-    g
-}
-
-extern "C" fn on_first_object(
-    info: *mut libc::dl_phdr_info,
-    size: usize,
-    data: *mut libc::c_void,
-) -> i32 {
-    if size >= std::mem::size_of::<libc::dl_phdr_info>() {
-        // SAFETY: glibc passed a full dl_phdr_info (size checked) and our `data` pointer.
-        unsafe { *(data as *mut (u64, u64)) = ((*info).dlpi_adds, (*info).dlpi_subs) };
-    }
-    1
-}
-
 /// The path of librprof.so itself, as /proc/self/maps names it.
 pub fn own_object_path() -> Option<String> {
     // SAFETY: Dl_info is plain data.

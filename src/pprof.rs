@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use rprof_profile::{names, Builder, MappingInfo, Profile};
 
 use crate::cpu::CpuData;
-use crate::symbolize::{FrameId, FrameTable};
+use crate::maps::MapEntry;
+use crate::symbolize::{Frame, Symbolizer};
 
 /// What symbolization found for the locations of one mapping, to set its has_* flags.
 #[derive(Default, Clone, Copy)]
@@ -19,25 +20,27 @@ struct Coverage {
 }
 
 /// Adds stacks of resolved frames to a builder, one location per frame.
-pub struct StackEncoder<'a> {
+pub struct StackEncoder {
     builder: Builder,
-    table: &'a FrameTable,
-    /// Profile mapping id of each entry of `table.mappings` (1-based; the main program first).
+    frames: HashMap<u64, Frame>,
+    /// Profile mapping id of each of the symbolizer's mappings (1-based; the main program first).
     mapping_ids: Vec<u64>,
     coverage: Vec<Coverage>,
-    locations: HashMap<FrameId, u64>,
+    locations: HashMap<u64, u64>,
 }
 
-impl<'a> StackEncoder<'a> {
-    pub fn new(mut builder: Builder, table: &'a FrameTable) -> Self {
-        let mut order: Vec<usize> = (0..table.mappings.len()).collect();
+impl StackEncoder {
+    /// `frames` resolves every stack entry that will be added; `mappings` are the ones
+    /// the frames refer to.
+    pub fn new(mut builder: Builder, frames: HashMap<u64, Frame>, mappings: &[MapEntry]) -> Self {
+        let mut order: Vec<usize> = (0..mappings.len()).collect();
         let exe = std::fs::read_link("/proc/self/exe")
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        order.sort_by_key(|&i| table.mappings[i].path != exe);
-        let mut mapping_ids = vec![0; table.mappings.len()];
+        order.sort_by_key(|&i| mappings[i].path != exe);
+        let mut mapping_ids = vec![0; mappings.len()];
         for i in order {
-            let m = &table.mappings[i];
+            let m = &mappings[i];
             mapping_ids[i] = builder.add_mapping(&MappingInfo {
                 memory_start: m.start,
                 memory_limit: m.end,
@@ -49,7 +52,7 @@ impl<'a> StackEncoder<'a> {
         }
         StackEncoder {
             builder,
-            table,
+            frames,
             coverage: vec![Coverage::default(); mapping_ids.len()],
             mapping_ids,
             locations: HashMap::new(),
@@ -60,11 +63,11 @@ impl<'a> StackEncoder<'a> {
         &mut self.builder
     }
 
-    fn location(&mut self, id: FrameId) -> Option<u64> {
-        if let Some(&loc) = self.locations.get(&id) {
+    fn location(&mut self, entry: u64) -> Option<u64> {
+        if let Some(&loc) = self.locations.get(&entry) {
             return Some(loc);
         }
-        let frame = self.table.frames.get(id as usize)?;
+        let frame = self.frames.get(&entry)?;
         let lines = &frame.lines;
         let known = |ok: bool| u32::from(ok && !lines.is_empty());
         if let Some(c) = frame.mapping.and_then(|m| self.coverage.get_mut(m)) {
@@ -78,13 +81,24 @@ impl<'a> StackEncoder<'a> {
             .and_then(|m| self.mapping_ids.get(m).copied())
             .unwrap_or(0);
         let loc = self.builder.location(frame.address, mapping_id, lines);
-        self.locations.insert(id, loc);
+        self.locations.insert(entry, loc);
         Some(loc)
     }
 
     /// Location ids for a stack (leaf first); a truncated stack ends in a synthetic frame.
-    pub fn stack(&mut self, frames: &[FrameId], truncated: bool) -> Vec<u64> {
-        let mut ids: Vec<u64> = frames.iter().filter_map(|&f| self.location(f)).collect();
+    /// rprof's own frames are left out, except at the leaf end, where they are real time
+    /// spent in rprof (its pthread_create trampoline sits under every thread otherwise).
+    pub fn stack(&mut self, entries: &[u64], truncated: bool) -> Vec<u64> {
+        let mut at_leaf = true;
+        let mut ids = Vec::with_capacity(entries.len() + 1);
+        for &e in entries {
+            let own = self.frames.get(&e).is_some_and(|f| f.own);
+            at_leaf &= own;
+            if own && !at_leaf {
+                continue;
+            }
+            ids.extend(self.location(e));
+        }
         if truncated {
             ids.push(self.builder.synthetic_location(names::TRUNCATED_FRAME));
         }
@@ -123,7 +137,7 @@ pub fn unix_now_ns() -> i64 {
 /// The CPU profile in Go's shape: samples/count and cpu/nanoseconds, period 1e9/hz.
 pub fn cpu_profile(
     data: &CpuData,
-    table: &FrameTable,
+    symbolizer: &mut Symbolizer,
     period_ns: u64,
     start_unix_ns: i64,
     duration_ns: i64,
@@ -137,12 +151,13 @@ pub fn cpu_profile(
         (names::CPU, names::NANOSECONDS),
         period,
     );
-    let mut enc = StackEncoder::new(b, table);
+    let frames = symbolizer.resolve_all(data.stack_entries());
+    let mut enc = StackEncoder::new(b, frames, &symbolizer.mappings);
     enc.builder().set_time(start_unix_ns, duration_ns);
     let mut samples: Vec<_> = data.counts.iter().collect();
     samples.sort_by(|a, b| b.1.cmp(a.1));
     for (key, &n) in samples {
-        let ids = enc.stack(&key.frames, key.truncated);
+        let ids = enc.stack(&key.pcs, key.truncated);
         let n = n as i64;
         enc.builder()
             .add_sample(ids, vec![n, n * period], &[("thread", &key.thread)], &[]);

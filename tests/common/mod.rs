@@ -1,0 +1,284 @@
+//! Helpers for the integration tests: build c_tests programs, run them under librprof.so,
+//! decode and summarise the profiles they write.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rprof_profile::Profile;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// librprof.so from the release build (scripts/test.sh builds it before the tests run).
+pub fn lib() -> PathBuf {
+    let p = root().join("target/release/librprof.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn scratch() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Compiles c_tests/<name>.c (or .cpp) with `-O2 -g` and no frame pointers, once per run.
+pub fn build(name: &str) -> PathBuf {
+    let out_dir = scratch().join("c_tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashSet::new);
+    if built.contains(name) {
+        return out;
+    }
+    let c = root().join(format!("c_tests/{name}.c"));
+    let library = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so"));
+    let (src, compiler) = if let Some(lib) = library {
+        (root().join(format!("c_tests/{lib}.c")), "cc")
+    } else if c.exists() {
+        (c, "cc")
+    } else {
+        (root().join(format!("c_tests/{name}.cpp")), "c++")
+    };
+    let mut cmd = Command::new(compiler);
+    // Frame pointers off, as in distribution builds: the unwinder must use CFI.
+    cmd.args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src);
+    if library.is_some() {
+        cmd.args(["-shared", "-fPIC"]);
+    }
+    cmd.arg("-ldl");
+    let status = cmd.status().expect("a C compiler (cc, c++) is needed");
+    assert!(status.success(), "compiling {}", src.display());
+    built.insert(name.to_owned());
+    out
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh output directory for one run.
+pub fn out_dir(tag: &str) -> PathBuf {
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let d = scratch().join(format!("runs/{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub struct Run {
+    pub dir: PathBuf,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// The process CPU time the program reported (cpu_ns=N on stderr).
+    pub fn cpu_ns(&self) -> i64 {
+        self.stderr()
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu_ns=")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no cpu_ns= line in stderr:\n{}", self.stderr()))
+    }
+    /// Profile files written into the run's directory, sorted by name.
+    pub fn files(&self) -> Vec<PathBuf> {
+        files_in(&self.dir)
+    }
+    /// The one final (exit) file of `kind` for process `pid`.
+    pub fn final_profile(&self, pid: u32, kind: &str) -> Profile {
+        load(&self.dir.join(format!("rprof.{pid}.{kind}.pb.gz")))
+    }
+}
+
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A command for `prog` under librprof.so writing to `dir` (RPROF_OUT=<dir>/rprof).
+pub fn command(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .env("LD_PRELOAD", lib())
+        .env("RPROF_OUT", dir.join("rprof"))
+        .env_remove("RPROF_PROFILES")
+        .env_remove("RPROF_CPU_HZ")
+        .env_remove("RPROF_LOG")
+        .env_remove("RPROF_SIGNAL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn run(tag: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = out_dir(tag);
+    let output = command(prog, args, env, &dir).output().unwrap();
+    Run { dir, output }
+}
+
+pub fn spawn(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Child {
+    command(prog, args, env, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The program run without the library, for comparing output and status.
+pub fn run_plain(prog: &Path, args: &[&str]) -> Output {
+    Command::new(prog).args(args).output().unwrap()
+}
+
+/// Decodes a profile file and checks its structure.
+pub fn load(path: &Path) -> Profile {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let p = rprof_profile::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    rprof_profile::check_valid(&p).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    p
+}
+
+/// Per-function flat and cumulative values of sample type `index`, as pprof -top counts
+/// them (inlined frames expanded; a function counts once per sample in cum).
+pub struct Summary {
+    pub total: i64,
+    pub flat: HashMap<String, i64>,
+    pub cum: HashMap<String, i64>,
+    pub by_thread: HashMap<String, i64>,
+    pub samples: usize,
+}
+
+impl Summary {
+    pub fn cum(&self, f: &str) -> i64 {
+        self.cum.get(f).copied().unwrap_or(0)
+    }
+    pub fn flat(&self, f: &str) -> i64 {
+        self.flat.get(f).copied().unwrap_or(0)
+    }
+    pub fn functions(&self) -> Vec<&str> {
+        self.cum.keys().map(String::as_str).collect()
+    }
+}
+
+pub fn summarize(p: &Profile, sample_type: &str) -> Summary {
+    let idx = p
+        .sample_type_index(sample_type)
+        .unwrap_or_else(|| panic!("no sample type {sample_type}"));
+    let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+    let mut s = Summary {
+        total: 0,
+        flat: HashMap::new(),
+        cum: HashMap::new(),
+        by_thread: HashMap::new(),
+        samples: p.sample.len(),
+    };
+    for sample in &p.sample {
+        let v = sample.value[idx];
+        s.total += v;
+        let frames = p.frames(sample, &locs, &funcs);
+        if let Some(leaf) = frames.first() {
+            *s.flat.entry(leaf.function.to_owned()).or_default() += v;
+        }
+        let mut seen = HashSet::new();
+        for f in &frames {
+            if seen.insert(f.function) {
+                *s.cum.entry(f.function.to_owned()).or_default() += v;
+            }
+        }
+        if let Some(t) = p.label_str(sample, "thread") {
+            *s.by_thread.entry(t.to_owned()).or_default() += v;
+        }
+    }
+    s
+}
+
+/// Half-width of a confidence interval for a proportion `p` estimated from `n`
+/// independent samples, at `z` standard deviations.
+pub fn proportion_bound(p: f64, n: f64, z: f64) -> f64 {
+    z * (p * (1.0 - p) / n).sqrt()
+}
+
+/// Asserts that `part/whole` is within the binomial bound of `expected` (z = 5: a false
+/// failure about once in 3.5 million runs).
+pub fn assert_share(what: &str, part: i64, whole: i64, expected: f64, n_independent: f64) {
+    let share = part as f64 / whole as f64;
+    let bound = proportion_bound(expected, n_independent, 5.0);
+    assert!(
+        (share - expected).abs() <= bound,
+        "{what}: share {share:.3}, expected {expected} ± {bound:.3} (n = {n_independent:.0})"
+    );
+}
+
+/// Asserts `value` within `rel` (e.g. 0.10) of `truth`.
+pub fn assert_within(what: &str, value: i64, truth: i64, rel: f64) {
+    let err = (value - truth).abs() as f64 / truth as f64;
+    assert!(
+        err <= rel,
+        "{what}: {value} vs truth {truth}: off by {:.1}% (allowed {:.0}%)",
+        err * 100.0,
+        rel * 100.0
+    );
+}
+
+/// `go tool pprof -top` on a file, when `go` is installed.
+pub fn go_pprof_top(path: &Path, extra: &[&str]) -> Option<String> {
+    let probe = Command::new("go").arg("version").output().ok()?;
+    if !probe.status.success() {
+        return None;
+    }
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-top"])
+        .args(extra)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go tool pprof failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every string in the profile's function table.
+pub fn function_names(p: &Profile) -> Vec<String> {
+    p.function
+        .iter()
+        .map(|f| p.str(f.name).to_owned())
+        .collect()
+}
+
+pub fn pid_of(child: &Child) -> u32 {
+    child.id()
+}
+
+/// Sends `sig` to `pid`.
+pub fn kill(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}

@@ -1,0 +1,284 @@
+//! CPU profiles of c_tests programs with known behaviour, checked against that truth.
+//!
+//! Statistical bounds: a share p of CPU estimated from n independent samples has standard
+//! deviation sqrt(p(1-p)/n); tests allow 5 of those. Signals come at most once per kernel
+//! tick per thread (250/s on common kernels), so n is taken as CPU seconds × min(hz, 250)
+//! × 0.8, a conservative count of the signals actually delivered.
+
+mod common;
+
+use common::*;
+
+fn independent_samples(cpu_ns: i64, hz: f64) -> f64 {
+    cpu_ns as f64 / 1e9 * hz.min(250.0) * 0.8
+}
+
+#[test]
+fn three_to_one_split_and_total_cpu() {
+    let prog = build("cpu_split");
+    let r = run("split", &prog, &["1200"], &[("RPROF_CPU_HZ", "1000")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.output.stdout, run_plain(&prog, &["1200"]).stdout);
+    let files = r.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let p = load(&files[0]);
+
+    assert_eq!(p.sample_type_names(), ["samples", "cpu"]);
+    let period_type = p.period_type.unwrap();
+    assert_eq!(
+        (p.str(period_type.r#type), p.str(period_type.unit)),
+        ("cpu", "nanoseconds")
+    );
+    assert_eq!(p.period, 1_000_000);
+    assert!(p.time_nanos > 0 && p.duration_nanos > 0);
+
+    let s = summarize(&p, "cpu");
+    let cpu_ns = r.cpu_ns();
+    assert_within("profiled CPU vs getrusage", s.total, cpu_ns, 0.10);
+    let counts = summarize(&p, "samples");
+    assert_eq!(counts.total * p.period, s.total, "cpu = samples × period");
+
+    let (three, one) = (s.cum("burn_three"), s.cum("burn_one"));
+    assert_share(
+        "burn_three of burn_three+burn_one",
+        three,
+        three + one,
+        0.75,
+        independent_samples(cpu_ns, 1000.0),
+    );
+    // The common caller and main hold (nearly) everything; the leaf is the spinning code.
+    assert!(s.cum("work") as f64 >= 0.95 * s.total as f64);
+    assert!(s.cum("main") as f64 >= 0.95 * s.total as f64);
+    assert!(s.flat("spin") as f64 >= 0.90 * s.total as f64);
+    // No frame of rprof's handler or of the signal trampoline is ever recorded.
+    for f in function_names(&p) {
+        assert!(
+            !f.contains("rprof") && !f.contains("restore_rt") && !f.contains("sigprof"),
+            "library frame {f} in the profile"
+        );
+    }
+    // Source files and lines, and the main binary's mapping with its build ID, first.
+    let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+    let frames = p.frames(&p.sample[0], &locs, &funcs);
+    let spin = frames.iter().find(|f| f.function == "spin").unwrap();
+    assert!(spin.filename.ends_with("c_tests/common.h"), "{spin:?}");
+    assert!(spin.line > 0);
+    let main_map = &p.mapping[0];
+    assert!(p.str(main_map.filename).ends_with("/cpu_split"));
+    assert_eq!(p.str(main_map.build_id).len(), 40);
+    assert!(main_map.has_functions);
+    for l in &p.location {
+        assert!(
+            l.address != 0 && l.mapping_id != 0,
+            "location without address: {l:?}"
+        );
+    }
+
+    if let Some(top) = go_pprof_top(&files[0], &[]) {
+        for f in ["burn_three", "burn_one", "work", "main", "spin"] {
+            assert!(top.contains(f), "go tool pprof -top lacks {f}:\n{top}");
+        }
+    }
+}
+
+#[test]
+fn default_rate_matches_cpu_time() {
+    let prog = build("cpu_split");
+    let r = run("default-hz", &prog, &["1000"], &[]);
+    assert!(r.output.status.success());
+    let p = load(&r.files()[0]);
+    assert_eq!(p.period, 10_000_000, "period = 1e9 / 100 Hz");
+    assert_within(
+        "CPU at 100 Hz",
+        summarize(&p, "cpu").total,
+        r.cpu_ns(),
+        0.10,
+    );
+}
+
+#[test]
+fn threads_each_get_their_share() {
+    let prog = build("threads_equal");
+    let r = run("threads", &prog, &["400"], &[("RPROF_CPU_HZ", "1000")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "threads_equal done\n");
+    let p = load(&r.files()[0]);
+    let s = summarize(&p, "cpu");
+    let cpu_ns = r.cpu_ns();
+    assert_within("CPU of four busy threads", s.total, cpu_ns, 0.10);
+    let n = independent_samples(cpu_ns, 1000.0);
+    for (i, f) in ["worker_a", "worker_b", "worker_c", "worker_d"]
+        .iter()
+        .enumerate()
+    {
+        assert_share(f, s.cum(f), s.total, 0.25, n);
+        let thread = format!("worker-{i}");
+        let t = s.by_thread.get(&thread).copied().unwrap_or(0);
+        assert_share(&thread, t, s.total, 0.25, n);
+    }
+    // Worker stacks reach the thread entry point: no frame of rprof's trampoline between.
+    assert!(s.cum("start_thread") as f64 >= 0.95 * s.total as f64);
+}
+
+#[test]
+fn truncates_deep_stacks_keeping_innermost_frames() {
+    let prog = build("deep_recursion");
+    let r = run("deep", &prog, &[], &[]);
+    assert!(r.output.status.success());
+    let p = load(&r.files()[0]);
+    let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+    let mut truncated = 0;
+    for sample in &p.sample {
+        let frames = p.frames(sample, &locs, &funcs);
+        assert!(frames.len() <= 129, "{} frames", frames.len());
+        if frames.last().unwrap().function == rprof_profile::names::TRUNCATED_FRAME {
+            truncated += sample.value[0];
+            assert_eq!(frames[0].function, "spin");
+            assert!(frames[1..128].iter().all(|f| f.function == "recurse"));
+        }
+    }
+    let total = summarize(&p, "samples").total;
+    assert!(
+        truncated as f64 >= 0.95 * total as f64,
+        "{truncated} of {total} truncated"
+    );
+}
+
+#[test]
+fn bad_rate_warns_once_and_still_profiles() {
+    let prog = build("cpu_split");
+    let r = run("bad-hz", &prog, &["400"], &[("RPROF_CPU_HZ", "fast")]);
+    assert!(r.output.status.success());
+    let warnings: Vec<_> = r
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("rprof:"))
+        .map(String::from)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("RPROF_CPU_HZ")
+            && warnings[0].contains("fast")
+            && warnings[0].contains("using 100"),
+        "{}",
+        warnings[0]
+    );
+    let p = load(&r.files()[0]);
+    assert_eq!(p.period, 10_000_000);
+    assert!(summarize(&p, "cpu").cum("burn_three") > 0);
+}
+
+#[test]
+fn dlopen_dlclose_loop_keeps_symbols_of_unloaded_library() {
+    let prog = build("dlopen_loop");
+    let plugin = build("libplugin.so");
+    let args = [plugin.to_str().unwrap()];
+    let r = run("dlopen", &prog, &args, &[("RPROF_CPU_HZ", "1000")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.output.stdout, run_plain(&prog, &args).stdout);
+    let p = load(&r.files()[0]);
+    let s = summarize(&p, "cpu");
+    let cpu_ns = r.cpu_ns();
+    assert_within("CPU with dlopen/dlclose", s.total, cpu_ns, 0.10);
+    let (plugin_burn, main_burn) = (s.cum("plugin_burn"), s.cum("main_burn"));
+    assert_share(
+        "plugin_burn of plugin_burn+main_burn",
+        plugin_burn,
+        plugin_burn + main_burn,
+        0.5,
+        independent_samples(cpu_ns, 1000.0) * 0.8,
+    );
+    // The unloaded library's mapping is still described.
+    assert!(p
+        .mapping
+        .iter()
+        .any(|m| p.str(m.filename).ends_with("libplugin.so") && !p.str(m.build_id).is_empty()));
+}
+
+#[test]
+fn cxx_exceptions_in_flight_are_unwound_safely() {
+    let prog = build("cxx_exceptions");
+    let r = run("cxx", &prog, &[], &[("RPROF_CPU_HZ", "1000")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "caught 200000\n");
+    let p = load(&r.files()[0]);
+    let s = summarize(&p, "cpu");
+    assert_within("CPU with exceptions", s.total, r.cpu_ns(), 0.10);
+    // Demangled C++ names, and samples taken while the C++ unwinder was running.
+    assert!(
+        s.functions()
+            .iter()
+            .any(|f| f.starts_with("rprof_test::Burner::burn")),
+        "{:?}",
+        s.functions()
+    );
+    assert!(s.cum("_Unwind_RaiseException") > 0);
+    // Stacks through the exception machinery reach main.
+    assert!(s.cum("main") as f64 >= 0.9 * s.total as f64);
+}
+
+#[test]
+fn relative_prefix_is_resolved_at_load_despite_chdir() {
+    let prog = build("chdir_burn");
+    let dir = out_dir("chdir");
+    let elsewhere = out_dir("chdir-target");
+    let out = command(
+        &prog,
+        &[elsewhere.to_str().unwrap()],
+        &[("RPROF_OUT", "rel/prof")],
+        &dir,
+    )
+    .current_dir(&dir)
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    std::fs::create_dir_all(dir.join("rel")).unwrap();
+    let files = files_in(&dir.join("rel"));
+    // The directory did not exist when the program ran: the write failed with a warning.
+    assert!(files.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("rprof: cannot write {}/rel/prof.", dir.display())),
+        "{stderr}"
+    );
+
+    // Now that it exists, the file lands there, not in the directory the program moved to.
+    let out = command(
+        &prog,
+        &[elsewhere.to_str().unwrap()],
+        &[("RPROF_OUT", "rel/prof")],
+        &dir,
+    )
+    .current_dir(&dir)
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    assert_eq!(files_in(&dir.join("rel")).len(), 1);
+    assert!(files_in(&elsewhere).is_empty());
+    assert!(!elsewhere.join("rel").exists());
+}
+
+#[test]
+fn unwritable_output_is_reported_and_harmless() {
+    let prog = build("cpu_split");
+    let r = run(
+        "unwritable",
+        &prog,
+        &["100"],
+        &[("RPROF_OUT", "/nonexistent/dir/p")],
+    );
+    assert!(r.output.status.success());
+    assert_eq!(r.output.stdout, run_plain(&prog, &["100"]).stdout);
+    let lines: Vec<String> = r
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("rprof:"))
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("rprof: cannot write /nonexistent/dir/p."),
+        "{}",
+        lines[0]
+    );
+}
