@@ -41,6 +41,10 @@ static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 
 pub static RING: Ring = Ring::new();
 
+/// Signals handled and the samples they stood for (1 + overruns), for the log.
+static SIGNALS: AtomicU64 = AtomicU64::new(0);
+static WEIGHT: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     /// This thread's stack span, recorded when it was armed; read by the signal handler.
     static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
@@ -83,6 +87,8 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
     if !ACTIVE.load(Ordering::Acquire) || uc.is_null() {
         return;
     }
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+    WEIGHT.fetch_add(u64::from(weight), Ordering::Relaxed);
     // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
     let regs = unsafe { unwind::regs_from_ucontext(uc) };
     let stack = STACK.with(Cell::get).and_then(|b| {
@@ -267,12 +273,22 @@ pub fn stop() {
     }
 }
 
+/// (signals delivered, samples they stood for) since load or fork.
+pub fn signal_counts() -> (u64, u64) {
+    (
+        SIGNALS.load(Ordering::Relaxed),
+        WEIGHT.load(Ordering::Relaxed),
+    )
+}
+
 /// In a fork child: the parent's timers do not exist here (POSIX timers are not inherited),
 /// so the table is cleared without deleting, and the ring forgets the parent's samples.
 pub fn reset_after_fork() {
     for t in &TIMERS {
         t.store(0, Ordering::Relaxed);
     }
+    SIGNALS.store(0, Ordering::Relaxed);
+    WEIGHT.store(0, Ordering::Relaxed);
     RING.reset_after_fork();
 }
 

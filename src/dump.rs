@@ -17,7 +17,7 @@ use crate::log::{info, warning};
 use crate::pprof;
 use crate::signal_safe::sys;
 use crate::symbolize::Symbolizer;
-use crate::sync::SpinLock;
+use crate::sync::Lock;
 
 /// Everything collected since the last dump, and where it goes.
 pub struct DumpState {
@@ -33,7 +33,7 @@ pub struct DumpState {
 
 /// Guards the collected data and the file sequence. Taken by the collector thread, by the
 /// exit hook and by fork's prepare handler (so a child never inherits it held).
-pub static STATE: SpinLock<Option<DumpState>> = SpinLock::new(None);
+pub static STATE: Lock<Option<DumpState>> = Lock::new(None);
 
 pub fn install(prefix: PathBuf, cpu_enabled: bool) {
     *STATE.lock() = Some(DumpState {
@@ -90,6 +90,10 @@ pub fn final_dump() {
     }
     s.final_done = true;
     write_profiles(s, None);
+    if s.cpu_enabled {
+        let (signals, samples) = cpu::signal_counts();
+        info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
+    }
 }
 
 /// In a fork child: start afresh, so the child's files cover only the child.

@@ -15,7 +15,7 @@ use crate::cpu;
 use crate::interpose::real;
 use crate::log::warning;
 use crate::signal_safe::{sys, ErrnoGuard};
-use crate::sync::SpinLock;
+use crate::sync::Lock;
 
 type Handler = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
 
@@ -33,7 +33,7 @@ pub struct Managed {
 }
 
 /// Guards the table of managed signals; also taken by fork's prepare handler.
-pub static MANAGED: SpinLock<[Option<Managed>; 4]> = SpinLock::new([None; 4]);
+pub static MANAGED: Lock<[Option<Managed>; 4]> = Lock::new([None; 4]);
 
 /// How long a fatal SIGINT/SIGTERM waits for the final files before dying anyway.
 const FATAL_DUMP_TIMEOUT_NS: u64 = 5_000_000_000;

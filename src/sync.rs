@@ -1,82 +1,91 @@
-//! A spin lock whose holder can be released explicitly by fork handlers.
+//! A small futex-based mutex whose holder can be released explicitly by fork handlers.
 //!
 //! std's Mutex cannot be unlocked without its guard, and a child process must be able to
-//! release locks that the parent's fork handlers took. Contention on these locks is rare
-//! (the collector thread against an exit or snapshot dump), so spinning with yields is enough.
-//! Never taken in signal context.
+//! release locks that the parent's fork handlers took. Waiters sleep in the kernel (they do
+//! not spin), so a collector thread waiting while the exit dump runs costs no CPU.
+//! The protocol is Drepper's "Futexes are tricky" mutex #2: 0 unlocked, 1 locked,
+//! 2 locked with waiters. Never taken in signal context.
 #![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-pub struct SpinLock<T> {
-    locked: AtomicBool,
+use crate::signal_safe::sys;
+
+pub struct Lock<T> {
+    state: AtomicU32,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: access to `value` is serialised by `locked`.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: access to `value` is serialised by `state`.
+unsafe impl<T: Send> Sync for Lock<T> {}
 
-impl<T> SpinLock<T> {
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+const CONTENDED: u32 = 2;
+
+impl<T> Lock<T> {
     pub const fn new(value: T) -> Self {
-        SpinLock {
-            locked: AtomicBool::new(false),
+        Lock {
+            state: AtomicU32::new(UNLOCKED),
             value: UnsafeCell::new(value),
         }
     }
 
-    pub fn lock(&self) -> SpinGuard<'_, T> {
+    pub fn lock(&self) -> Guard<'_, T> {
         self.raw_lock();
-        SpinGuard { lock: self }
+        Guard { lock: self }
+    }
+
+    fn try_acquire(&self) -> bool {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Tries for about `timeout_ns` nanoseconds to take the lock.
-    pub fn try_lock_for(&self, timeout_ns: u64) -> Option<SpinGuard<'_, T>> {
-        let deadline = crate::signal_safe::sys::monotonic_ns() + timeout_ns;
+    pub fn try_lock_for(&self, timeout_ns: u64) -> Option<Guard<'_, T>> {
+        let deadline = sys::monotonic_ns() + timeout_ns;
         loop {
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some(SpinGuard { lock: self });
+            if self.try_acquire() {
+                return Some(Guard { lock: self });
             }
-            if crate::signal_safe::sys::monotonic_ns() >= deadline {
+            let now = sys::monotonic_ns();
+            if now >= deadline {
                 return None;
             }
-            std::thread::yield_now();
+            // Mark contended so the holder wakes us, then sleep until woken or timed out.
+            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+                return Some(Guard { lock: self });
+            }
+            sys::futex_wait(&self.state, CONTENDED, (deadline - now).min(5_000_000));
         }
     }
 
     /// Takes the lock without a guard (fork's prepare handler); pair with `raw_unlock`.
     pub fn raw_lock(&self) {
-        let mut spins = 0u32;
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        if self.try_acquire() {
+            return;
+        }
+        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+            sys::futex_wait(&self.state, CONTENDED, 1_000_000_000);
         }
     }
 
     /// Releases a lock taken by `raw_lock` (in the parent or the child after fork).
     pub fn raw_unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            sys::futex_wake(&self.state);
+        }
     }
 }
 
-pub struct SpinGuard<'a, T> {
-    lock: &'a SpinLock<T>,
+pub struct Guard<'a, T> {
+    lock: &'a Lock<T>,
 }
 
-impl<T> Deref for SpinGuard<'_, T> {
+impl<T> Deref for Guard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the guard proves the lock is held.
@@ -84,15 +93,42 @@ impl<T> Deref for SpinGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for SpinGuard<'_, T> {
+impl<T> DerefMut for Guard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the guard proves the lock is held, exclusively.
         unsafe { &mut *self.lock.value.get() }
     }
 }
 
-impl<T> Drop for SpinGuard<'_, T> {
+impl<T> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         self.lock.raw_unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_and_times_out() {
+        static L: Lock<u64> = Lock::new(0);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    for _ in 0..10_000 {
+                        *L.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*L.lock(), 40_000);
+        let held = L.lock();
+        assert!(L.try_lock_for(10_000_000).is_none());
+        drop(held);
+        assert!(L.try_lock_for(10_000_000).is_some());
     }
 }

@@ -488,7 +488,7 @@ fn run_cfa_program(
                     };
                 }
             }
-            0x06 | 0x07 | 0x08 => {
+            0x06..=0x08 => {
                 if let Some(r) = reg(c.uleb()?) {
                     row.regs[r] = match op {
                         0x06 => initial.regs[r],
