@@ -13,7 +13,7 @@ mod view;
 pub use builder::{Builder, LineInfo, MappingInfo};
 pub use codec::{decode, encode, encode_gzip, DecodeError};
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
-pub use view::check_valid;
+pub use view::{check_valid, Frame};
 
 /// Sample-type and unit names, spelled as Go's runtime/pprof writes them.
 pub mod names {

@@ -1,0 +1,320 @@
+//! The `top` table, as `go tool pprof -top` prints it: per function, flat (samples whose
+//! leaf is the function) and cum (samples with the function anywhere on the stack, once
+//! per sample), sorted by flat (or cum), with pprof's header and node dropping.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+use rprof_profile::Profile;
+
+use crate::units;
+
+/// The sample index pprof would pick: `name` if given, else the profile's default sample
+/// type, else the last one.
+pub fn sample_index(p: &Profile, name: Option<&str>) -> Result<usize, String> {
+    let names = p.sample_type_names();
+    if names.is_empty() {
+        return Err("the profile has no sample types".into());
+    }
+    match name {
+        Some(n) => p.sample_type_index(n).ok_or_else(|| {
+            format!(
+                "unknown sample index {n:?}; this profile has: {}",
+                names.join(", ")
+            )
+        }),
+        None => Ok(p
+            .sample_type_index(p.str(p.default_sample_type))
+            .filter(|_| p.default_sample_type != 0)
+            .unwrap_or(names.len() - 1)),
+    }
+}
+
+/// One function's row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub name: String,
+    pub flat: i64,
+    pub cum: i64,
+}
+
+/// Flat and cum per function for sample type `idx`; also the total.
+pub fn rows(p: &Profile, idx: usize) -> (Vec<Row>, i64) {
+    let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+    let mut flat: HashMap<String, i64> = HashMap::new();
+    let mut cum: HashMap<String, i64> = HashMap::new();
+    let mut total = 0;
+    for s in &p.sample {
+        let v = s.value.get(idx).copied().unwrap_or(0);
+        total += v;
+        let frames = p.frames(s, &locs, &funcs);
+        let name = |f: &rprof_profile::Frame<'_>| display_name(f.function, f.address);
+        if let Some(leaf) = frames.first() {
+            *flat.entry(name(leaf)).or_default() += v;
+        }
+        let mut seen = HashSet::new();
+        for f in &frames {
+            let n = name(f);
+            if seen.insert(n.clone()) {
+                *cum.entry(n).or_default() += v;
+            }
+        }
+    }
+    let mut rows: Vec<Row> = cum
+        .into_iter()
+        .map(|(name, cum)| Row {
+            flat: flat.get(&name).copied().unwrap_or(0),
+            name,
+            cum,
+        })
+        .collect();
+    // pprof's FlatNameOrder: flat, then name.
+    rows.sort_by(|a, b| b.flat.abs().cmp(&a.flat.abs()).then(a.name.cmp(&b.name)));
+    (rows, total)
+}
+
+fn display_name(function: &str, address: u64) -> String {
+    if function.is_empty() {
+        format!("{address:#x}")
+    } else {
+        function.to_owned()
+    }
+}
+
+pub struct TopOptions<'a> {
+    pub sample_index: Option<&'a str>,
+    pub limit: Option<usize>,
+    pub by_cum: bool,
+}
+
+/// The whole `top` report as text.
+pub fn report(p: &Profile, file: &str, o: &TopOptions<'_>) -> Result<String, String> {
+    let idx = sample_index(p, o.sample_index)?;
+    let unit = p.str(p.sample_type[idx].unit).to_owned();
+    let (mut rows, total) = rows(p, idx);
+    if o.by_cum {
+        rows.sort_by(|a, b| b.cum.abs().cmp(&a.cum.abs()).then(a.name.cmp(&b.name)));
+    }
+    // pprof drops nodes whose cum is at most 0.5% of the total.
+    let cutoff = (total.abs() as f64 * 0.005) as i64;
+    let all = rows.len();
+    rows.retain(|r| r.cum.abs() > cutoff);
+    let dropped = all - rows.len();
+    let shown_rows: Vec<&Row> = rows.iter().take(o.limit.unwrap_or(usize::MAX)).collect();
+    let out_unit = units::report_unit(
+        &shown_rows
+            .iter()
+            .flat_map(|r| [r.flat, r.cum])
+            .collect::<Vec<_>>(),
+        &unit,
+    );
+    let fmt = |v: i64| units::format(v, &unit, out_unit);
+
+    let mut s = String::new();
+    // As pprof: the main binary's name (the first mapping), else the file's.
+    match p.mapping.first() {
+        Some(m) if m.filename != 0 => {
+            let name = p.str(m.filename);
+            let _ = writeln!(s, "File: {}", name.rsplit('/').next().unwrap_or(name));
+            if m.build_id != 0 {
+                let _ = writeln!(s, "Build ID: {}", p.str(m.build_id));
+            }
+        }
+        _ => {
+            let _ = writeln!(s, "File: {file}");
+        }
+    }
+    let _ = writeln!(s, "Type: {}", p.str(p.sample_type[idx].r#type));
+    if p.time_nanos != 0 {
+        let _ = writeln!(s, "Time: {}", format_time(p.time_nanos));
+    }
+    let total_label = fmt(total);
+    if p.duration_nanos != 0 {
+        let duration = units::format_auto(p.duration_nanos, "nanoseconds");
+        let pct = if unit == "nanoseconds" {
+            format!(" ({})", units::percent(total, p.duration_nanos).trim())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "Duration: {duration}, Total samples = {total_label}{pct}"
+        );
+    }
+    let shown: i64 = shown_rows.iter().map(|r| r.flat).sum();
+    let _ = writeln!(
+        s,
+        "Showing nodes accounting for {}, {} of {} total",
+        fmt(shown),
+        units::percent(shown, total).trim(),
+        fmt(total)
+    );
+    if dropped > 0 {
+        let _ = writeln!(s, "Dropped {dropped} nodes (cum <= {})", fmt(cutoff));
+    }
+    if shown_rows.len() < rows.len() {
+        let _ = writeln!(
+            s,
+            "Showing top {} nodes out of {}",
+            shown_rows.len(),
+            rows.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:>10} {:>6} {:>6} {:>10} {:>6}",
+        "flat", "flat%", "sum%", "cum", "cum%"
+    );
+    let mut sum = 0;
+    for r in shown_rows {
+        sum += r.flat;
+        let _ = writeln!(
+            s,
+            "{:>10} {} {} {:>10} {}  {}",
+            fmt(r.flat),
+            units::percent(r.flat, total),
+            units::percent(sum, total),
+            fmt(r.cum),
+            units::percent(r.cum, total),
+            r.name
+        );
+    }
+    Ok(s)
+}
+
+/// pprof's header time, "Nov 26, 2026 at 10:34am (UTC)".
+pub fn format_time(nanos: i64) -> String {
+    let (year, month, day, secs) = civil(nanos);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (h, m) = (secs / 3600, secs % 3600 / 60);
+    let (h12, ampm) = match h {
+        0 => (12, "am"),
+        1..=11 => (h, "am"),
+        12 => (12, "pm"),
+        _ => (h - 12, "pm"),
+    };
+    format!(
+        "{} {day}, {year} at {h12}:{m:02}{ampm} (UTC)",
+        MONTHS[(month - 1) as usize]
+    )
+}
+
+/// "2026-11-26 10:34:01 UTC".
+pub fn format_timestamp(nanos: i64) -> String {
+    let (year, month, day, secs) = civil(nanos);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// (year, month, day, seconds into the day) of Unix nanoseconds, in UTC (Howard Hinnant's
+/// civil-from-days; no time-zone database).
+fn civil(nanos: i64) -> (i64, i64, i64, i64) {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rprof_profile::{Builder, LineInfo};
+
+    fn line(f: &str) -> LineInfo {
+        LineInfo {
+            function: f.into(),
+            ..LineInfo::default()
+        }
+    }
+
+    #[test]
+    fn flat_and_cum() {
+        let mut b = Builder::new(
+            &[("samples", "count"), ("cpu", "nanoseconds")],
+            ("cpu", "nanoseconds"),
+            10_000_000,
+        );
+        let (a, bb, main) = (
+            b.location(1, 0, &[line("a")]),
+            b.location(2, 0, &[line("b")]),
+            b.location(3, 0, &[line("main")]),
+        );
+        b.add_sample(vec![a, bb, main], vec![3, 30_000_000], &[], &[]);
+        b.add_sample(vec![bb, main], vec![1, 10_000_000], &[], &[]);
+        let p = b.finish();
+        let (rows, total) = rows(&p, 1);
+        assert_eq!(total, 40_000_000);
+        assert_eq!(
+            rows[0],
+            Row {
+                name: "a".into(),
+                flat: 30_000_000,
+                cum: 30_000_000
+            }
+        );
+        assert_eq!(
+            rows[1],
+            Row {
+                name: "b".into(),
+                flat: 10_000_000,
+                cum: 40_000_000
+            }
+        );
+        assert_eq!(
+            rows[2],
+            Row {
+                name: "main".into(),
+                flat: 0,
+                cum: 40_000_000
+            }
+        );
+        let text = report(
+            &p,
+            "x",
+            &TopOptions {
+                sample_index: None,
+                limit: None,
+                by_cum: false,
+            },
+        )
+        .unwrap();
+        assert!(
+            text.contains("      30ms    75%    75%       30ms    75%  a\n"),
+            "{text}"
+        );
+        assert!(sample_index(&p, Some("bogus"))
+            .unwrap_err()
+            .contains("samples, cpu"));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(format_timestamp(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            format_timestamp(1_795_689_241_000_000_000),
+            "2026-11-26 10:34:01 UTC"
+        );
+        assert_eq!(
+            format_time(1_795_689_241_000_000_000),
+            "Nov 26, 2026 at 10:34am (UTC)"
+        );
+        assert_eq!(
+            format_time(1_795_732_441_000_000_000),
+            "Nov 26, 2026 at 10:34pm (UTC)"
+        );
+    }
+}
