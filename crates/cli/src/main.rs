@@ -31,8 +31,10 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
-        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}")),
-        None => Err(format!("no command given\n{USAGE}")),
+        Some(other) => Err(format!(
+            "unknown command {other:?} (commands: run, top, inspect; see rprof --help)"
+        )),
+        None => Err("no command given (commands: run, top, inspect; see rprof --help)".into()),
     };
     match result {
         Ok(code) => code,

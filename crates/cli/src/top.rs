@@ -293,7 +293,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            text.contains("      30ms    75%    75%       30ms    75%  a\n"),
+            text.contains("      30ms 75.00% 75.00%       30ms 75.00%  a\n"),
             "{text}"
         );
         assert!(sample_index(&p, Some("bogus"))

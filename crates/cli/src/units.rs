@@ -124,8 +124,14 @@ mod tests {
         assert_eq!(format(1536, "bytes", Some("kB")), "1.50kB");
         assert_eq!(format(42, "count", None), "42");
         assert_eq!(format_auto(10_000_000, "nanoseconds"), "10ms");
+        // As pprof: the smallest value's unit, unless the largest needs a bigger one and
+        // is over 100 times the smallest.
         assert_eq!(
             report_unit(&[10_000_000, 2_000_000_000], "nanoseconds"),
+            Some("s")
+        );
+        assert_eq!(
+            report_unit(&[10_000_000, 500_000_000], "nanoseconds"),
             Some("ms")
         );
         assert_eq!(
