@@ -7,7 +7,7 @@
 //! descriptor is involved, so a program that closes every fd cannot break it.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::dump;
 use crate::interpose::real;
@@ -18,6 +18,9 @@ static WAKE: AtomicU32 = AtomicU32::new(0);
 static SNAPSHOT_REQUESTS: AtomicU32 = AtomicU32::new(0);
 static FATAL_REQUESTED: AtomicU32 = AtomicU32::new(0);
 static FATAL_DONE: AtomicU32 = AtomicU32::new(0);
+/// Set to make the collector thread return; its pthread_t (+1) while it runs.
+static STOP: AtomicU32 = AtomicU32::new(0);
+static THREAD: AtomicU64 = AtomicU64::new(0);
 
 const DRAIN_INTERVAL_NS: u64 = 100_000_000;
 
@@ -34,14 +37,13 @@ pub fn start() {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        STOP.store(0, Ordering::Release);
         let mut tid: libc::pthread_t = 0;
-        let rc = create(&mut tid, &attr, run, std::ptr::null_mut());
-        libc::pthread_attr_destroy(&mut attr);
+        let rc = create(&mut tid, std::ptr::null(), run, std::ptr::null_mut());
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if rc != 0 {
+        if rc == 0 {
+            THREAD.store(tid as u64 + 1, Ordering::Release);
+        } else {
             warning!("cannot start the collector thread (error {rc}); snapshots are off");
         }
     }
@@ -51,9 +53,12 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rprof-collector".as_ptr()) };
     let mut snapshots_done = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
-    loop {
+    while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);
         sys::futex_wait(&WAKE, seen, DRAIN_INTERVAL_NS);
+        if STOP.load(Ordering::Acquire) != 0 {
+            break;
+        }
         // A panic here must not take the host down: report it and keep collecting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             dump::drain();
@@ -72,6 +77,20 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
             warning!("internal error in the collector thread; the profile may be incomplete");
         }
     }
+    std::ptr::null_mut()
+}
+
+/// Stops the collector thread and waits until it has exited (the program's last thread
+/// is exiting). Not for signal context.
+pub fn stop_and_join() {
+    let t = THREAD.swap(0, Ordering::AcqRel);
+    if t == 0 {
+        return;
+    }
+    STOP.store(1, Ordering::Release);
+    wake();
+    // SAFETY: t - 1 is the joinable collector thread, joined only here (THREAD was swapped).
+    unsafe { libc::pthread_join((t - 1) as libc::pthread_t, std::ptr::null_mut()) };
 }
 
 fn wake() {
@@ -102,6 +121,7 @@ pub fn request_final_dump_and_wait(timeout_ns: u64) {
 /// In a fork child: the collector thread did not survive the fork; forget requests meant
 /// for the parent and start a new one.
 pub fn restart_after_fork() {
+    THREAD.store(0, Ordering::Relaxed);
     SNAPSHOT_REQUESTS.store(0, Ordering::Relaxed);
     FATAL_REQUESTED.store(0, Ordering::Relaxed);
     FATAL_DONE.store(0, Ordering::Relaxed);

@@ -15,7 +15,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::log::{debug, warning};
 use crate::signal_safe::ring::{Record, Ring};
@@ -36,8 +36,6 @@ static USING_ITIMER: AtomicBool = AtomicBool::new(false);
 static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
 /// Timer ids + 1 of armed threads; 0 is a free slot.
 static TIMERS: [AtomicU64; TIMER_SLOTS] = [const { AtomicU64::new(0) }; TIMER_SLOTS];
-/// pthread key whose destructor deletes the exiting thread's timer (+1; 0 = none yet).
-static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 
 pub static RING: Ring = Ring::new();
 
@@ -48,6 +46,8 @@ static WEIGHT: AtomicU64 = AtomicU64::new(0);
 thread_local! {
     /// This thread's stack span, recorded when it was armed; read by the signal handler.
     static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
+    /// This thread's slot in TIMERS + 1 (0: none).
+    static TIMER_SLOT: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Prepares sampling at `hz`. Not signal-safe; call once at load before arming threads.
@@ -60,21 +60,12 @@ pub fn init(hz: u32) -> bool {
         warning!("this glibc has no _dl_find_object (glibc < 2.35): CPU stacks hold only the interrupted function");
     }
     PERIOD_NS.store(1_000_000_000 / u64::from(hz.max(1)), Ordering::Relaxed);
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: creates a key with a destructor that is an extern "C" fn taking the value.
-    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
-        EXIT_KEY.store(key + 1, Ordering::Relaxed);
-    }
     ACTIVE.store(true, Ordering::Release);
     true
 }
 
 pub fn period_ns() -> u64 {
     PERIOD_NS.load(Ordering::Relaxed)
-}
-
-pub fn is_active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
 }
 
 /// The SIGPROF handler. Async-signal-safe: it walks the stack into a preallocated ring slot.
@@ -134,10 +125,7 @@ pub fn arm_current_thread(stack: Option<StackBounds>) {
         return;
     }
     let slot = arm(libc::CLOCK_THREAD_CPUTIME_ID, sys::gettid());
-    if let (Some(slot), key @ 1..) = (slot, EXIT_KEY.load(Ordering::Relaxed)) {
-        // SAFETY: the key was created by pthread_key_create; the value is a plain integer.
-        unsafe { libc::pthread_setspecific(key - 1, (slot + 1) as *const libc::c_void) };
-    }
+    TIMER_SLOT.with(|t| t.set(slot.map_or(0, |s| s + 1)));
 }
 
 /// Arms timers for the threads other than the caller that exist at load. They get no stack
@@ -242,9 +230,9 @@ fn delete_slot(slot: usize) {
     }
 }
 
-/// pthread key destructor: the thread is exiting, so its timer goes.
-extern "C" fn on_thread_exit(value: *mut libc::c_void) {
-    let slot = value as usize;
+/// The calling thread is exiting: its timer goes.
+pub fn disarm_current_thread() {
+    let slot = TIMER_SLOT.with(|t| t.replace(0));
     if slot > 0 {
         delete_slot(slot - 1);
     }

@@ -48,6 +48,8 @@ fn start() {
     dump::install(cfg.out_prefix.clone(), cfg.profiles.cpu);
     let cpu_on = cfg.profiles.cpu && cpu::init(cfg.cpu_hz);
     signals::install(&cfg, cpu_on);
+    threads::init();
+    threads::register_current();
     if cpu_on {
         cpu::arm_current_thread(threads::current_stack_bounds());
         cpu::arm_other_threads();
@@ -98,6 +100,7 @@ extern "C" fn after_fork_child() {
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
     cpu::reset_after_fork();
+    threads::reset_after_fork();
     dump::reset_after_fork();
     cpu::arm_current_thread(threads::current_stack_bounds());
     collector::restart_after_fork();

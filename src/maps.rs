@@ -12,14 +12,26 @@ pub struct MapEntry {
     pub build_id: String,
 }
 
+/// `/proc/thread-self/<name>`, which reads through the calling thread: once the main
+/// thread has exited (it called pthread_exit), `/proc/self/maps` of the zombie leader is
+/// empty. Falls back to `/proc/self` on kernels before 3.17.
+pub fn proc_path(name: &str) -> std::path::PathBuf {
+    let t = std::path::Path::new("/proc/thread-self").join(name);
+    if t.exists() {
+        t
+    } else {
+        std::path::Path::new("/proc/self").join(name)
+    }
+}
+
 /// Executable mappings, the main program's first (pprof takes the first mapping as the
 /// main binary).
 pub fn executable_mappings() -> Vec<MapEntry> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
+    let Ok(text) = std::fs::read_to_string(proc_path("maps")) else {
         return Vec::new();
     };
     let objects = loaded_objects();
-    let exe = std::fs::read_link("/proc/self/exe")
+    let exe = std::fs::read_link(proc_path("exe"))
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let mut out: Vec<MapEntry> = text.lines().filter_map(parse_line).collect();

@@ -34,7 +34,7 @@ impl StackEncoder {
     /// the frames refer to.
     pub fn new(mut builder: Builder, frames: HashMap<u64, Frame>, mappings: &[MapEntry]) -> Self {
         let mut order: Vec<usize> = (0..mappings.len()).collect();
-        let exe = std::fs::read_link("/proc/self/exe")
+        let exe = std::fs::read_link(crate::maps::proc_path("exe"))
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         order.sort_by_key(|&i| mappings[i].path != exe);

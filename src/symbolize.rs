@@ -164,9 +164,15 @@ fn lines_at(addr: u64) -> Vec<LineInfo> {
     let mut out = Vec::new();
     backtrace::resolve(addr as *mut std::ffi::c_void, |sym| {
         let Some(name) = sym.name() else { return };
+        let system_name = String::from_utf8_lossy(name.as_bytes()).into_owned();
+        let demangled = format!("{name:#}");
         out.push(LineInfo {
-            function: format!("{name:#}"),
-            system_name: String::from_utf8_lossy(name.as_bytes()).into_owned(),
+            function: if demangled.is_empty() {
+                system_name.clone()
+            } else {
+                demangled
+            },
+            system_name,
             filename: sym
                 .filename()
                 .map(|p| p.display().to_string())

@@ -1,6 +1,15 @@
-//! Threads the program starts: each runs a trampoline that arms its CPU timer first.
+//! The program's threads: each one started by `pthread_create` runs a trampoline that
+//! arms its CPU timer first, and every one is counted while it lives.
+//!
+//! Why count: glibc ends a process whose last thread calls `pthread_exit` only when its
+//! count of threads reaches zero, and the collector thread is one of them. When the last
+//! of the program's own threads exits, the collector is stopped and joined first, so the
+//! process ends exactly as it would without rprof (and writes its files at exit).
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use crate::collector;
 use crate::cpu;
 use crate::interpose::real::PthreadCreateFn;
 use crate::signal_safe::unwind::StackBounds;
@@ -16,6 +25,44 @@ struct Start {
 ///
 /// # Safety
 /// The arguments must be valid for pthread_create; `real` must be libc's pthread_create.
+/// Live threads of the program (not rprof's) that registered with [`register_current`].
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// pthread key (+1) whose destructor runs when a registered thread exits.
+static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
+
+/// Creates the exit key. Call once at load, before registering threads.
+pub fn init() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creates a key whose destructor is an extern "C" fn taking the value.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        EXIT_KEY.store(key + 1, Ordering::Release);
+    }
+}
+
+/// Counts the calling thread as one of the program's, until it exits.
+pub fn register_current() {
+    let key = EXIT_KEY.load(Ordering::Acquire);
+    if key == 0 {
+        return;
+    }
+    LIVE.fetch_add(1, Ordering::AcqRel);
+    // SAFETY: the key exists; any non-null value (never dereferenced) makes its destructor
+    // run at thread exit.
+    unsafe { libc::pthread_setspecific(key - 1, std::ptr::dangling::<libc::c_void>()) };
+}
+
+/// In a fork child only the forking thread exists.
+pub fn reset_after_fork() {
+    LIVE.store(1, Ordering::Release);
+}
+
+extern "C" fn on_thread_exit(_: *mut libc::c_void) {
+    cpu::disarm_current_thread();
+    if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
+        collector::stop_and_join();
+    }
+}
+
 pub unsafe fn create(
     real: PthreadCreateFn,
     thread: *mut libc::pthread_t,
@@ -23,7 +70,7 @@ pub unsafe fn create(
     routine: StartRoutine,
     arg: *mut libc::c_void,
 ) -> libc::c_int {
-    if !cpu::is_active() {
+    if EXIT_KEY.load(Ordering::Acquire) == 0 {
         return real(thread, attr, routine, arg);
     }
     let start = Box::into_raw(Box::new(Start { routine, arg }));
@@ -38,6 +85,7 @@ pub unsafe fn create(
 extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the Box leaked by `create` for exactly this thread.
     let start = unsafe { Box::from_raw(p as *mut Start) };
+    register_current();
     cpu::arm_current_thread(current_stack_bounds());
     (start.routine)(start.arg)
 }

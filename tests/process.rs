@@ -219,3 +219,25 @@ fn ignored_sigint_stays_ignored() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("INT=ignore\n"));
 }
+
+#[test]
+fn last_thread_calling_pthread_exit_still_writes_the_profile() {
+    let prog = build("pthread_exit_main");
+    let r = run("pthread-exit", &prog, &[], &[]);
+    assert!(r.output.status.success());
+    assert_eq!(r.stdout(), "worker done\n");
+    let files = r.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let p = load(&files[0]);
+    let s = summarize(&p, "cpu");
+    assert!(s.cum("start_thread") > 0 && s.total > 0);
+    // Once the main thread has exited, the symbolizer cannot open the main executable
+    // through /proc/self: its frames keep their addresses and mapping (has_functions is
+    // then false), and pprof symbolizes them from the binary.
+    let exe = &p.mapping[0];
+    assert!(p.str(exe.filename).ends_with("/pthread_exit_main"));
+    assert!(s.cum("worker_burn") > 0 || !exe.has_functions);
+    if let Some(top) = go_pprof_top(&files[0], &[]) {
+        assert!(top.contains("worker_burn"), "{top}");
+    }
+}

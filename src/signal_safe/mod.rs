@@ -11,4 +11,7 @@ pub mod ring;
 pub mod sys;
 pub mod unwind;
 
+#[cfg(test)]
+mod tests;
+
 pub use sys::ErrnoGuard;
