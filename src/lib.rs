@@ -16,6 +16,7 @@
 mod collector;
 mod config;
 mod cpu;
+mod debuginfo;
 mod dump;
 mod interpose;
 mod log;

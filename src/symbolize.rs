@@ -1,21 +1,20 @@
-//! Addresses to functions, files and lines, with inlined calls, using the debug info of
-//! the loaded objects (backtrace's gimli symbolizer; C++ and Rust names demangled).
-//! Runs outside signal context only: at dumps, and before a dlclose.
+//! Addresses to functions, files and lines, with inlined calls (see `debuginfo` for where
+//! names and lines come from; C++ and Rust names demangled). Runs outside signal context
+//! only: at dumps, and before a dlclose.
 //!
-//! Cost: symbolizing means parsing an object's debug info, and backtrace keeps only four
-//! objects parsed. So addresses are resolved in batches sorted by address (one object at a
-//! time), only when a profile is written; and lines are cached by (object path, file
-//! offset) for the life of the process.
+//! Cost: objects are loaded once and kept; addresses are resolved only when a profile is
+//! written, and lines are cached by (object path, file offset) for the life of the process.
 //!
 //! Unloading: an address in an object that a dlclose may unmap is resolved ("pinned")
 //! before that dlclose, so samples keep the symbols and the mapping of a library that is
 //! gone by the time the profile is written. Pinned frames are referred to by ids with the
 //! top bit set, which no user-space address has.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rprof_profile::LineInfo;
 
+use crate::debuginfo::ObjectInfo;
 use crate::maps::{self, MapEntry};
 
 /// Marks a stack entry as the id of a pinned frame rather than an address.
@@ -35,8 +34,8 @@ pub struct Frame {
 
 pub struct Symbolizer {
     lines: HashMap<(String, u64), Vec<LineInfo>>,
-    /// (path, start) of the mappings that existed when backtrace's object list was last reset.
-    backtrace_knows: HashSet<(String, u64)>,
+    /// Loaded objects by (path, build ID); None when the file could not be read.
+    objects: HashMap<(String, String), Option<ObjectInfo>>,
     /// Every mapping a frame of the current profile refers to.
     pub mappings: Vec<MapEntry>,
     pinned: Vec<Frame>,
@@ -54,7 +53,7 @@ impl Symbolizer {
             .collect();
         Symbolizer {
             lines: HashMap::new(),
-            backtrace_knows: HashSet::new(),
+            objects: HashMap::new(),
             mappings: Vec::new(),
             pinned: Vec::new(),
             startup_code,
@@ -117,7 +116,7 @@ impl Symbolizer {
         for addr in addrs {
             let m = current.iter().find(|m| (m.start..m.end).contains(&addr));
             let lines = match m {
-                Some(m) => self.lines_in(m, addr, &current),
+                Some(m) => self.lines_in(m, addr),
                 None => Vec::new(),
             };
             out.push(Frame {
@@ -141,44 +140,18 @@ impl Symbolizer {
         self.mappings.len() - 1
     }
 
-    fn lines_in(&mut self, m: &MapEntry, addr: u64, current: &[MapEntry]) -> Vec<LineInfo> {
-        let key = (m.path.clone(), addr - m.start + m.offset);
+    fn lines_in(&mut self, m: &MapEntry, addr: u64) -> Vec<LineInfo> {
+        let offset = addr - m.start + m.offset;
+        let key = (m.path.clone(), offset);
         if let Some(lines) = self.lines.get(&key) {
             return lines.clone();
         }
-        // backtrace lists the loaded objects once; clear that list (which drops its parsed
-        // debug info) only when it cannot know this mapping.
-        if !self.backtrace_knows.contains(&(m.path.clone(), m.start)) {
-            if !self.backtrace_knows.is_empty() {
-                backtrace::clear_symbol_cache();
-            }
-            self.backtrace_knows = current.iter().map(|c| (c.path.clone(), c.start)).collect();
-        }
-        let lines = lines_at(addr);
+        let object = self
+            .objects
+            .entry((m.path.clone(), m.build_id.clone()))
+            .or_insert_with(|| ObjectInfo::load(&m.path, &m.build_id));
+        let lines = object.as_ref().map(|o| o.lines(offset)).unwrap_or_default();
         self.lines.insert(key, lines.clone());
         lines
     }
-}
-
-fn lines_at(addr: u64) -> Vec<LineInfo> {
-    let mut out = Vec::new();
-    backtrace::resolve(addr as *mut std::ffi::c_void, |sym| {
-        let Some(name) = sym.name() else { return };
-        let system_name = String::from_utf8_lossy(name.as_bytes()).into_owned();
-        let demangled = format!("{name:#}");
-        out.push(LineInfo {
-            function: if demangled.is_empty() {
-                system_name.clone()
-            } else {
-                demangled
-            },
-            system_name,
-            filename: sym
-                .filename()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            line: sym.lineno().map_or(0, i64::from),
-        });
-    });
-    out
 }

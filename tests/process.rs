@@ -231,12 +231,9 @@ fn last_thread_calling_pthread_exit_still_writes_the_profile() {
     let p = load(&files[0]);
     let s = summarize(&p, "cpu");
     assert!(s.cum("start_thread") > 0 && s.total > 0);
-    // Once the main thread has exited, the symbolizer cannot open the main executable
-    // through /proc/self: its frames keep their addresses and mapping (has_functions is
-    // then false), and pprof symbolizes them from the binary.
-    let exe = &p.mapping[0];
-    assert!(p.str(exe.filename).ends_with("/pthread_exit_main"));
-    assert!(s.cum("worker_burn") > 0 || !exe.has_functions);
+    // Symbolized although the main thread (and so /proc/self/maps) is gone.
+    assert!(s.cum("worker_burn") as f64 >= 0.9 * s.total as f64);
+    assert!(p.str(p.mapping[0].filename).ends_with("/pthread_exit_main"));
     if let Some(top) = go_pprof_top(&files[0], &[]) {
         assert!(top.contains("worker_burn"), "{top}");
     }
