@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn symbolizes_this_test_binary() {
         let maps = crate::maps::executable_mappings();
-        let addr = probe_function as usize as u64;
+        let addr = probe_function as *const () as u64;
         let m = maps
             .iter()
             .find(|m| (m.start..m.end).contains(&addr))
