@@ -52,6 +52,8 @@ pub fn start() {
 extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rprof-collector".as_ptr()) };
+    // Everything this thread allocates is rprof's own.
+    crate::guard::hold_forever();
     let mut snapshots_done = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
     while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);

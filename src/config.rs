@@ -36,6 +36,8 @@ pub struct Config {
     pub out_prefix: PathBuf,
     pub profiles: Profiles,
     pub cpu_hz: u32,
+    /// Mean bytes between heap samples; 1 records every allocation, 0 turns heap off.
+    pub heap_rate: u64,
     /// The snapshot signal; None when `RPROF_SIGNAL=none`.
     pub dump_signal: Option<i32>,
     pub log: LogLevel,
@@ -43,6 +45,7 @@ pub struct Config {
 
 pub const DEFAULT_CPU_HZ: u32 = 100;
 pub const MAX_CPU_HZ: u32 = 10_000;
+pub const DEFAULT_HEAP_RATE: u64 = 512 * 1024;
 
 impl Config {
     /// Parses the variables found by `get`, resolving a relative prefix against `cwd`.
@@ -122,6 +125,22 @@ impl Config {
             },
         };
 
+        let heap_rate = match get("RPROF_HEAP_RATE") {
+            None => DEFAULT_HEAP_RATE,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(r) if r <= 1 << 40 => r,
+                _ => {
+                    warn(
+                        "RPROF_HEAP_RATE",
+                        &v,
+                        "is not a whole number of bytes from 0 to 2^40",
+                        &DEFAULT_HEAP_RATE.to_string(),
+                    );
+                    DEFAULT_HEAP_RATE
+                }
+            },
+        };
+
         let dump_signal = match get("RPROF_SIGNAL") {
             None => Some(libc::SIGUSR2),
             Some(v) => match parse_signal(&v) {
@@ -159,6 +178,7 @@ impl Config {
                 out_prefix,
                 profiles,
                 cpu_hz,
+                heap_rate,
                 dump_signal,
                 log,
             },
@@ -244,6 +264,7 @@ mod tests {
         assert_eq!(c.out_prefix, Path::new("/work/dir/rprof"));
         assert_eq!(c.profiles, Profiles::ALL);
         assert_eq!(c.cpu_hz, 100);
+        assert_eq!(c.heap_rate, 524_288);
         assert_eq!(c.dump_signal, Some(libc::SIGUSR2));
         assert_eq!(c.log, LogLevel::Warn);
     }
@@ -270,6 +291,18 @@ mod tests {
             assert!(w[0].ends_with("using 100"), "{}", w[0]);
         }
         assert_eq!(parse(&[("RPROF_CPU_HZ", "1000")]).0.cpu_hz, 1000);
+    }
+
+    #[test]
+    fn heap_rate() {
+        assert_eq!(parse(&[("RPROF_HEAP_RATE", "1")]).0.heap_rate, 1);
+        assert_eq!(parse(&[("RPROF_HEAP_RATE", "0")]).0.heap_rate, 0);
+        let (c, w) = parse(&[("RPROF_HEAP_RATE", "-3")]);
+        assert_eq!(c.heap_rate, 524_288);
+        assert!(
+            w[0].starts_with("RPROF_HEAP_RATE=\"-3\"") && w[0].ends_with("using 524288"),
+            "{w:?}"
+        );
     }
 
     #[test]

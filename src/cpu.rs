@@ -44,8 +44,6 @@ static SIGNALS: AtomicU64 = AtomicU64::new(0);
 static WEIGHT: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// This thread's stack span, recorded when it was armed; read by the signal handler.
-    static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
     /// This thread's slot in TIMERS + 1 (0: none).
     static TIMER_SLOT: Cell<usize> = const { Cell::new(0) };
 }
@@ -82,7 +80,7 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
     WEIGHT.fetch_add(u64::from(weight), Ordering::Relaxed);
     // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
     let regs = unsafe { unwind::regs_from_ucontext(uc) };
-    let stack = STACK.with(Cell::get).and_then(|b| {
+    let stack = crate::threads::stack_bounds().and_then(|b| {
         let sp = regs.0[7]?;
         (sp >= b.lo && sp < b.hi).then_some(StackBounds { lo: sp, hi: b.hi })
     });
@@ -117,10 +115,9 @@ unsafe fn sample_weight(info: *const libc::siginfo_t) -> Option<u32> {
     (code == SI_KERNEL && USING_ITIMER.load(Ordering::Relaxed)).then_some(1)
 }
 
-/// Arms a CPU timer for the calling thread, recording its stack span for the unwinder.
-/// Not signal-safe (called at load, from the pthread_create trampoline, in a fork child).
-pub fn arm_current_thread(stack: Option<StackBounds>) {
-    STACK.with(|s| s.set(stack));
+/// Arms a CPU timer for the calling thread. Not signal-safe (called at load, from the
+/// pthread_create trampoline, in a fork child).
+pub fn arm_current_thread() {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
     }
@@ -301,12 +298,12 @@ pub struct CpuData {
 
 impl CpuData {
     /// Moves every finished record from the ring into the counts.
-    pub fn drain_ring(&mut self, symbolizer: &Symbolizer) {
+    pub fn drain_ring(&mut self) {
         RING.drain(|rec| {
             let len = rec.thread_name.iter().position(|&b| b == 0).unwrap_or(16);
             let pcs = rec.stack().to_vec();
             for &pc in &pcs {
-                if symbolizer.may_unload(pc) {
+                if crate::symbolize::may_unload(pc) {
                     self.unloadable.insert(pc);
                 }
             }

@@ -131,8 +131,9 @@ fn debug_file(build_id: &str) -> Option<String> {
 }
 
 impl ObjectInfo {
-    /// Loads what symbolizing addresses in `path` needs; None if it cannot be read.
-    pub fn load(path: &str, build_id: &str) -> Option<ObjectInfo> {
+    /// Loads what symbolizing addresses in `path` needs (without its DWARF unless
+    /// `with_lines`); None if it cannot be read.
+    pub fn load(path: &str, build_id: &str, with_lines: bool) -> Option<ObjectInfo> {
         let map = Mapped::open(path)?;
         let file = object::File::parse(map.bytes()).ok()?;
         let segments = file
@@ -153,7 +154,7 @@ impl ObjectInfo {
         if symbols.is_empty() {
             symbols = text_symbols(&file, true);
         }
-        let dwarf = load_dwarf(&file);
+        let dwarf = if with_lines { load_dwarf(&file) } else { None };
         Some(ObjectInfo {
             segments,
             symbols,
@@ -180,10 +181,7 @@ impl ObjectInfo {
                         .function
                         .as_ref()
                         .and_then(|f| f.raw_name().ok().map(Cow::into_owned));
-                    let name = frame
-                        .function
-                        .as_ref()
-                        .and_then(|f| f.demangle().ok().map(Cow::into_owned));
+                    let name = raw.as_deref().map(demangle);
                     let (file, line) = frame
                         .location
                         .map(|l| (l.file.unwrap_or("").to_owned(), l.line.unwrap_or(0)))
@@ -218,8 +216,24 @@ impl ObjectInfo {
     }
 }
 
+/// Rust and C++ names demangled as pprof shows them: without parameter lists or return
+/// types (pprof's default "simplified" names keep namespaces and classes).
 fn demangle(name: &str) -> String {
-    addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned()
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}");
+    }
+    if name.starts_with("_Z") {
+        let options = cpp_demangle::DemangleOptions::new()
+            .no_params()
+            .no_return_type();
+        if let Ok(s) = cpp_demangle::Symbol::new(name).and_then(|s| {
+            s.demangle_with_options(&options)
+                .map_err(|_| cpp_demangle::error::Error::UnexpectedEnd)
+        }) {
+            return s;
+        }
+    }
+    name.to_owned()
 }
 
 #[cfg(test)]
@@ -239,7 +253,7 @@ mod tests {
             .iter()
             .find(|m| (m.start..m.end).contains(&addr))
             .expect("mapping");
-        let info = ObjectInfo::load(&m.path, &m.build_id).expect("loads");
+        let info = ObjectInfo::load(&m.path, &m.build_id, true).expect("loads");
         let lines = info.lines(addr - m.start + m.offset);
         assert!(
             lines.iter().any(|l| l.function.ends_with("probe_function")),
@@ -248,5 +262,18 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.filename.ends_with("debuginfo.rs") && l.line > 0));
+    }
+}
+
+#[cfg(test)]
+mod demangle_tests {
+    #[test]
+    fn names_as_pprof_shows_them() {
+        assert_eq!(super::demangle("_Z12make_widgetsv"), "make_widgets");
+        assert_eq!(
+            super::demangle("_ZNSt12_Vector_baseIiSaIiEE11_M_allocateEm"),
+            "std::_Vector_base<int, std::allocator<int> >::_M_allocate"
+        );
+        assert_eq!(super::demangle("plain_c_function"), "plain_c_function");
     }
 }

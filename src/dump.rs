@@ -23,6 +23,7 @@ use crate::sync::Lock;
 pub struct DumpState {
     prefix: PathBuf,
     cpu_enabled: bool,
+    heap_enabled: bool,
     cpu: CpuData,
     symbolizer: Symbolizer,
     snapshots: u32,
@@ -35,10 +36,11 @@ pub struct DumpState {
 /// exit hook and by fork's prepare handler (so a child never inherits it held).
 pub static STATE: Lock<Option<DumpState>> = Lock::new(None);
 
-pub fn install(prefix: PathBuf, cpu_enabled: bool) {
+pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
     *STATE.lock() = Some(DumpState {
         prefix,
         cpu_enabled,
+        heap_enabled,
         cpu: CpuData::default(),
         symbolizer: Symbolizer::new(),
         snapshots: 0,
@@ -51,7 +53,7 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool) {
 /// Moves finished samples out of the signal-side buffers.
 pub fn drain() {
     if let Some(s) = STATE.lock().as_mut() {
-        s.cpu.drain_ring(&s.symbolizer);
+        s.cpu.drain_ring();
     }
 }
 
@@ -63,8 +65,9 @@ pub fn before_dlclose() {
         return;
     };
     if let Some(s) = guard.as_mut() {
-        s.cpu.drain_ring(&s.symbolizer);
+        s.cpu.drain_ring();
         s.cpu.pin_unloadable(&mut s.symbolizer);
+        crate::heap::pin_unloadable(&mut s.symbolizer);
     }
 }
 
@@ -100,7 +103,6 @@ pub fn final_dump() {
 pub fn reset_after_fork() {
     if let Some(s) = STATE.lock().as_mut() {
         s.cpu = CpuData::default();
-        s.symbolizer.clear_profile_state();
         s.snapshots = 0;
         s.window_start_unix = pprof::unix_now_ns();
         s.window_start_mono = sys::monotonic_ns();
@@ -112,7 +114,7 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
     if s.cpu_enabled {
-        s.cpu.drain_ring(&s.symbolizer);
+        s.cpu.drain_ring();
         let profile = pprof::cpu_profile(
             &s.cpu,
             &mut s.symbolizer,
@@ -120,21 +122,29 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
             s.window_start_unix,
             duration,
         );
-        let bytes = rprof_profile::encode_gzip(&profile);
-        let path = file_name(&s.prefix, "cpu", seq);
-        match write_new_file(&path, &bytes) {
-            Ok(()) => info!(
-                "wrote {} ({} samples)",
-                path.display(),
-                profile.sample.len()
-            ),
-            Err(e) => warning!("cannot write {}: {e}", path.display()),
-        }
+        write_profile(&s.prefix, "cpu", seq, &profile);
         s.cpu = CpuData::default();
     }
-    s.symbolizer.clear_profile_state();
+    if s.heap_enabled {
+        // Heap profiles are cumulative from the start of the program, as Go's are.
+        let profile = pprof::heap_profile(&mut s.symbolizer);
+        write_profile(&s.prefix, "heap", seq, &profile);
+    }
     s.window_start_unix = pprof::unix_now_ns();
     s.window_start_mono = now_mono;
+}
+
+fn write_profile(prefix: &Path, kind: &str, seq: Option<u32>, profile: &rprof_profile::Profile) {
+    let bytes = rprof_profile::encode_gzip(profile);
+    let path = file_name(prefix, kind, seq);
+    match write_new_file(&path, &bytes) {
+        Ok(()) => info!(
+            "wrote {} ({} samples)",
+            path.display(),
+            profile.sample.len()
+        ),
+        Err(e) => warning!("cannot write {}: {e}", path.display()),
+    }
 }
 
 fn file_name(prefix: &Path, kind: &str, seq: Option<u32>) -> PathBuf {

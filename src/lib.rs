@@ -18,6 +18,8 @@ mod config;
 mod cpu;
 mod debuginfo;
 mod dump;
+mod guard;
+mod heap;
 mod interpose;
 mod log;
 mod maps;
@@ -34,7 +36,7 @@ use crate::log::{debug, info, warning};
 #[cfg(not(test))]
 #[ctor::ctor]
 fn load() {
-    start();
+    guard::unprofiled(start);
 }
 
 /// Reads the configuration, installs handlers and timers, and starts the collector.
@@ -46,23 +48,29 @@ fn start() {
         warning!("{w}");
     }
     interpose::real::init();
-    dump::install(cfg.out_prefix.clone(), cfg.profiles.cpu);
+    symbolize::init();
+    let heap_on = cfg.profiles.heap && cfg.heap_rate > 0;
+    dump::install(cfg.out_prefix.clone(), cfg.profiles.cpu, heap_on);
+    if heap_on {
+        heap::init(cfg.heap_rate);
+    }
     let cpu_on = cfg.profiles.cpu && cpu::init(cfg.cpu_hz);
     signals::install(&cfg, cpu_on);
     threads::init();
     threads::register_current();
     if cpu_on {
-        cpu::arm_current_thread(threads::current_stack_bounds());
+        cpu::arm_current_thread();
         cpu::arm_other_threads();
     }
     register_process_hooks();
     collector::start();
     info!(
-        "profiling pid {} into {}.{}.*.pb.gz (cpu {} Hz)",
+        "profiling pid {} into {}.{}.*.pb.gz (cpu {} Hz, heap rate {})",
         std::process::id(),
         cfg.out_prefix.display(),
         std::process::id(),
-        cfg.cpu_hz
+        cfg.cpu_hz,
+        cfg.heap_rate
     );
     debug!("{cfg:?}");
 }
@@ -82,27 +90,32 @@ fn register_process_hooks() {
 
 /// Normal exit (return from main, exit(), the last thread's pthread_exit).
 extern "C" fn on_exit() {
-    dump::final_dump();
+    guard::unprofiled(dump::final_dump);
 }
 
 /// Holds our locks across fork so the child never inherits one held by a vanished thread.
 extern "C" fn before_fork() {
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
+    heap::TABLE.raw_lock();
 }
 
 extern "C" fn after_fork_parent() {
+    heap::TABLE.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
 }
 
 /// The child starts its own profile: its own timers, collector thread and files.
 extern "C" fn after_fork_child() {
+    heap::TABLE.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
-    cpu::reset_after_fork();
-    threads::reset_after_fork();
-    dump::reset_after_fork();
-    cpu::arm_current_thread(threads::current_stack_bounds());
-    collector::restart_after_fork();
+    guard::unprofiled(|| {
+        cpu::reset_after_fork();
+        threads::reset_after_fork();
+        dump::reset_after_fork();
+        cpu::arm_current_thread();
+        collector::restart_after_fork();
+    });
 }

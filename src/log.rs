@@ -21,7 +21,7 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
-    let line = format!("rprof: {msg}\n");
+    let line = crate::guard::unprofiled(|| format!("rprof: {msg}\n"));
     // SAFETY: writes the bytes of a live String to fd 2; a failed write is ignored.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }

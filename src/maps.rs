@@ -150,6 +150,51 @@ fn gnu_build_id(mut notes: &[u8]) -> Option<String> {
     None
 }
 
+/// glibc's mallinfo2 as [arena, hblkhd, uordblks, fordblks, keepcost], when the program's
+/// allocator is glibc's (glibc ≥ 2.33).
+pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
+    if !crate::interpose::real::malloc_is_glibc() {
+        return None;
+    }
+    #[repr(C)]
+    struct Mallinfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: glibc's mallinfo2 takes no arguments and returns this struct by value.
+    let m = unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> Mallinfo2>(f)() };
+    Some([m.arena, m.hblkhd, m.uordblks, m.fordblks, m.keepcost])
+}
+
+/// (VmRSS, VmHWM) of the process in bytes, from /proc/self/status.
+pub fn rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(proc_path("status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

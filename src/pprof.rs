@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use rprof_profile::{names, Builder, MappingInfo, Profile};
 
 use crate::cpu::CpuData;
+use crate::heap;
 use crate::maps::MapEntry;
 use crate::symbolize::{Frame, Symbolizer};
 
@@ -22,7 +23,7 @@ struct Coverage {
 /// Adds stacks of resolved frames to a builder, one location per frame.
 pub struct StackEncoder {
     builder: Builder,
-    frames: HashMap<u64, Frame>,
+    pub frames: HashMap<u64, Frame>,
     /// Profile mapping id of each of the symbolizer's mappings (1-based; the main program first).
     mapping_ids: Vec<u64>,
     coverage: Vec<Coverage>,
@@ -86,9 +87,13 @@ impl StackEncoder {
     }
 
     /// Location ids for a stack (leaf first); a truncated stack ends in a synthetic frame.
+    /// An empty stack (an overflow bucket) becomes the synthetic lost-samples frame.
     /// rprof's own frames are left out, except at the leaf end, where they are real time
     /// spent in rprof (its pthread_create trampoline sits under every thread otherwise).
     pub fn stack(&mut self, entries: &[u64], truncated: bool) -> Vec<u64> {
+        if entries.is_empty() {
+            return vec![self.builder.synthetic_location(names::LOST_SAMPLES_FRAME)];
+        }
         let mut at_leaf = true;
         let mut ids = Vec::with_capacity(entries.len() + 1);
         for &e in entries {
@@ -169,4 +174,86 @@ pub fn cpu_profile(
             .add_sample(vec![lost], vec![n, n * period], &[], &[]);
     }
     enc.finish()
+}
+
+/// Leaf frames that are allocation functions themselves (C++'s operator new calls malloc):
+/// a heap stack starts at their caller, as Go's start at the allocating function.
+fn is_allocation_function(name: &str) -> bool {
+    name.starts_with("operator new")
+}
+
+/// The heap profile in Go's shape: alloc_objects, alloc_space, inuse_objects, inuse_space;
+/// period space/bytes = the sampling rate; a numeric label `bytes` with the object size;
+/// values unbiased per (stack, size) bucket. Comments carry exact allocation statistics.
+pub fn heap_profile(symbolizer: &mut Symbolizer) -> Profile {
+    let rate = heap::rate();
+    let buckets = heap::buckets();
+    let b = Builder::new(
+        &[
+            (names::ALLOC_OBJECTS, names::COUNT),
+            (names::ALLOC_SPACE, names::BYTES),
+            (names::INUSE_OBJECTS, names::COUNT),
+            (names::INUSE_SPACE, names::BYTES),
+        ],
+        (names::SPACE, names::BYTES),
+        rate as i64,
+    );
+    let entries: std::collections::HashSet<u64> = buckets
+        .iter()
+        .flat_map(|b| b.stack.iter().copied())
+        .collect();
+    let frames = symbolizer.resolve_all(entries);
+    let mut enc = StackEncoder::new(b, frames, &symbolizer.mappings);
+    enc.builder().set_time(unix_now_ns(), 0);
+    for bucket in &buckets {
+        let values = heap::scaled(bucket, rate);
+        if values[0] == 0 {
+            continue;
+        }
+        let skip = bucket
+            .stack
+            .iter()
+            .take_while(|e| {
+                enc.frames
+                    .get(e)
+                    .and_then(|f| f.lines.last())
+                    .is_some_and(|l| is_allocation_function(&l.function))
+            })
+            .count();
+        let ids = enc.stack(&bucket.stack[skip..], false);
+        enc.builder().add_sample(
+            ids,
+            values.to_vec(),
+            &[],
+            &[("bytes", bucket.size as i64, "")],
+        );
+    }
+    for c in heap_statistics() {
+        enc.builder().add_comment(&c);
+    }
+    enc.finish()
+}
+
+/// MemStats-like lines: exact counts, glibc's own figures, the process's RSS.
+fn heap_statistics() -> Vec<String> {
+    let (mallocs, frees, bytes) = heap::totals();
+    let mut out = vec![
+        format!("Mallocs = {mallocs} (allocation calls since start, exact)"),
+        format!("Frees = {frees}"),
+        format!(
+            "HeapObjects = {} (Mallocs - Frees)",
+            mallocs.saturating_sub(frees)
+        ),
+        format!("TotalAlloc = {bytes} bytes requested since start"),
+    ];
+    if let Some(m) = crate::maps::glibc_mallinfo2() {
+        out.push(format!(
+            "glibc mallinfo2: arena = {} bytes, mmapped (hblkhd) = {} bytes, in use (uordblks) = {} bytes, free (fordblks) = {} bytes, releasable (keepcost) = {} bytes",
+            m[0], m[1], m[2], m[3], m[4]
+        ));
+    }
+    if let Some((rss, peak)) = crate::maps::rss() {
+        out.push(format!("RSS = {rss} bytes, peak RSS = {peak} bytes"));
+    }
+    out
 }

@@ -11,6 +11,7 @@
 //! top bit set, which no user-space address has.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use rprof_profile::LineInfo;
 
@@ -19,6 +20,41 @@ use crate::maps::{self, MapEntry};
 
 /// Marks a stack entry as the id of a pinned frame rather than an address.
 pub const PINNED: u64 = 1 << 63;
+
+/// Code spans fixed at load: of the objects loaded at startup (never unloaded), and of
+/// librprof.so itself.
+struct LoadTimeCode {
+    startup: Vec<(u64, u64)>,
+    own: (u64, u64),
+}
+
+static LOAD_TIME_CODE: OnceLock<LoadTimeCode> = OnceLock::new();
+
+/// Records the code loaded at startup. Call once at load.
+pub fn init() {
+    let maps = maps::executable_mappings();
+    let own_path = maps::own_object_path();
+    let own = maps
+        .iter()
+        .filter(|m| Some(&m.path) == own_path.as_ref())
+        .fold((u64::MAX, 0), |(s, e), m| (s.min(m.start), e.max(m.end)));
+    let _ = LOAD_TIME_CODE.set(LoadTimeCode {
+        startup: maps.iter().map(|m| (m.start, m.end)).collect(),
+        own,
+    });
+}
+
+/// Whether `addr` may lie in an object that a dlclose can unmap.
+pub fn may_unload(addr: u64) -> bool {
+    LOAD_TIME_CODE
+        .get()
+        .is_some_and(|c| !c.startup.iter().any(|&(s, e)| (s..e).contains(&addr)))
+}
+
+/// The span of librprof.so's code (empty before `init`).
+pub fn own_code() -> (u64, u64) {
+    LOAD_TIME_CODE.get().map_or((0, 0), |c| c.own)
+}
 
 /// A resolved address.
 #[derive(Clone)]
@@ -38,35 +74,21 @@ pub struct Symbolizer {
     objects: HashMap<(String, String), Option<ObjectInfo>>,
     /// Every mapping a frame of the current profile refers to.
     pub mappings: Vec<MapEntry>,
+    /// Kept for the life of the process: heap profiles are cumulative and refer to them.
     pinned: Vec<Frame>,
-    /// Code of the objects loaded at startup, which are never unloaded.
-    startup_code: Vec<(u64, u64)>,
     own_path: Option<String>,
 }
 
 impl Symbolizer {
     /// Call at load, once the startup objects are mapped.
     pub fn new() -> Self {
-        let startup_code = maps::executable_mappings()
-            .iter()
-            .map(|m| (m.start, m.end))
-            .collect();
         Symbolizer {
             lines: HashMap::new(),
             objects: HashMap::new(),
             mappings: Vec::new(),
             pinned: Vec::new(),
-            startup_code,
             own_path: maps::own_object_path(),
         }
-    }
-
-    /// Whether `addr` may lie in an object that a dlclose can unmap.
-    pub fn may_unload(&self, addr: u64) -> bool {
-        !self
-            .startup_code
-            .iter()
-            .any(|&(s, e)| (s..e).contains(&addr))
     }
 
     /// Resolves `addrs` now; returns the pinned id standing for each.
@@ -97,12 +119,6 @@ impl Symbolizer {
             out.insert(f.address, f);
         }
         out
-    }
-
-    /// Starts a new profile: pinned frames and mappings belonged to the previous one.
-    pub fn clear_profile_state(&mut self) {
-        self.pinned.clear();
-        self.mappings.clear();
     }
 
     fn resolve_batch(&mut self, mut addrs: Vec<u64>) -> Vec<Frame> {
@@ -146,10 +162,16 @@ impl Symbolizer {
         if let Some(lines) = self.lines.get(&key) {
             return lines.clone();
         }
+        let own_path = &self.own_path;
         let object = self
             .objects
             .entry((m.path.clone(), m.build_id.clone()))
-            .or_insert_with(|| ObjectInfo::load(&m.path, &m.build_id));
+            .or_insert_with(|| {
+                // rprof's own frames (time in its hooks) need names only; its line tables
+                // would cost megabytes of memory.
+                let own = Some(&m.path) == own_path.as_ref();
+                ObjectInfo::load(&m.path, &m.build_id, !own)
+            });
         let lines = object.as_ref().map(|o| o.lines(offset)).unwrap_or_default();
         self.lines.insert(key, lines.clone());
         lines

@@ -9,6 +9,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+use std::cell::Cell;
+
 use crate::collector;
 use crate::cpu;
 use crate::interpose::real::PthreadCreateFn;
@@ -21,10 +23,16 @@ struct Start {
     arg: *mut libc::c_void,
 }
 
-/// pthread_create on behalf of the program.
-///
-/// # Safety
-/// The arguments must be valid for pthread_create; `real` must be libc's pthread_create.
+thread_local! {
+    /// This thread's stack span, recorded at registration; read by the unwinder.
+    static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
+}
+
+/// The calling thread's stack span, if it registered. Async-signal-safe.
+pub fn stack_bounds() -> Option<StackBounds> {
+    STACK.with(Cell::get)
+}
+
 /// Live threads of the program (not rprof's) that registered with [`register_current`].
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// pthread key (+1) whose destructor runs when a registered thread exits.
@@ -41,6 +49,7 @@ pub fn init() {
 
 /// Counts the calling thread as one of the program's, until it exits.
 pub fn register_current() {
+    STACK.with(|s| s.set(current_stack_bounds()));
     let key = EXIT_KEY.load(Ordering::Acquire);
     if key == 0 {
         return;
@@ -58,11 +67,16 @@ pub fn reset_after_fork() {
 
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     cpu::disarm_current_thread();
+    crate::heap::release_thread();
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         collector::stop_and_join();
     }
 }
 
+/// pthread_create on behalf of the program.
+///
+/// # Safety
+/// The arguments must be valid for pthread_create; `real` must be libc's pthread_create.
 pub unsafe fn create(
     real: PthreadCreateFn,
     thread: *mut libc::pthread_t,
@@ -73,20 +87,24 @@ pub unsafe fn create(
     if EXIT_KEY.load(Ordering::Acquire) == 0 {
         return real(thread, attr, routine, arg);
     }
-    let start = Box::into_raw(Box::new(Start { routine, arg }));
+    let start = crate::guard::unprofiled(|| Box::into_raw(Box::new(Start { routine, arg })));
     let rc = real(thread, attr, trampoline, start.cast());
     if rc != 0 {
         // SAFETY: the thread was not created, so nothing else owns `start`.
-        drop(Box::from_raw(start));
+        crate::guard::unprofiled(|| drop(Box::from_raw(start)));
     }
     rc
 }
 
 extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the Box leaked by `create` for exactly this thread.
-    let start = unsafe { Box::from_raw(p as *mut Start) };
-    register_current();
-    cpu::arm_current_thread(current_stack_bounds());
+    let start = crate::guard::unprofiled(|| {
+        // SAFETY: as above.
+        let start = unsafe { Box::from_raw(p as *mut Start) };
+        register_current();
+        cpu::arm_current_thread();
+        *start
+    });
     (start.routine)(start.arg)
 }
 

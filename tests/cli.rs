@@ -37,7 +37,7 @@ fn run_then_top_matches_go_pprof() {
     assert!(out.status.success());
     assert_eq!(out.stdout, run_plain(&prog, &["800"]).stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let files = files_in(&dir);
+    let files = files_of(&dir, "cpu");
     assert_eq!(files.len(), 1);
     assert!(
         stderr.contains(&format!("rprof: wrote {}", files[0].display())),
@@ -88,7 +88,7 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
     std::fs::write(&not_profile, "hello, this is not a profile\n").unwrap();
     let prog = build("cpu_split");
     let r = run("cli-bad-src", &prog, &["100"], &[]);
-    let good = r.files()[0].clone();
+    let good = r.files_of("cpu")[0].clone();
     let bytes = std::fs::read(&good).unwrap();
     let truncated = dir.join("truncated.pb.gz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();

@@ -19,7 +19,7 @@ fn three_to_one_split_and_total_cpu() {
     let r = run("split", &prog, &["1200"], &[("RPROF_CPU_HZ", "1000")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.output.stdout, run_plain(&prog, &["1200"]).stdout);
-    let files = r.files();
+    let files = r.files_of("cpu");
     assert_eq!(files.len(), 1, "{files:?}");
     let p = load(&files[0]);
 
@@ -86,7 +86,7 @@ fn default_rate_matches_cpu_time() {
     let prog = build("cpu_split");
     let r = run("default-hz", &prog, &["1000"], &[]);
     assert!(r.output.status.success());
-    let p = load(&r.files()[0]);
+    let p = load(&r.files_of("cpu")[0]);
     assert_eq!(p.period, 10_000_000, "period = 1e9 / 100 Hz");
     assert_within(
         "CPU at 100 Hz",
@@ -102,7 +102,7 @@ fn threads_each_get_their_share() {
     let r = run("threads", &prog, &["400"], &[("RPROF_CPU_HZ", "1000")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.stdout(), "threads_equal done\n");
-    let p = load(&r.files()[0]);
+    let p = load(&r.files_of("cpu")[0]);
     let s = summarize(&p, "cpu");
     let cpu_ns = r.cpu_ns();
     assert_within("CPU of four busy threads", s.total, cpu_ns, 0.10);
@@ -125,7 +125,7 @@ fn truncates_deep_stacks_keeping_innermost_frames() {
     let prog = build("deep_recursion");
     let r = run("deep", &prog, &[], &[]);
     assert!(r.output.status.success());
-    let p = load(&r.files()[0]);
+    let p = load(&r.files_of("cpu")[0]);
     let (locs, funcs) = (p.location_by_id(), p.function_by_id());
     let mut truncated = 0;
     for sample in &p.sample {
@@ -163,7 +163,7 @@ fn bad_rate_warns_once_and_still_profiles() {
         "{}",
         warnings[0]
     );
-    let p = load(&r.files()[0]);
+    let p = load(&r.files_of("cpu")[0]);
     assert_eq!(p.period, 10_000_000);
     assert!(summarize(&p, "cpu").cum("burn_three") > 0);
 }
@@ -176,7 +176,7 @@ fn dlopen_dlclose_loop_keeps_symbols_of_unloaded_library() {
     let r = run("dlopen", &prog, &args, &[("RPROF_CPU_HZ", "1000")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.output.stdout, run_plain(&prog, &args).stdout);
-    let p = load(&r.files()[0]);
+    let p = load(&r.files_of("cpu")[0]);
     let s = summarize(&p, "cpu");
     let cpu_ns = r.cpu_ns();
     assert_within("CPU with dlopen/dlclose", s.total, cpu_ns, 0.10);
@@ -201,7 +201,7 @@ fn cxx_exceptions_in_flight_are_unwound_safely() {
     let r = run("cxx", &prog, &[], &[("RPROF_CPU_HZ", "1000")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.stdout(), "caught 200000\n");
-    let p = load(&r.files()[0]);
+    let p = load(&r.files_of("cpu")[0]);
     let s = summarize(&p, "cpu");
     assert_within("CPU with exceptions", s.total, r.cpu_ns(), 0.10);
     // Demangled C++ names, and samples taken while the C++ unwinder was running.
@@ -233,7 +233,7 @@ fn relative_prefix_is_resolved_at_load_despite_chdir() {
     .unwrap();
     assert!(out.status.success());
     std::fs::create_dir_all(dir.join("rel")).unwrap();
-    let files = files_in(&dir.join("rel"));
+    let files = files_of(&dir.join("rel"), "cpu");
     // The directory did not exist when the program ran: the write failed with a warning.
     assert!(files.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -253,7 +253,7 @@ fn relative_prefix_is_resolved_at_load_despite_chdir() {
     .output()
     .unwrap();
     assert!(out.status.success());
-    assert_eq!(files_in(&dir.join("rel")).len(), 1);
+    assert_eq!(files_of(&dir.join("rel"), "cpu").len(), 1);
     assert!(files_in(&elsewhere).is_empty());
     assert!(!elsewhere.join("rel").exists());
 }
@@ -275,10 +275,13 @@ fn unwritable_output_is_reported_and_harmless() {
         .filter(|l| l.starts_with("rprof:"))
         .map(String::from)
         .collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(
-        lines[0].starts_with("rprof: cannot write /nonexistent/dir/p."),
-        "{}",
-        lines[0]
-    );
+    // One line for each file that could not be written (cpu and heap), nothing else.
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, kind) in lines.iter().zip(["cpu", "heap"]) {
+        assert!(
+            line.starts_with("rprof: cannot write /nonexistent/dir/p.")
+                && line.contains(&format!(".{kind}.pb.gz: ")),
+            "{line}"
+        );
+    }
 }

@@ -21,7 +21,7 @@ fn forked_child_writes_its_own_profile() {
         .lines()
         .find_map(|l| l.strip_prefix("child=")?.parse().ok())
         .expect("child pid");
-    let files = r.files();
+    let files = r.files_of("cpu");
     assert_eq!(files.len(), 2, "{files:?}");
     let child_p = summarize(&r.final_profile(child, "cpu"), "cpu");
     let parent_file = files
@@ -50,7 +50,7 @@ fn exec_started_program_is_profiled_into_its_own_file() {
     );
     assert!(r.output.status.success());
     let with_split = r
-        .files()
+        .files_of("cpu")
         .iter()
         .filter(|f| summarize(&load(f), "cpu").cum("burn_three") > 0)
         .count();
@@ -108,7 +108,7 @@ fn dump_signal_writes_numbered_snapshots_that_add_up() {
         .lines()
         .find_map(|l| l.strip_prefix("cpu_ns=")?.parse().ok())
         .unwrap();
-    let files = files_in(&dir);
+    let files = files_of(&dir, "cpu");
     assert_eq!(files.len(), 3, "{files:?}");
     let mut total = 0;
     for f in &files {
@@ -182,7 +182,7 @@ fn program_sees_its_own_dispositions_and_its_handlers_win() {
     );
     assert_eq!(rest, "caught TERM\n");
     assert_eq!(
-        files_in(&dir).len(),
+        files_of(&dir, "cpu").len(),
         1,
         "profile written at its normal exit"
     );
@@ -202,7 +202,7 @@ fn program_taking_sigprof_stops_cpu_profiling_with_a_warning() {
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("SIGPROF"));
-    assert_eq!(r.files().len(), 1);
+    assert_eq!(r.files_of("cpu").len(), 1);
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn last_thread_calling_pthread_exit_still_writes_the_profile() {
     let r = run("pthread-exit", &prog, &[], &[]);
     assert!(r.output.status.success());
     assert_eq!(r.stdout(), "worker done\n");
-    let files = r.files();
+    let files = r.files_of("cpu");
     assert_eq!(files.len(), 1, "{files:?}");
     let p = load(&files[0]);
     let s = summarize(&p, "cpu");

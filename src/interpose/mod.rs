@@ -2,6 +2,7 @@
 //! `#[cfg_attr(not(test), no_mangle)]` keeps unit-test binaries from interposing themselves.
 #![allow(unsafe_code)]
 
+pub mod alloc;
 pub mod real;
 
 use crate::signal_safe::unwind::UNLOAD_FENCE;
@@ -54,7 +55,7 @@ pub unsafe extern "C" fn signal(
 /// As dlclose(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
-    crate::dump::before_dlclose();
+    crate::guard::unprofiled(crate::dump::before_dlclose);
     UNLOAD_FENCE.begin_close();
     let rc = real::dlclose(handle);
     UNLOAD_FENCE.end_close();

@@ -88,3 +88,203 @@ pub fn dlclose(handle: *mut libc::c_void) -> i32 {
     // SAFETY: dlsym("dlclose") has this signature; the handle is the program's.
     unsafe { std::mem::transmute::<*mut libc::c_void, DlcloseFn>(p)(handle) }
 }
+
+// ---- The allocator -------------------------------------------------------------------
+//
+// dlsym may itself allocate (calloc for its error buffer) before the real allocator is
+// known. Those few early allocations are served from a static bump pool; free() of a pool
+// pointer does nothing and realloc() moves it to the real heap (heaptrack does the same).
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+type MallocFn = unsafe extern "C" fn(libc::size_t) -> *mut libc::c_void;
+type FreeFn = unsafe extern "C" fn(*mut libc::c_void);
+type CallocFn = unsafe extern "C" fn(libc::size_t, libc::size_t) -> *mut libc::c_void;
+type ReallocFn = unsafe extern "C" fn(*mut libc::c_void, libc::size_t) -> *mut libc::c_void;
+type PosixMemalignFn =
+    unsafe extern "C" fn(*mut *mut libc::c_void, libc::size_t, libc::size_t) -> libc::c_int;
+type AlignedFn = unsafe extern "C" fn(libc::size_t, libc::size_t) -> *mut libc::c_void;
+type UsableSizeFn = unsafe extern "C" fn(*mut libc::c_void) -> libc::size_t;
+
+static MALLOC: Next = Next::new(c"malloc");
+static FREE: Next = Next::new(c"free");
+static CALLOC: Next = Next::new(c"calloc");
+static REALLOC: Next = Next::new(c"realloc");
+static POSIX_MEMALIGN: Next = Next::new(c"posix_memalign");
+static ALIGNED_ALLOC: Next = Next::new(c"aligned_alloc");
+static MEMALIGN: Next = Next::new(c"memalign");
+static VALLOC: Next = Next::new(c"valloc");
+static PVALLOC: Next = Next::new(c"pvalloc");
+static MALLOC_USABLE_SIZE: Next = Next::new(c"malloc_usable_size");
+
+/// Set while the allocator functions are being looked up.
+static RESOLVING: AtomicBool = AtomicBool::new(false);
+
+const POOL_SIZE: usize = 64 * 1024;
+
+#[repr(C, align(16))]
+struct Pool(UnsafeCell<[u8; POOL_SIZE]>);
+// SAFETY: disjoint ranges of the pool are handed out by an atomic bump pointer.
+unsafe impl Sync for Pool {}
+static POOL: Pool = Pool(UnsafeCell::new([0; POOL_SIZE]));
+static POOL_USED: AtomicUsize = AtomicUsize::new(0);
+
+fn pool_base() -> usize {
+    POOL.0.get() as usize
+}
+
+/// Whether `p` came from the bootstrap pool.
+pub fn is_bootstrap(p: *mut libc::c_void) -> bool {
+    (pool_base()..pool_base() + POOL_SIZE).contains(&(p as usize))
+}
+
+/// Frees nothing, but says whether `p` was a pool pointer (which free must ignore).
+pub fn free_bootstrap(p: *mut libc::c_void) -> bool {
+    is_bootstrap(p)
+}
+
+/// The size requested for a pool pointer (kept in the 16 bytes before it).
+pub fn bootstrap_size(p: *mut libc::c_void) -> usize {
+    // SAFETY: pool pointers are preceded by a 16-byte header holding their size.
+    unsafe { *((p as *const u8).sub(16) as *const usize) }
+}
+
+fn bootstrap_alloc(size: usize) -> *mut libc::c_void {
+    let need = (size + 16 + 15) & !15;
+    let off = POOL_USED.fetch_add(need, Ordering::AcqRel);
+    if off + need > POOL_SIZE {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: [off, off+need) of the pool is ours alone; the pool starts zeroed (calloc).
+    unsafe {
+        let base = (pool_base() + off) as *mut u8;
+        *(base as *mut usize) = size;
+        base.add(16).cast()
+    }
+}
+
+/// Moves a pool allocation to the real heap.
+pub fn realloc_bootstrap(old: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+    let new = malloc(size);
+    if !new.is_null() {
+        let n = bootstrap_size(old).min(size);
+        // SAFETY: both ranges are at least n bytes and do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(old as *const u8, new as *mut u8, n) };
+    }
+    new
+}
+
+/// The real function `n`, resolving all of them on first use.
+#[inline(always)]
+fn next_alloc(n: &Next) -> *mut libc::c_void {
+    let p = n.ptr.load(Ordering::Acquire);
+    if !p.is_null() {
+        return p;
+    }
+    resolve_alloc(n)
+}
+
+#[cold]
+#[inline(never)]
+fn resolve_alloc(n: &Next) -> *mut libc::c_void {
+    if RESOLVING.swap(true, Ordering::AcqRel) {
+        return std::ptr::null_mut(); // inside dlsym: the caller uses the pool
+    }
+    for f in [
+        &MALLOC,
+        &FREE,
+        &CALLOC,
+        &REALLOC,
+        &POSIX_MEMALIGN,
+        &ALIGNED_ALLOC,
+        &MEMALIGN,
+        &VALLOC,
+        &PVALLOC,
+        &MALLOC_USABLE_SIZE,
+    ] {
+        f.get();
+    }
+    RESOLVING.store(false, Ordering::Release);
+    n.ptr.load(Ordering::Acquire)
+}
+
+macro_rules! call_or {
+    ($next:expr, $ty:ty, $fallback:expr, |$f:ident| $call:expr) => {{
+        let p = next_alloc(&$next);
+        if p.is_null() {
+            $fallback
+        } else {
+            // SAFETY: dlsym found the function of this name, whose signature this is.
+            let $f = unsafe { std::mem::transmute::<*mut libc::c_void, $ty>(p) };
+            // SAFETY: the arguments are the program's, passed on unchanged.
+            unsafe { $call }
+        }
+    }};
+}
+
+pub fn malloc(size: usize) -> *mut libc::c_void {
+    call_or!(MALLOC, MallocFn, bootstrap_alloc(size), |f| f(size))
+}
+
+pub fn free(p: *mut libc::c_void) {
+    call_or!(FREE, FreeFn, (), |f| f(p))
+}
+
+pub fn calloc(n: usize, size: usize) -> *mut libc::c_void {
+    call_or!(
+        CALLOC,
+        CallocFn,
+        n.checked_mul(size)
+            .map_or(std::ptr::null_mut(), bootstrap_alloc),
+        |f| f(n, size)
+    )
+}
+
+pub fn realloc(p: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+    call_or!(REALLOC, ReallocFn, std::ptr::null_mut(), |f| f(p, size))
+}
+
+pub fn posix_memalign(out: *mut *mut libc::c_void, align: usize, size: usize) -> i32 {
+    call_or!(POSIX_MEMALIGN, PosixMemalignFn, libc::ENOMEM, |f| f(
+        out, align, size
+    ))
+}
+
+pub fn aligned_alloc(align: usize, size: usize) -> *mut libc::c_void {
+    call_or!(ALIGNED_ALLOC, AlignedFn, std::ptr::null_mut(), |f| f(
+        align, size
+    ))
+}
+
+pub fn memalign(align: usize, size: usize) -> *mut libc::c_void {
+    call_or!(MEMALIGN, AlignedFn, std::ptr::null_mut(), |f| f(
+        align, size
+    ))
+}
+
+pub fn valloc(size: usize) -> *mut libc::c_void {
+    call_or!(VALLOC, MallocFn, std::ptr::null_mut(), |f| f(size))
+}
+
+pub fn pvalloc(size: usize) -> *mut libc::c_void {
+    call_or!(PVALLOC, MallocFn, std::ptr::null_mut(), |f| f(size))
+}
+
+pub fn malloc_usable_size(p: *mut libc::c_void) -> usize {
+    call_or!(MALLOC_USABLE_SIZE, UsableSizeFn, 0, |f| f(p))
+}
+
+/// Whether the real malloc is glibc's (so mallinfo2 describes the program's heap).
+pub fn malloc_is_glibc() -> bool {
+    let p = next_alloc(&MALLOC);
+    // SAFETY: Dl_info is plain data filled by dladdr for a code address.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads loader tables.
+    if p.is_null() || unsafe { libc::dladdr(p, &mut info) } == 0 || info.dli_fname.is_null() {
+        return false;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    name.to_bytes().windows(7).any(|w| w == b"libc.so")
+}

@@ -6,18 +6,17 @@
 //! anonymous mmap made at load, so no allocation happens in signal context.
 //!
 //! Protocol per slot: EMPTY → (producer CAS) WRITING → (producer store) FULL →
-//! (consumer CAS) READING → (consumer store) EMPTY. Producers pick slots from a shared
-//! cursor and try a few; a sample that finds no EMPTY slot is added to `lost` (by its
-//! weight) and later shows up under a synthetic `rprof::lost_samples` frame.
+//! (consumer CAS) READING → (consumer store) EMPTY. Producers take the first EMPTY slot;
+//! a sample that finds none is added to `lost` (by its weight) and later shows up under a
+//! synthetic `rprof::lost_samples` frame.
 #![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::unwind::MAX_DEPTH;
 
 const SLOTS: usize = 1024;
-const TRIES: usize = 4;
 
 const EMPTY: u32 = 0;
 const WRITING: u32 = 1;
@@ -47,7 +46,6 @@ struct Slot {
 
 pub struct Ring {
     slots: AtomicPtr<Slot>,
-    cursor: AtomicUsize,
     /// Weight of samples that found no free slot (or arrived before the ring existed).
     lost: AtomicU64,
 }
@@ -60,7 +58,6 @@ impl Ring {
     pub const fn new() -> Self {
         Ring {
             slots: AtomicPtr::new(std::ptr::null_mut()),
-            cursor: AtomicUsize::new(0),
             lost: AtomicU64::new(0),
         }
     }
@@ -98,15 +95,17 @@ impl Ring {
         Some(unsafe { &*base.add(i % SLOTS) })
     }
 
-    /// Async-signal-safe. Stores a record built by `fill`, or counts it as lost.
+    /// Async-signal-safe. Stores a record built by `fill` in the first free slot, or counts
+    /// it as lost. Taking the first free slot keeps the memory touched (and so the RSS) to
+    /// the slots in use at once, not the whole ring.
     pub fn push(&self, weight: u32, fill: impl FnOnce(&mut Record)) {
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        for i in start..start + TRIES {
+        for i in 0..SLOTS {
             let Some(slot) = self.slot(i) else { break };
-            if slot
-                .state
-                .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            if slot.state.load(Ordering::Relaxed) == EMPTY
+                && slot
+                    .state
+                    .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 // SAFETY: the WRITING state gives this thread exclusive access to the record.
                 let rec = unsafe { &mut *slot.record.get() };

@@ -99,10 +99,22 @@ impl Run {
     pub fn files(&self) -> Vec<PathBuf> {
         files_in(&self.dir)
     }
+    /// Profile files of one kind ("cpu", "heap") written into the run's directory.
+    pub fn files_of(&self, kind: &str) -> Vec<PathBuf> {
+        files_of(&self.dir, kind)
+    }
     /// The one final (exit) file of `kind` for process `pid`.
     pub fn final_profile(&self, pid: u32, kind: &str) -> Profile {
         load(&self.dir.join(format!("rprof.{pid}.{kind}.pb.gz")))
     }
+}
+
+/// Profile files of one kind in `dir`, sorted by name.
+pub fn files_of(dir: &Path, kind: &str) -> Vec<PathBuf> {
+    files_in(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&format!(".{kind}.")))
+        .collect()
 }
 
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {

@@ -1,0 +1,463 @@
+//! Heap profiling: sampled allocations, in Go's heap-profile model.
+//!
+//! Hot path (every malloc and free, no lock, no system call, no unwinding): a per-thread
+//! byte countdown decides sampling, as Go's `mallocgc` does: the gap between sampled bytes
+//! is exponential with mean `RPROF_HEAP_RATE`, so an allocation of size s is sampled with
+//! probability 1 − exp(−s/rate). Exact counts (allocation calls, frees, bytes requested)
+//! go into a per-thread block of counters that only that thread writes.
+//!
+//! Frees: a sampled block is tracked until freed. A free must tell "not sampled" cheaply:
+//! `PAGE_COUNTS` counts the live samples whose address falls on each page (mod 64 Ki
+//! pages). Heaps are mostly contiguous, so the counters a program's frees touch are few
+//! and cached; only a free on a page holding a sampled block takes the table lock.
+//!
+//! Sampled path (about once per 512 KiB allocated): the stack is walked from the hook with
+//! the signal-safe unwinder, rprof's own frames are dropped, and the (stack, size) bucket
+//! and the live-block table are updated under a lock. Everything rprof allocates meanwhile
+//! passes through unprofiled (`guard`).
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use crate::guard::{self, Guard};
+use crate::signal_safe::unwind::{self, Regs, MAX_DEPTH};
+use crate::symbolize::{self, Symbolizer};
+use crate::sync::Lock;
+use crate::threads;
+
+/// Mean bytes between samples; 0 while heap profiling is off.
+static RATE: AtomicU64 = AtomicU64::new(0);
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Distinct (stack, size) buckets kept; beyond that, samples go to one bucket per size
+/// under a synthetic frame.
+const MAX_BUCKETS: usize = 16_384;
+const PAGE_SLOTS: usize = 1 << 16;
+
+/// Exact counts for one thread (written by that thread only) or for exited threads.
+#[repr(align(64))]
+struct Counters {
+    mallocs: AtomicU64,
+    frees: AtomicU64,
+    bytes: AtomicU64,
+    claimed: AtomicBool,
+}
+
+impl Counters {
+    /// Adds to a counter. A thread's own block has one writer, so a plain load and store
+    /// suffice (no locked instruction on the hot path); RETIRED is shared and needs an RMW.
+    #[inline(always)]
+    fn add(&self, field: &AtomicU64, n: u64) {
+        if std::ptr::eq(self, &RETIRED) {
+            field.fetch_add(n, Ordering::Relaxed);
+        } else {
+            field.store(
+                field.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    const fn new() -> Self {
+        Counters {
+            mallocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            claimed: AtomicBool::new(false),
+        }
+    }
+}
+
+static BLOCKS: [Counters; 1024] = [const { Counters::new() }; 1024];
+/// Counts of exited threads, and of threads that found no free block.
+static RETIRED: Counters = Counters::new();
+/// Serialises folding an exiting thread's block into RETIRED with summing for a dump.
+static COUNTERS_LOCK: Lock<()> = Lock::new(());
+
+static PAGE_COUNTS: [AtomicU8; PAGE_SLOTS] = [const { AtomicU8::new(0) }; PAGE_SLOTS];
+
+struct HeapThread {
+    countdown: Cell<i64>,
+    seeded: Cell<bool>,
+    rng: Cell<u64>,
+    block: Cell<*const Counters>,
+}
+
+thread_local! {
+    static THREAD: HeapThread = const {
+        HeapThread {
+            countdown: Cell::new(0),
+            seeded: Cell::new(false),
+            rng: Cell::new(0),
+            block: Cell::new(std::ptr::null()),
+        }
+    };
+}
+
+/// Sampled allocations folded by (stack, size), and the sampled blocks still live.
+#[derive(Default)]
+pub struct HeapTable {
+    index: HashMap<(Vec<u64>, u64), u32>,
+    pub buckets: Vec<Bucket>,
+    live: HashMap<usize, u32>,
+    /// Some bucket holds an address in code that a dlclose may unmap.
+    unpinned: bool,
+}
+
+/// Counts of sampled events (not yet scaled) for one stack and size. An empty stack is
+/// the overflow bucket of that size.
+#[derive(Clone)]
+pub struct Bucket {
+    pub stack: Vec<u64>,
+    pub size: u64,
+    pub allocs: u64,
+    pub frees: u64,
+}
+
+/// Guards the table; taken on the sampled path, on frees of sampled pages, by dumps and by
+/// fork's prepare handler.
+pub static TABLE: Lock<Option<HeapTable>> = Lock::new(None);
+
+/// Starts heap profiling at `rate` bytes per sample (0 leaves it off).
+pub fn init(rate: u64) {
+    if rate == 0 {
+        return;
+    }
+    *TABLE.lock() = Some(HeapTable::default());
+    RATE.store(rate, Ordering::Relaxed);
+    ACTIVE.store(true, Ordering::Release);
+}
+
+pub fn rate() -> u64 {
+    RATE.load(Ordering::Relaxed)
+}
+
+#[inline]
+fn page_slot(p: usize) -> &'static AtomicU8 {
+    &PAGE_COUNTS[(p >> 12) & (PAGE_SLOTS - 1)]
+}
+
+/// The calling thread's counter block, claimed on first use.
+#[inline]
+fn counters(t: &HeapThread) -> &'static Counters {
+    let b = t.block.get();
+    if !b.is_null() {
+        // SAFETY: blocks are statics; the pointer was set from one of them.
+        return unsafe { &*b };
+    }
+    let c = BLOCKS
+        .iter()
+        .find(|c| {
+            c.claimed
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+        .unwrap_or(&RETIRED);
+    t.block.set(c);
+    c
+}
+
+/// After an allocation of `size` bytes at `p` by the program.
+#[inline]
+pub fn on_alloc(p: *mut libc::c_void, size: usize) {
+    if p.is_null() || guard::held() {
+        return;
+    }
+    THREAD.with(|t| {
+        let c = counters(t);
+        c.add(&c.mallocs, 1);
+        c.add(&c.bytes, size as u64);
+        if size == 0 || !ACTIVE.load(Ordering::Relaxed) {
+            return;
+        }
+        let left = t.countdown.get() - size as i64;
+        t.countdown.set(left);
+        if left < 0 {
+            sample_slow(t, p as usize, size as u64);
+        }
+    });
+}
+
+/// Before the program frees `p` (not null).
+#[inline]
+pub fn on_free(p: *mut libc::c_void) {
+    if guard::held() {
+        return;
+    }
+    THREAD.with(|t| {
+        let c = counters(t);
+        c.add(&c.frees, 1);
+    });
+    if page_slot(p as usize).load(Ordering::Relaxed) != 0 {
+        free_slow(p as usize);
+    }
+}
+
+/// The next gap in bytes: exponential with mean `rate` (0 for rate ≤ 1: every allocation).
+fn next_gap(t: &HeapThread) -> i64 {
+    let rate = RATE.load(Ordering::Relaxed);
+    if rate <= 1 {
+        return 0;
+    }
+    // xorshift64*; 53 random bits make u in (0, 1].
+    let mut x = t.rng.get();
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t.rng.set(x);
+    let bits = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+    let u = (bits as f64 + 1.0) / (1u64 << 53) as f64;
+    (-u.ln() * rate as f64).min(1e15) as i64
+}
+
+#[cold]
+#[inline(never)]
+fn sample_slow(t: &HeapThread, p: usize, size: u64) {
+    if !t.seeded.get() {
+        // The first allocation of a thread starts its countdown instead of always sampling.
+        t.seeded.set(true);
+        let seed = crate::signal_safe::sys::monotonic_ns()
+            ^ (crate::signal_safe::sys::gettid() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        t.rng.set(seed | 1);
+        let left = next_gap(t) - size as i64;
+        t.countdown.set(left);
+        if left >= 0 {
+            return;
+        }
+    }
+    t.countdown.set(next_gap(t));
+    let Some(_g) = Guard::enter() else { return };
+    let mut pcs = [0u64; MAX_DEPTH];
+    let depth = capture_stack(&mut pcs);
+    let own = symbolize::own_code();
+    let first = pcs[..depth]
+        .iter()
+        .position(|pc| !(own.0..own.1).contains(pc))
+        .unwrap_or(depth);
+    let stack = &pcs[first..depth];
+    record(p, size, stack);
+}
+
+fn record(p: usize, size: u64, stack: &[u64]) {
+    let mut guard = TABLE.lock();
+    let Some(table) = guard.as_mut() else { return };
+    let full = table.buckets.len() >= MAX_BUCKETS;
+    let key = (if full { Vec::new() } else { stack.to_vec() }, size);
+    let next = table.buckets.len() as u32;
+    let b = *table.index.entry(key).or_insert_with(|| next);
+    if b == next {
+        let stack = if full { Vec::new() } else { stack.to_vec() };
+        table.unpinned |= stack.iter().any(|&pc| symbolize::may_unload(pc));
+        table.buckets.push(Bucket {
+            stack,
+            size,
+            allocs: 0,
+            frees: 0,
+        });
+    }
+    table.buckets[b as usize].allocs += 1;
+    if table.live.insert(p, b).is_none() {
+        let slot = page_slot(p);
+        // Saturated counters stay at 255: such pages always take the slow path.
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(1));
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn free_slow(p: usize) {
+    let Some(_g) = Guard::enter() else { return };
+    let mut guard = TABLE.lock();
+    let Some(table) = guard.as_mut() else { return };
+    if let Some(b) = table.live.remove(&p) {
+        if let Some(bucket) = table.buckets.get_mut(b as usize) {
+            bucket.frees += 1;
+        }
+        let _ = page_slot(p).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            (v != u8::MAX && v > 0).then(|| v - 1)
+        });
+    }
+}
+
+/// Walks the calling thread's stack from here. Not for signal context (it may be called
+/// from any hook, and reads only the thread's own stack and loaded objects).
+#[inline(never)]
+fn capture_stack(pcs: &mut [u64; MAX_DEPTH]) -> usize {
+    let (rip, rsp, rbp): (u64, u64, u64);
+    // SAFETY: reads the instruction pointer, stack pointer and frame pointer; no side effects.
+    unsafe {
+        std::arch::asm!(
+            "lea {0}, [rip]",
+            "mov {1}, rsp",
+            "mov {2}, rbp",
+            out(reg) rip,
+            out(reg) rsp,
+            out(reg) rbp,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    let mut regs = Regs([None; 17]);
+    regs.0[16] = Some(rip);
+    regs.0[7] = Some(rsp);
+    regs.0[6] = Some(rbp);
+    let bounds = threads::stack_bounds().and_then(|b| {
+        (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds { lo: rsp, hi: b.hi })
+    });
+    unwind::walk(&regs, bounds, pcs).depth
+}
+
+/// The calling thread is exiting: its counts join those of exited threads.
+pub fn release_thread() {
+    THREAD.with(|t| {
+        let b = t.block.replace(&RETIRED);
+        if b.is_null() || std::ptr::eq(b, &RETIRED) {
+            return;
+        }
+        // SAFETY: blocks are statics.
+        let c = unsafe { &*b };
+        let _l = COUNTERS_LOCK.lock();
+        for (from, to) in [
+            (&c.mallocs, &RETIRED.mallocs),
+            (&c.frees, &RETIRED.frees),
+            (&c.bytes, &RETIRED.bytes),
+        ] {
+            to.fetch_add(from.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+        c.claimed.store(false, Ordering::Release);
+    });
+}
+
+/// Exact totals since the program started: (allocation calls, frees, bytes requested).
+pub fn totals() -> (u64, u64, u64) {
+    let _l = COUNTERS_LOCK.lock();
+    let mut t = (0, 0, 0);
+    for c in BLOCKS.iter().chain(std::iter::once(&RETIRED)) {
+        t.0 += c.mallocs.load(Ordering::Relaxed);
+        t.1 += c.frees.load(Ordering::Relaxed);
+        t.2 += c.bytes.load(Ordering::Relaxed);
+    }
+    t
+}
+
+/// A copy of the buckets, for writing a profile outside the lock.
+pub fn buckets() -> Vec<Bucket> {
+    TABLE
+        .lock()
+        .as_ref()
+        .map(|t| t.buckets.clone())
+        .unwrap_or_default()
+}
+
+/// Before a dlclose: resolves addresses of unloadable code in the buckets while mapped.
+pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
+    let mut guard = TABLE.lock();
+    let Some(table) = guard.as_mut() else { return };
+    if !table.unpinned {
+        return;
+    }
+    table.unpinned = false;
+    let addrs: Vec<u64> = table
+        .buckets
+        .iter()
+        .flat_map(|b| b.stack.iter().copied())
+        .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+        .collect();
+    let ids = symbolizer.pin(addrs);
+    for b in &mut table.buckets {
+        for pc in &mut b.stack {
+            if let Some(&id) = ids.get(pc) {
+                *pc = id;
+            }
+        }
+    }
+    // Two stacks may now be equal (two loads of one library); counts stay per bucket.
+    table.index = table
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| ((b.stack.clone(), b.size), i as u32))
+        .collect();
+}
+
+/// Unbiased estimates for a bucket, as Go's scaleHeapSample: a block of size s was sampled
+/// with probability 1 − exp(−s/rate). Returns (alloc objects, alloc bytes, in-use objects,
+/// in-use bytes).
+pub fn scaled(b: &Bucket, rate: u64) -> [i64; 4] {
+    let scale = if rate <= 1 || b.size == 0 {
+        1.0
+    } else {
+        1.0 / (1.0 - (-(b.size as f64) / rate as f64).exp())
+    };
+    let live = b.allocs.saturating_sub(b.frees);
+    let v = |n: u64, size: u64| (n as f64 * size as f64 * scale).round() as i64;
+    [
+        v(b.allocs, 1),
+        v(b.allocs, b.size),
+        v(live, 1),
+        v(live, b.size),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_is_unbiased_for_small_and_large_sizes() {
+        let rate = 512 * 1024;
+        // A 16-byte block is sampled with probability ~16/rate: one sample stands for ~rate/16.
+        let small = scaled(
+            &Bucket {
+                stack: vec![],
+                size: 16,
+                allocs: 1,
+                frees: 0,
+            },
+            rate,
+        );
+        assert!((small[0] - rate as i64 / 16).abs() <= 1, "{small:?}");
+        // A block far larger than the rate is always sampled: no scaling.
+        let big = scaled(
+            &Bucket {
+                stack: vec![],
+                size: 64 << 20,
+                allocs: 2,
+                frees: 1,
+            },
+            rate,
+        );
+        assert_eq!(big, [2, 2 * (64 << 20), 1, 64 << 20]);
+        // Rate 1 records every allocation, unscaled.
+        let every = scaled(
+            &Bucket {
+                stack: vec![],
+                size: 100,
+                allocs: 3,
+                frees: 3,
+            },
+            1,
+        );
+        assert_eq!(every, [3, 300, 0, 0]);
+    }
+
+    #[test]
+    fn gaps_are_exponential_with_the_rate_as_mean() {
+        RATE.store(1000, Ordering::Relaxed);
+        let t = HeapThread {
+            countdown: Cell::new(0),
+            seeded: Cell::new(true),
+            rng: Cell::new(12345),
+            block: Cell::new(std::ptr::null()),
+        };
+        let n = 100_000;
+        let gaps: Vec<i64> = (0..n).map(|_| next_gap(&t)).collect();
+        let mean = gaps.iter().sum::<i64>() as f64 / n as f64;
+        // Standard error of the mean of an exponential: rate/sqrt(n) ≈ 3.2; allow 5 of them.
+        assert!((mean - 1000.0).abs() < 16.0, "mean {mean}");
+        let below = gaps.iter().filter(|&&g| g < 693).count() as f64 / n as f64;
+        assert!((below - 0.5).abs() < 0.01, "median fraction {below}");
+        RATE.store(0, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,300 @@
+//! Heap profiles of c_tests programs with known allocations.
+//!
+//! With RPROF_HEAP_RATE=1 every allocation is recorded and every figure must be exact.
+//! At the default rate (512 KiB) a block of size s is sampled with probability
+//! p = 1 − exp(−s/rate) and counted as 1/p blocks, so a site of N blocks of size s has an
+//! unbiased estimate with standard deviation s·sqrt(N(1−p)/p); tests allow 5 of those
+//! (`sigma` below). For the 64 MiB site of 2 MiB blocks that is 2.4 % (bound 12 %).
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use rprof_profile::Profile;
+
+const MIB: i64 = 1 << 20;
+const RATE: f64 = 524_288.0;
+
+/// Standard deviation of the estimated bytes of `count` blocks of `size` at the default rate.
+fn sigma(count: f64, size: f64) -> f64 {
+    let p = 1.0 - (-size / RATE).exp();
+    size * (count * (1.0 - p) / p).sqrt()
+}
+
+fn heap_file(r: &Run) -> Profile {
+    let f = r
+        .files()
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains(".heap."))
+        .expect("a heap profile");
+    load(&f)
+}
+
+/// Per (leaf function, bytes label): the four values.
+fn by_leaf_and_size(p: &Profile) -> HashMap<(String, i64), [i64; 4]> {
+    let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+    let mut out: HashMap<(String, i64), [i64; 4]> = HashMap::new();
+    for s in &p.sample {
+        let leaf = p.frames(s, &locs, &funcs)[0].function.to_owned();
+        let size = p.label_num(s, "bytes").expect("bytes label");
+        let e = out.entry((leaf, size)).or_default();
+        for (a, v) in e.iter_mut().zip(&s.value) {
+            *a += v;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_allocation_is_exact_at_rate_one() {
+    let prog = build("heap_sites");
+    let r = run("heap-exact", &prog, &["64"], &[("RPROF_HEAP_RATE", "1")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.output.stdout, run_plain(&prog, &["64"]).stdout);
+    let p = heap_file(&r);
+    assert_eq!(
+        p.sample_type_names(),
+        [
+            "alloc_objects",
+            "alloc_space",
+            "inuse_objects",
+            "inuse_space"
+        ]
+    );
+    let pt = p.period_type.unwrap();
+    assert_eq!(
+        (p.str(pt.r#type), p.str(pt.unit), p.period),
+        ("space", "bytes", 1)
+    );
+    let sites = by_leaf_and_size(&p);
+    let at = |f: &str, size: i64| {
+        sites
+            .get(&(f.to_owned(), size))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert_eq!(at("keep_live", 2 * MIB), [32, 64 * MIB, 32, 64 * MIB]);
+    assert_eq!(at("churn", 65536), [25, 25 * 65536, 0, 0]);
+    assert_eq!(at("mixed_site", MIB), [8, 8 * MIB, 8, 8 * MIB]);
+    assert_eq!(at("mixed_site", 16), [16384, 16384 * 16, 16384, 16384 * 16]);
+    assert_eq!(at("leak_calloc", 262_144), [1, 262_144, 1, 262_144]);
+    assert_eq!(at("leak_realloc", 100), [1, 100, 0, 0]);
+    assert_eq!(at("leak_realloc", 300_000), [1, 300_000, 1, 300_000]);
+    assert_eq!(at("leak_posix_memalign", 200_000), [1, 200_000, 1, 200_000]);
+    assert_eq!(at("leak_aligned_alloc", 409_600), [1, 409_600, 1, 409_600]);
+    assert_eq!(at("leak_memalign", 123_456), [1, 123_456, 1, 123_456]);
+    assert_eq!(at("leak_valloc", 333_333), [1, 333_333, 1, 333_333]);
+    // Stacks start at the allocating function: no rprof frame, no allocator frame.
+    for f in function_names(&p) {
+        assert!(
+            !f.starts_with("rprof")
+                && !["malloc", "calloc", "realloc", "free"].contains(&f.as_str()),
+            "{f} in a heap stack"
+        );
+    }
+    let comments = p.comments().join("\n");
+    assert!(
+        comments.contains("Mallocs = ") && comments.contains("glibc mallinfo2"),
+        "{comments}"
+    );
+    let mallocs: i64 = comments
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Mallocs = ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    // At least every allocation the program made (the C library makes a few more).
+    assert!(mallocs >= 32 + 25 + 8 + 16384 + 8, "{mallocs}");
+    if let Some(top) = go_pprof_top(
+        &r.files()
+            .into_iter()
+            .find(|f| f.to_string_lossy().contains(".heap."))
+            .unwrap(),
+        &["-sample_index=inuse_space"],
+    ) {
+        assert!(top.contains("keep_live") && top.contains("64MB"), "{top}");
+    }
+}
+
+#[test]
+fn default_rate_estimates_are_unbiased_within_bounds() {
+    let prog = build("heap_sites");
+    let r = run("heap-default", &prog, &[], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let p = heap_file(&r);
+    assert_eq!(p.period, 524_288);
+    let s_in = summarize(&p, "inuse_space");
+    let s_alloc = summarize(&p, "alloc_space");
+    let within = |what: &str, got: i64, truth: f64, sd: f64| {
+        assert!(
+            (got as f64 - truth).abs() <= 5.0 * sd,
+            "{what}: {got} vs {truth} ± {:.0} (5 sigma)",
+            5.0 * sd
+        );
+    };
+    within(
+        "keep_live in use",
+        s_in.flat("keep_live"),
+        64.0 * MIB as f64,
+        sigma(32.0, 2.0 * MIB as f64),
+    );
+    within(
+        "churn allocated",
+        s_alloc.flat("churn"),
+        100.0 * 1600.0 * 65536.0 / 100.0,
+        sigma(1600.0, 65536.0),
+    );
+    assert_eq!(
+        s_in.flat("churn"),
+        0,
+        "everything churn allocated was freed"
+    );
+    // One site, two sizes: estimated per size, so the total is right.
+    let mixed_sd = (sigma(8.0, MIB as f64).powi(2) + sigma(1_048_576.0, 16.0).powi(2)).sqrt();
+    within(
+        "mixed_site in use",
+        s_in.flat("mixed_site"),
+        (8 * MIB + 16 * MIB) as f64,
+        mixed_sd,
+    );
+    // go tool pprof opens a heap profile on inuse_space.
+    if let Some(top) = go_pprof_top(
+        &r.files()
+            .into_iter()
+            .find(|f| f.to_string_lossy().contains(".heap."))
+            .unwrap(),
+        &[],
+    ) {
+        assert!(
+            top.contains("Type: inuse_space") && top.contains("keep_live"),
+            "{top}"
+        );
+    }
+}
+
+#[test]
+fn frees_in_another_thread_are_seen() {
+    let prog = build("heap_threads");
+    let r = run("heap-threads", &prog, &[], &[("RPROF_HEAP_RATE", "1")]);
+    assert!(r.output.status.success());
+    assert_eq!(r.stdout(), "heap_threads done\n");
+    let sites = by_leaf_and_size(&heap_file(&r));
+    assert_eq!(
+        sites[&("produce_site".into(), 4096)],
+        [2000, 2000 * 4096, 0, 0]
+    );
+    assert_eq!(
+        sites[&("consume_site".into(), 8192)],
+        [100, 100 * 8192, 100, 100 * 8192]
+    );
+}
+
+#[test]
+fn cxx_new_delete_and_containers() {
+    let prog = build("heap_cxx");
+    let r = run("heap-cxx", &prog, &[], &[("RPROF_HEAP_RATE", "1")]);
+    assert!(r.output.status.success());
+    assert_eq!(r.output.stdout, run_plain(&prog, &[]).stdout);
+    let p = heap_file(&r);
+    let inuse = summarize(&p, "inuse_space");
+    let objects = summarize(&p, "inuse_objects");
+    let allocs = summarize(&p, "alloc_objects");
+    let alloc_space = summarize(&p, "alloc_space");
+    // operator new is not the leaf: the function calling `new` is.
+    assert_eq!(objects.flat("make_widgets"), 1000);
+    assert_eq!(inuse.flat("make_widgets"), 64_000);
+    assert_eq!(allocs.flat("drop_widgets"), 500);
+    assert_eq!(inuse.cum("drop_widgets"), 0);
+    assert_eq!(
+        alloc_space.cum("fill_vector"),
+        4 * ((1 << 18) - 1),
+        "every buffer it grew through"
+    );
+    assert_eq!(
+        allocs.cum("build_map"),
+        2000,
+        "1000 tree nodes and 1000 strings"
+    );
+    // The exit-time profile comes after static destructors freed the containers.
+    assert_eq!(inuse.cum("fill_vector") + inuse.cum("build_map"), 0);
+    assert!(!function_names(&p)
+        .iter()
+        .any(|f| f.starts_with("operator new")));
+}
+
+#[test]
+fn forked_child_profiles_its_allocations() {
+    let prog = build("heap_fork");
+    let r = run("heap-fork", &prog, &[], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let child: u32 = r
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("child=")?.parse().ok())
+        .unwrap();
+    let child_p = summarize(&r.final_profile(child, "heap"), "inuse_space");
+    let parent_file = r
+        .files()
+        .into_iter()
+        .find(|f| {
+            let s = f.to_string_lossy();
+            s.contains(".heap.") && !s.contains(&format!(".{child}."))
+        })
+        .unwrap();
+    let parent_p = summarize(&load(&parent_file), "inuse_space");
+    let sd = sigma(16.0, 2.0 * MIB as f64);
+    assert!((child_p.flat("child_site") - 32 * MIB).abs() as f64 <= 5.0 * sd);
+    assert_eq!(parent_p.flat("child_site"), 0);
+    assert!(parent_p.flat("parent_site") > 0);
+}
+
+#[test]
+fn programs_own_allocator_is_used_and_profiled() {
+    let jemalloc = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    if !jemalloc.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install libjemalloc2 (see .ci/run)"
+        );
+        eprintln!("skipped: libjemalloc2 is not installed");
+        return;
+    }
+    let prog = build("heap_sites");
+    let dir = out_dir("heap-jemalloc");
+    let preload = format!("{} {}", lib().display(), jemalloc.display());
+    let out = command(&prog, &[], &[], &dir)
+        .env("LD_PRELOAD", preload)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"heap_sites done\n");
+    let f = files_in(&dir)
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains(".heap."))
+        .unwrap();
+    let p = load(&f);
+    let s = summarize(&p, "inuse_space");
+    assert!((s.flat("keep_live") - 64 * MIB).abs() as f64 <= 5.0 * sigma(32.0, 2.0 * MIB as f64));
+    // The statistics do not pretend the heap is glibc's.
+    assert!(!p.comments().join("\n").contains("glibc mallinfo2"));
+}
+
+#[test]
+fn heap_rate_zero_turns_heap_profiling_off() {
+    let prog = build("heap_sites");
+    let r = run("heap-off", &prog, &["64"], &[("RPROF_HEAP_RATE", "0")]);
+    assert!(r.output.status.success());
+    assert!(r
+        .files()
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(".heap.")));
+}
