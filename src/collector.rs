@@ -91,8 +91,8 @@ pub fn stop_and_join() {
     }
     STOP.store(1, Ordering::Release);
     wake();
-    // SAFETY: t - 1 is the joinable collector thread, joined only here (THREAD was swapped).
-    unsafe { libc::pthread_join((t - 1) as libc::pthread_t, std::ptr::null_mut()) };
+    // t - 1 is the joinable collector thread, joined only here (THREAD was swapped).
+    crate::interpose::locks::real_join((t - 1) as libc::pthread_t);
 }
 
 fn wake() {

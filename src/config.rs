@@ -38,6 +38,10 @@ pub struct Config {
     pub cpu_hz: u32,
     /// Mean bytes between heap samples; 1 records every allocation, 0 turns heap off.
     pub heap_rate: u64,
+    /// Go's SetBlockProfileRate in ns: waits this long are always kept, shorter ones sampled.
+    pub block_rate: u64,
+    /// Go's SetMutexProfileFraction: about 1 in this many contention events is kept.
+    pub mutex_fraction: u64,
     /// The snapshot signal; None when `RPROF_SIGNAL=none`.
     pub dump_signal: Option<i32>,
     pub log: LogLevel,
@@ -46,6 +50,8 @@ pub struct Config {
 pub const DEFAULT_CPU_HZ: u32 = 100;
 pub const MAX_CPU_HZ: u32 = 10_000;
 pub const DEFAULT_HEAP_RATE: u64 = 512 * 1024;
+pub const DEFAULT_BLOCK_RATE: u64 = 10_000;
+pub const DEFAULT_MUTEX_FRACTION: u64 = 10;
 
 impl Config {
     /// Parses the variables found by `get`, resolving a relative prefix against `cwd`.
@@ -141,6 +147,29 @@ impl Config {
             },
         };
 
+        let mut number = |var: &str, default: u64, max: u64, what: &str| match get(var) {
+            None => default,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n <= max => n,
+                _ => {
+                    warn(var, &v, &format!("is not {what}"), &default.to_string());
+                    default
+                }
+            },
+        };
+        let block_rate = number(
+            "RPROF_BLOCK_RATE",
+            DEFAULT_BLOCK_RATE,
+            u64::MAX / 2,
+            "a whole number of nanoseconds",
+        );
+        let mutex_fraction = number(
+            "RPROF_MUTEX_FRACTION",
+            DEFAULT_MUTEX_FRACTION,
+            1 << 30,
+            "a whole number from 0 to 2^30",
+        );
+
         let dump_signal = match get("RPROF_SIGNAL") {
             None => Some(libc::SIGUSR2),
             Some(v) => match parse_signal(&v) {
@@ -179,6 +208,8 @@ impl Config {
                 profiles,
                 cpu_hz,
                 heap_rate,
+                block_rate,
+                mutex_fraction,
                 dump_signal,
                 log,
             },
@@ -265,6 +296,7 @@ mod tests {
         assert_eq!(c.profiles, Profiles::ALL);
         assert_eq!(c.cpu_hz, 100);
         assert_eq!(c.heap_rate, 524_288);
+        assert_eq!((c.block_rate, c.mutex_fraction), (10_000, 10));
         assert_eq!(c.dump_signal, Some(libc::SIGUSR2));
         assert_eq!(c.log, LogLevel::Warn);
     }
@@ -303,6 +335,16 @@ mod tests {
             w[0].starts_with("RPROF_HEAP_RATE=\"-3\"") && w[0].ends_with("using 524288"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn block_and_mutex_rates() {
+        let (c, w) = parse(&[("RPROF_BLOCK_RATE", "1"), ("RPROF_MUTEX_FRACTION", "1")]);
+        assert!(w.is_empty());
+        assert_eq!((c.block_rate, c.mutex_fraction), (1, 1));
+        let (c, w) = parse(&[("RPROF_BLOCK_RATE", "soon"), ("RPROF_MUTEX_FRACTION", "-1")]);
+        assert_eq!((c.block_rate, c.mutex_fraction), (10_000, 10));
+        assert_eq!(w.len(), 2, "{w:?}");
     }
 
     #[test]

@@ -54,9 +54,6 @@ pub fn init(hz: u32) -> bool {
         warning!("cannot map the sample buffer; CPU profiling is off");
         return false;
     }
-    if !unwind::init() {
-        warning!("this glibc has no _dl_find_object (glibc < 2.35): CPU stacks hold only the interrupted function");
-    }
     PERIOD_NS.store(1_000_000_000 / u64::from(hz.max(1)), Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Release);
     true

@@ -24,6 +24,8 @@ pub struct DumpState {
     prefix: PathBuf,
     cpu_enabled: bool,
     heap_enabled: bool,
+    block_enabled: bool,
+    mutex_enabled: bool,
     cpu: CpuData,
     symbolizer: Symbolizer,
     snapshots: u32,
@@ -41,6 +43,8 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         prefix,
         cpu_enabled,
         heap_enabled,
+        block_enabled: false,
+        mutex_enabled: false,
         cpu: CpuData::default(),
         symbolizer: Symbolizer::new(),
         snapshots: 0,
@@ -48,6 +52,14 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         window_start_mono: sys::monotonic_ns(),
         final_done: false,
     });
+}
+
+/// Turns on writing block and mutex profiles.
+pub fn enable_contention(block: bool, mutex: bool) {
+    if let Some(s) = STATE.lock().as_mut() {
+        s.block_enabled = block;
+        s.mutex_enabled = mutex;
+    }
 }
 
 /// Moves finished samples out of the signal-side buffers.
@@ -68,6 +80,7 @@ pub fn before_dlclose() {
         s.cpu.drain_ring();
         s.cpu.pin_unloadable(&mut s.symbolizer);
         crate::heap::pin_unloadable(&mut s.symbolizer);
+        crate::contention::pin_unloadable(&mut s.symbolizer);
     }
 }
 
@@ -129,6 +142,19 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
         // Heap profiles are cumulative from the start of the program, as Go's are.
         let profile = pprof::heap_profile(&mut s.symbolizer);
         write_profile(&s.prefix, "heap", seq, &profile);
+    }
+    if s.block_enabled || s.mutex_enabled {
+        // Cumulative from the start of the program, as Go's are.
+        let (block, mutex) = crate::contention::buckets();
+        if s.block_enabled {
+            let p = pprof::contention_profile(&block, 1.0, &mut s.symbolizer);
+            write_profile(&s.prefix, "block", seq, &p);
+        }
+        if s.mutex_enabled {
+            let fraction = crate::contention::mutex_fraction() as f64;
+            let p = pprof::contention_profile(&mutex, fraction, &mut s.symbolizer);
+            write_profile(&s.prefix, "mutex", seq, &p);
+        }
     }
     s.window_start_unix = pprof::unix_now_ns();
     s.window_start_mono = now_mono;

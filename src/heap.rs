@@ -22,10 +22,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::guard::{self, Guard};
-use crate::signal_safe::unwind::{self, Regs, MAX_DEPTH};
+use crate::stack::{self, OwnFrames};
 use crate::symbolize::{self, Symbolizer};
 use crate::sync::Lock;
-use crate::threads;
 
 /// Mean bytes between samples; 0 while heap profiling is off.
 static RATE: AtomicU64 = AtomicU64::new(0);
@@ -229,15 +228,8 @@ fn sample_slow(t: &HeapThread, p: usize, size: u64) {
     }
     t.countdown.set(next_gap(t));
     let Some(_g) = Guard::enter() else { return };
-    let mut pcs = [0u64; MAX_DEPTH];
-    let depth = capture_stack(&mut pcs);
-    let own = symbolize::own_code();
-    let first = pcs[..depth]
-        .iter()
-        .position(|pc| !(own.0..own.1).contains(pc))
-        .unwrap_or(depth);
-    let stack = &pcs[first..depth];
-    record(p, size, stack);
+    let stack = stack::capture(OwnFrames::Drop);
+    record(p, size, &stack);
 }
 
 fn record(p: usize, size: u64, stack: &[u64]) {
@@ -279,33 +271,6 @@ fn free_slow(p: usize) {
             (v != u8::MAX && v > 0).then(|| v - 1)
         });
     }
-}
-
-/// Walks the calling thread's stack from here. Not for signal context (it may be called
-/// from any hook, and reads only the thread's own stack and loaded objects).
-#[inline(never)]
-fn capture_stack(pcs: &mut [u64; MAX_DEPTH]) -> usize {
-    let (rip, rsp, rbp): (u64, u64, u64);
-    // SAFETY: reads the instruction pointer, stack pointer and frame pointer; no side effects.
-    unsafe {
-        std::arch::asm!(
-            "lea {0}, [rip]",
-            "mov {1}, rsp",
-            "mov {2}, rbp",
-            out(reg) rip,
-            out(reg) rsp,
-            out(reg) rbp,
-            options(nomem, nostack, preserves_flags)
-        );
-    }
-    let mut regs = Regs([None; 17]);
-    regs.0[16] = Some(rip);
-    regs.0[7] = Some(rsp);
-    regs.0[6] = Some(rbp);
-    let bounds = threads::stack_bounds().and_then(|b| {
-        (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds { lo: rsp, hi: b.hi })
-    });
-    unwind::walk(&regs, bounds, pcs).depth
 }
 
 /// The calling thread is exiting: its counts join those of exited threads.

@@ -15,6 +15,7 @@
 
 mod collector;
 mod config;
+mod contention;
 mod cpu;
 mod debuginfo;
 mod dump;
@@ -26,6 +27,7 @@ mod maps;
 mod pprof;
 mod signal_safe;
 mod signals;
+mod stack;
 mod symbolize;
 mod sync;
 mod threads;
@@ -49,11 +51,27 @@ fn start() {
     }
     interpose::real::init();
     symbolize::init();
+    if !signal_safe::unwind::init() {
+        warning!("this glibc has no _dl_find_object (glibc < 2.35): stacks hold only their innermost function");
+    }
     let heap_on = cfg.profiles.heap && cfg.heap_rate > 0;
     dump::install(cfg.out_prefix.clone(), cfg.profiles.cpu, heap_on);
     if heap_on {
         heap::init(cfg.heap_rate);
     }
+    let block_rate = if cfg.profiles.block {
+        cfg.block_rate
+    } else {
+        0
+    };
+    let mutex_fraction = if cfg.profiles.mutex {
+        cfg.mutex_fraction
+    } else {
+        0
+    };
+    interpose::locks::init();
+    contention::init(block_rate, mutex_fraction);
+    dump::enable_contention(block_rate > 0, mutex_fraction > 0);
     let cpu_on = cfg.profiles.cpu && cpu::init(cfg.cpu_hz);
     signals::install(&cfg, cpu_on);
     threads::init();
@@ -98,9 +116,11 @@ extern "C" fn before_fork() {
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
     heap::TABLE.raw_lock();
+    contention::TABLE.raw_lock();
 }
 
 extern "C" fn after_fork_parent() {
+    contention::TABLE.raw_unlock();
     heap::TABLE.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
@@ -108,11 +128,13 @@ extern "C" fn after_fork_parent() {
 
 /// The child starts its own profile: its own timers, collector thread and files.
 extern "C" fn after_fork_child() {
+    contention::TABLE.raw_unlock();
     heap::TABLE.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
     guard::unprofiled(|| {
         cpu::reset_after_fork();
+        contention::reset_after_fork();
         threads::reset_after_fork();
         dump::reset_after_fork();
         cpu::arm_current_thread();

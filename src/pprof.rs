@@ -257,3 +257,41 @@ fn heap_statistics() -> Vec<String> {
     }
     out
 }
+
+/// A block or mutex profile in Go's shape (one writer for both, unlike Go's near-copies):
+/// contentions/count and delay/nanoseconds, period type contentions/count, period 1;
+/// `scale` multiplies every value (the mutex fraction; 1 for block, whose buckets are
+/// already unbiased). Each sample has a `lock` label with the object's address.
+pub fn contention_profile(
+    buckets: &[crate::contention::EventBucket],
+    scale: f64,
+    symbolizer: &mut Symbolizer,
+) -> Profile {
+    let b = Builder::new(
+        &[
+            (names::CONTENTIONS, names::COUNT),
+            (names::DELAY, names::NANOSECONDS),
+        ],
+        (names::CONTENTIONS, names::COUNT),
+        1,
+    );
+    let entries: std::collections::HashSet<u64> = buckets
+        .iter()
+        .flat_map(|b| b.stack.iter().copied())
+        .collect();
+    let frames = symbolizer.resolve_all(entries);
+    let mut enc = StackEncoder::new(b, frames, &symbolizer.mappings);
+    enc.builder().set_time(unix_now_ns(), 0);
+    for bucket in buckets {
+        let count = (bucket.count * scale).round() as i64;
+        let delay = (bucket.delay_ns * scale).round() as i64;
+        if count == 0 && delay == 0 {
+            continue;
+        }
+        let ids = enc.stack(&bucket.stack, false);
+        let lock = format!("{:#x}", bucket.object);
+        enc.builder()
+            .add_sample(ids, vec![count, delay], &[("lock", &lock)], &[]);
+    }
+    enc.finish()
+}

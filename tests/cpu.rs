@@ -275,9 +275,10 @@ fn unwritable_output_is_reported_and_harmless() {
         .filter(|l| l.starts_with("rprof:"))
         .map(String::from)
         .collect();
-    // One line for each file that could not be written (cpu and heap), nothing else.
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    for (line, kind) in lines.iter().zip(["cpu", "heap"]) {
+    // One line for each file that could not be written, nothing else.
+    let kinds = ["cpu", "heap", "block", "mutex"];
+    assert_eq!(lines.len(), kinds.len(), "{lines:?}");
+    for (line, kind) in lines.iter().zip(kinds) {
         assert!(
             line.starts_with("rprof: cannot write /nonexistent/dir/p.")
                 && line.contains(&format!(".{kind}.pb.gz: ")),

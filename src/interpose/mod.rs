@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 pub mod alloc;
+pub mod locks;
 pub mod real;
 
 use crate::signal_safe::unwind::UNLOAD_FENCE;

@@ -1,0 +1,320 @@
+//! Block and mutex profiles of pthread synchronisation, in Go's model.
+//!
+//! - Uncontended paths cost almost nothing: each lock hook first calls the real trylock;
+//!   only when that says EBUSY is the wait timed (as mutrace and async-profiler do). An
+//!   unlock checks one counter (`WAITING`, indexed by a hash of the lock's address) and
+//!   does nothing more unless a timed waiter is registered on a lock with that hash.
+//! - Block profile (the waiter's view, Go's `SetBlockProfileRate`): a wait of d ns is kept
+//!   if d ≥ rate, or with probability d/rate and then counted as rate/d waits of rate ns,
+//!   so totals stay unbiased. Stack: the waiter's, starting at the pthread call.
+//! - Mutex profile (the holder's view, Go's `SetMutexProfileFraction`): when a mutex or
+//!   rwlock with timed waiters is unlocked, the unlocker is charged with the time those
+//!   waiters have waited since the last charge on that lock (all waiters together, as Go
+//!   1.22 does); about 1 in `fraction` such events is kept and scaled by `fraction`.
+//!   Stack: the unlocker's, starting at the unlock call.
+//! - Every sample carries a `lock` label with the object's address, so
+//!   `pprof -tagfocus lock=0x…` isolates one lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::guard::{self, Guard};
+use crate::signal_safe::sys;
+use crate::stack::{self, OwnFrames};
+use crate::symbolize::{self, Symbolizer};
+use crate::sync::Lock;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Block profile rate in ns (0: off).
+static BLOCK_RATE: AtomicU64 = AtomicU64::new(0);
+/// Mutex profile fraction (0: off).
+static MUTEX_FRACTION: AtomicU64 = AtomicU64::new(0);
+/// Random state shared by sampling decisions (races only perturb randomness).
+static RNG: AtomicU64 = AtomicU64::new(0x853c_49e6_748f_ea9b);
+
+const WAIT_SLOTS: usize = 4096;
+/// Registered timed waiters per lock-address hash: the unlock fast path's only check.
+static WAITING: [AtomicU32; WAIT_SLOTS] = [const { AtomicU32::new(0) }; WAIT_SLOTS];
+
+/// Distinct (stack, object) buckets kept per profile; beyond that, one overflow bucket.
+const MAX_BUCKETS: usize = 16_384;
+
+/// Timed waiters currently blocked on one lock.
+#[derive(Default)]
+struct Waiters {
+    count: u64,
+    /// Sum over waiters of the time from which each is not yet charged to an unlocker.
+    uncharged_since_sum: u128,
+    last_charge: u64,
+}
+
+/// Events folded by (stack, object address); counts may be fractional (unbiased scaling).
+#[derive(Default)]
+pub struct Events {
+    index: HashMap<(Vec<u64>, usize), u32>,
+    pub buckets: Vec<EventBucket>,
+}
+
+#[derive(Clone)]
+pub struct EventBucket {
+    pub stack: Vec<u64>,
+    pub object: usize,
+    pub count: f64,
+    pub delay_ns: f64,
+}
+
+impl Events {
+    fn add(&mut self, stack: Vec<u64>, object: usize, count: f64, delay_ns: f64) {
+        let full = self.buckets.len() >= MAX_BUCKETS;
+        let key = if full {
+            (Vec::new(), 0)
+        } else {
+            (stack, object)
+        };
+        let next = self.buckets.len() as u32;
+        let i = *self.index.entry(key.clone()).or_insert(next);
+        if i == next {
+            self.buckets.push(EventBucket {
+                stack: key.0,
+                object: key.1,
+                count: 0.0,
+                delay_ns: 0.0,
+            });
+        }
+        let b = &mut self.buckets[i as usize];
+        b.count += count;
+        b.delay_ns += delay_ns;
+    }
+
+    fn pin(&mut self, ids: &HashMap<u64, u64>) {
+        for b in &mut self.buckets {
+            for pc in &mut b.stack {
+                if let Some(&id) = ids.get(pc) {
+                    *pc = id;
+                }
+            }
+        }
+        self.index = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| ((b.stack.clone(), b.object), i as u32))
+            .collect();
+    }
+}
+
+#[derive(Default)]
+pub struct ContentionTable {
+    waiters: HashMap<usize, Waiters>,
+    pub block: Events,
+    pub mutex: Events,
+}
+
+/// Guards the waiter registry and both event tables; only contended paths take it.
+pub static TABLE: Lock<Option<ContentionTable>> = Lock::new(None);
+
+/// Starts recording with Go's semantics for `block_rate` (ns) and `mutex_fraction`.
+pub fn init(block_rate: u64, mutex_fraction: u64) {
+    if block_rate == 0 && mutex_fraction == 0 {
+        return;
+    }
+    *TABLE.lock() = Some(ContentionTable::default());
+    BLOCK_RATE.store(block_rate, Ordering::Relaxed);
+    MUTEX_FRACTION.store(mutex_fraction, Ordering::Relaxed);
+    RNG.store(sys::monotonic_ns() | 1, Ordering::Relaxed);
+    ACTIVE.store(true, Ordering::Release);
+}
+
+pub fn mutex_fraction() -> u64 {
+    MUTEX_FRACTION.load(Ordering::Relaxed)
+}
+
+#[inline]
+fn slot(object: usize) -> &'static AtomicU32 {
+    let h = (object as u64 >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
+    &WAITING[h as usize % WAIT_SLOTS]
+}
+
+fn random() -> u64 {
+    // splitmix64 step on a shared counter: cheap, and good enough to pick samples.
+    let mut z = RNG.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Whether waits are being recorded (and the caller should time its slow path).
+#[inline]
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed) && !guard::held()
+}
+
+/// Runs `wait` (a blocking call on `object` after its trylock failed), timing it. When
+/// `holder_charged`, the wait is registered so the unlocker of `object` is charged with it
+/// (mutexes and rwlocks).
+pub fn timed_wait<R>(object: usize, holder_charged: bool, wait: impl FnOnce() -> R) -> R {
+    if !active() {
+        return wait();
+    }
+    let start = sys::monotonic_ns();
+    if holder_charged {
+        register(object, start);
+    }
+    let r = wait();
+    let end = sys::monotonic_ns();
+    if holder_charged {
+        deregister(object, start);
+    }
+    record_block(object, end.saturating_sub(start));
+    r
+}
+
+fn register(object: usize, start: u64) {
+    let _g = Guard::enter();
+    let mut t = TABLE.lock();
+    if let Some(t) = t.as_mut() {
+        let w = t.waiters.entry(object).or_default();
+        w.count += 1;
+        w.uncharged_since_sum += u128::from(start.max(w.last_charge));
+        slot(object).fetch_add(1, Ordering::Release);
+    }
+}
+
+fn deregister(object: usize, start: u64) {
+    let _g = Guard::enter();
+    let mut t = TABLE.lock();
+    let Some(t) = t.as_mut() else { return };
+    let Some(w) = t.waiters.get_mut(&object) else {
+        return;
+    };
+    w.count = w.count.saturating_sub(1);
+    w.uncharged_since_sum = w
+        .uncharged_since_sum
+        .saturating_sub(u128::from(start.max(w.last_charge)));
+    slot(object).fetch_sub(1, Ordering::Release);
+    if w.count == 0 {
+        t.waiters.remove(&object);
+    }
+}
+
+fn record_block(object: usize, delay: u64) {
+    let rate = BLOCK_RATE.load(Ordering::Relaxed);
+    if rate == 0 || delay == 0 || (delay < rate && random() % rate >= delay) {
+        return;
+    }
+    let (count, recorded) = if delay < rate {
+        (rate as f64 / delay as f64, rate as f64)
+    } else {
+        (1.0, delay as f64)
+    };
+    let Some(_g) = Guard::enter() else { return };
+    let stack = stack::capture(OwnFrames::KeepEntry);
+    if let Some(t) = TABLE.lock().as_mut() {
+        t.block.add(stack, object, count, recorded);
+    }
+}
+
+/// Before the real unlock of a mutex or rwlock: charge the unlocker with the time its
+/// timed waiters have waited since the last charge.
+#[inline]
+pub fn before_unlock(object: usize) {
+    if slot(object).load(Ordering::Relaxed) != 0 && active() {
+        charge_unlocker(object);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn charge_unlocker(object: usize) {
+    let Some(_g) = Guard::enter() else { return };
+    let now = sys::monotonic_ns();
+    let delay = {
+        let mut t = TABLE.lock();
+        let Some(w) = t.as_mut().and_then(|t| t.waiters.get_mut(&object)) else {
+            return;
+        };
+        let owed = (u128::from(w.count) * u128::from(now)).saturating_sub(w.uncharged_since_sum);
+        w.uncharged_since_sum = u128::from(w.count) * u128::from(now);
+        w.last_charge = now;
+        owed as u64
+    };
+    let fraction = MUTEX_FRACTION.load(Ordering::Relaxed);
+    if delay == 0 || fraction == 0 || !random().is_multiple_of(fraction) {
+        return;
+    }
+    let stack = stack::capture(OwnFrames::KeepEntry);
+    if let Some(t) = TABLE.lock().as_mut() {
+        t.mutex.add(stack, object, 1.0, delay as f64);
+    }
+}
+
+/// A copy of one profile's buckets: (block, mutex).
+pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
+    TABLE
+        .lock()
+        .as_ref()
+        .map(|t| (t.block.buckets.clone(), t.mutex.buckets.clone()))
+        .unwrap_or_default()
+}
+
+/// Before a dlclose: resolve addresses of unloadable code in both tables while mapped.
+pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
+    let mut guard = TABLE.lock();
+    let Some(t) = guard.as_mut() else { return };
+    let addrs: Vec<u64> = t
+        .block
+        .buckets
+        .iter()
+        .chain(&t.mutex.buckets)
+        .flat_map(|b| b.stack.iter().copied())
+        .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+        .collect();
+    if addrs.is_empty() {
+        return;
+    }
+    let ids = symbolizer.pin(addrs);
+    t.block.pin(&ids);
+    t.mutex.pin(&ids);
+}
+
+/// In a fork child only the forking thread exists: nobody waits on anything.
+pub fn reset_after_fork() {
+    if let Some(t) = TABLE.lock().as_mut() {
+        t.waiters.clear();
+    }
+    for s in &WAITING {
+        s.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlocker_is_charged_once_for_all_waiters() {
+        *TABLE.lock() = Some(ContentionTable::default());
+        ACTIVE.store(true, Ordering::Relaxed);
+        MUTEX_FRACTION.store(1, Ordering::Relaxed);
+        let object = 0x1000;
+        // Two waiters from t=100 and t=300; an unlock at t=1000 owes 900 + 700.
+        register(object, 100);
+        register(object, 300);
+        let owed = |now: u64| {
+            let mut t = TABLE.lock();
+            let w = t.as_mut().unwrap().waiters.get_mut(&object).unwrap();
+            let owed = (u128::from(w.count) * u128::from(now)) - w.uncharged_since_sum;
+            w.uncharged_since_sum = u128::from(w.count) * u128::from(now);
+            w.last_charge = now;
+            owed
+        };
+        assert_eq!(owed(1000), 1600);
+        // A waiter leaves after that charge; the other is owed only the time since.
+        deregister(object, 100);
+        assert_eq!(owed(1500), 500);
+        deregister(object, 300);
+        assert_eq!(slot(object).load(Ordering::Relaxed), 0);
+        assert!(TABLE.lock().as_ref().unwrap().waiters.is_empty());
+        ACTIVE.store(false, Ordering::Relaxed);
+    }
+}

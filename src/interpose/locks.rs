@@ -1,0 +1,363 @@
+//! The pthread and semaphore waiting calls, each a thin shim: try first (an uncontended
+//! acquisition is neither timed nor recorded), else time the real blocking call; unlocks
+//! of mutexes and rwlocks first let the mutex profile charge the unlocker.
+//!
+//! glibc has two versions of the condition-variable calls; the current ones
+//! (GLIBC_2.3.2) are bound explicitly, as mutrace does.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use libc::{c_int, c_void, clockid_t, timespec};
+
+use crate::contention::{self, before_unlock, timed_wait};
+
+struct Next {
+    name: &'static CStr,
+    version: Option<&'static CStr>,
+    ptr: AtomicPtr<c_void>,
+}
+
+impl Next {
+    const fn new(name: &'static CStr) -> Self {
+        Next {
+            name,
+            version: None,
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    const fn versioned(name: &'static CStr, version: &'static CStr) -> Self {
+        Next {
+            name,
+            version: Some(version),
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    #[inline]
+    fn get(&self) -> *mut c_void {
+        let p = self.ptr.load(Ordering::Acquire);
+        if !p.is_null() {
+            return p;
+        }
+        // SAFETY: dlsym/dlvsym with NUL-terminated names.
+        let p = unsafe {
+            match self.version {
+                Some(v) => libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr()),
+                None => libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()),
+            }
+        };
+        self.ptr.store(p, Ordering::Release);
+        p
+    }
+}
+
+/// Calls the next definition of a function, typed `$ty`; ENOSYS if there is none.
+macro_rules! next {
+    ($n:expr, $ty:ty) => {{
+        let p = $n.get();
+        if p.is_null() {
+            return libc::ENOSYS;
+        }
+        // SAFETY: the next definition of this name has this C signature.
+        unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
+    }};
+}
+
+type P1 = unsafe extern "C" fn(*mut c_void) -> c_int;
+type P2 = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+type PTime = unsafe extern "C" fn(*mut c_void, *const timespec) -> c_int;
+type PClock = unsafe extern "C" fn(*mut c_void, clockid_t, *const timespec) -> c_int;
+type CondTime = unsafe extern "C" fn(*mut c_void, *mut c_void, *const timespec) -> c_int;
+type CondClock =
+    unsafe extern "C" fn(*mut c_void, *mut c_void, clockid_t, *const timespec) -> c_int;
+type Join = unsafe extern "C" fn(libc::pthread_t, *mut *mut c_void) -> c_int;
+
+static MUTEX_LOCK: Next = Next::new(c"pthread_mutex_lock");
+static MUTEX_TRYLOCK: Next = Next::new(c"pthread_mutex_trylock");
+static MUTEX_TIMEDLOCK: Next = Next::new(c"pthread_mutex_timedlock");
+static MUTEX_CLOCKLOCK: Next = Next::new(c"pthread_mutex_clocklock");
+static MUTEX_UNLOCK: Next = Next::new(c"pthread_mutex_unlock");
+static RW_RDLOCK: Next = Next::new(c"pthread_rwlock_rdlock");
+static RW_TRYRDLOCK: Next = Next::new(c"pthread_rwlock_tryrdlock");
+static RW_WRLOCK: Next = Next::new(c"pthread_rwlock_wrlock");
+static RW_TRYWRLOCK: Next = Next::new(c"pthread_rwlock_trywrlock");
+static RW_TIMEDRDLOCK: Next = Next::new(c"pthread_rwlock_timedrdlock");
+static RW_TIMEDWRLOCK: Next = Next::new(c"pthread_rwlock_timedwrlock");
+static RW_CLOCKRDLOCK: Next = Next::new(c"pthread_rwlock_clockrdlock");
+static RW_CLOCKWRLOCK: Next = Next::new(c"pthread_rwlock_clockwrlock");
+static RW_UNLOCK: Next = Next::new(c"pthread_rwlock_unlock");
+static COND_WAIT: Next = Next::versioned(c"pthread_cond_wait", c"GLIBC_2.3.2");
+static COND_TIMEDWAIT: Next = Next::versioned(c"pthread_cond_timedwait", c"GLIBC_2.3.2");
+static COND_CLOCKWAIT: Next = Next::new(c"pthread_cond_clockwait");
+static SPIN_LOCK: Next = Next::new(c"pthread_spin_lock");
+static SPIN_TRYLOCK: Next = Next::new(c"pthread_spin_trylock");
+static SEM_WAIT: Next = Next::new(c"sem_wait");
+static SEM_TRYWAIT: Next = Next::new(c"sem_trywait");
+static SEM_TIMEDWAIT: Next = Next::new(c"sem_timedwait");
+static SEM_CLOCKWAIT: Next = Next::new(c"sem_clockwait");
+static BARRIER_WAIT: Next = Next::new(c"pthread_barrier_wait");
+static JOIN: Next = Next::new(c"pthread_join");
+static TRYJOIN: Next = Next::new(c"pthread_tryjoin_np");
+
+/// Resolves every function now, so the first contended call does no lookup.
+pub fn init() {
+    for n in [
+        &MUTEX_LOCK,
+        &MUTEX_TRYLOCK,
+        &MUTEX_TIMEDLOCK,
+        &MUTEX_CLOCKLOCK,
+        &MUTEX_UNLOCK,
+        &RW_RDLOCK,
+        &RW_TRYRDLOCK,
+        &RW_WRLOCK,
+        &RW_TRYWRLOCK,
+        &RW_TIMEDRDLOCK,
+        &RW_TIMEDWRLOCK,
+        &RW_CLOCKRDLOCK,
+        &RW_CLOCKWRLOCK,
+        &RW_UNLOCK,
+        &COND_WAIT,
+        &COND_TIMEDWAIT,
+        &COND_CLOCKWAIT,
+        &SPIN_LOCK,
+        &SPIN_TRYLOCK,
+        &SEM_WAIT,
+        &SEM_TRYWAIT,
+        &SEM_TIMEDWAIT,
+        &SEM_CLOCKWAIT,
+        &BARRIER_WAIT,
+        &JOIN,
+        &TRYJOIN,
+    ] {
+        n.get();
+    }
+}
+
+/// Try first: returns Some(rc) unless the trylock said "busy" (and we are recording).
+#[inline(always)]
+fn try_first(object: *mut c_void, trylock: &Next) -> Option<c_int> {
+    if !contention::active() {
+        return None;
+    }
+    let p = trylock.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a trylock takes the object and returns 0, EBUSY or another error.
+    let rc = unsafe { std::mem::transmute::<*mut c_void, P1>(p)(object) };
+    (rc != libc::EBUSY).then_some(rc)
+}
+
+/// # Safety
+/// As pthread_mutex_lock(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_lock(m: *mut c_void) -> c_int {
+    let real = next!(MUTEX_LOCK, P1);
+    if let Some(rc) = try_first(m, &MUTEX_TRYLOCK) {
+        return rc;
+    }
+    timed_wait(m as usize, true, || real(m))
+}
+
+/// # Safety
+/// As pthread_mutex_timedlock(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_timedlock(m: *mut c_void, t: *const timespec) -> c_int {
+    let real = next!(MUTEX_TIMEDLOCK, PTime);
+    if let Some(rc) = try_first(m, &MUTEX_TRYLOCK) {
+        return rc;
+    }
+    timed_wait(m as usize, true, || real(m, t))
+}
+
+/// # Safety
+/// As pthread_mutex_clocklock(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_clocklock(
+    m: *mut c_void,
+    c: clockid_t,
+    t: *const timespec,
+) -> c_int {
+    let real = next!(MUTEX_CLOCKLOCK, PClock);
+    if let Some(rc) = try_first(m, &MUTEX_TRYLOCK) {
+        return rc;
+    }
+    timed_wait(m as usize, true, || real(m, c, t))
+}
+
+/// # Safety
+/// As pthread_mutex_unlock(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut c_void) -> c_int {
+    let real = next!(MUTEX_UNLOCK, P1);
+    before_unlock(m as usize);
+    real(m)
+}
+
+macro_rules! rwlock_hooks {
+    ($($name:ident, $real:ident, $try:ident, ($($arg:ident: $ty:ty),*), $fnty:ty;)*) => {$(
+        /// # Safety
+        /// As the pthread_rwlock function of this name.
+        #[cfg_attr(not(test), no_mangle)]
+        pub unsafe extern "C" fn $name(rw: *mut c_void $(, $arg: $ty)*) -> c_int {
+            let real = next!($real, $fnty);
+            if let Some(rc) = try_first(rw, &$try) {
+                return rc;
+            }
+            timed_wait(rw as usize, true, || real(rw $(, $arg)*))
+        }
+    )*};
+}
+
+rwlock_hooks! {
+    pthread_rwlock_rdlock, RW_RDLOCK, RW_TRYRDLOCK, (), P1;
+    pthread_rwlock_wrlock, RW_WRLOCK, RW_TRYWRLOCK, (), P1;
+    pthread_rwlock_timedrdlock, RW_TIMEDRDLOCK, RW_TRYRDLOCK, (t: *const timespec), PTime;
+    pthread_rwlock_timedwrlock, RW_TIMEDWRLOCK, RW_TRYWRLOCK, (t: *const timespec), PTime;
+    pthread_rwlock_clockrdlock, RW_CLOCKRDLOCK, RW_TRYRDLOCK, (c: clockid_t, t: *const timespec), PClock;
+    pthread_rwlock_clockwrlock, RW_CLOCKWRLOCK, RW_TRYWRLOCK, (c: clockid_t, t: *const timespec), PClock;
+}
+
+/// # Safety
+/// As pthread_rwlock_unlock(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_unlock(rw: *mut c_void) -> c_int {
+    let real = next!(RW_UNLOCK, P1);
+    before_unlock(rw as usize);
+    real(rw)
+}
+
+/// Condition waits always block; the mutex they release counts as an unlock.
+///
+/// # Safety
+/// As pthread_cond_wait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_cond_wait(c: *mut c_void, m: *mut c_void) -> c_int {
+    let real = next!(COND_WAIT, P2);
+    before_unlock(m as usize);
+    timed_wait(c as usize, false, || real(c, m))
+}
+
+/// # Safety
+/// As pthread_cond_timedwait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_cond_timedwait(
+    c: *mut c_void,
+    m: *mut c_void,
+    t: *const timespec,
+) -> c_int {
+    let real = next!(COND_TIMEDWAIT, CondTime);
+    before_unlock(m as usize);
+    timed_wait(c as usize, false, || real(c, m, t))
+}
+
+/// # Safety
+/// As pthread_cond_clockwait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_cond_clockwait(
+    c: *mut c_void,
+    m: *mut c_void,
+    clock: clockid_t,
+    t: *const timespec,
+) -> c_int {
+    let real = next!(COND_CLOCKWAIT, CondClock);
+    before_unlock(m as usize);
+    timed_wait(c as usize, false, || real(c, m, clock, t))
+}
+
+/// # Safety
+/// As pthread_spin_lock(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_spin_lock(s: *mut c_void) -> c_int {
+    let real = next!(SPIN_LOCK, P1);
+    if let Some(rc) = try_first(s, &SPIN_TRYLOCK) {
+        return rc;
+    }
+    timed_wait(s as usize, false, || real(s))
+}
+
+/// sem_trywait reports "busy" as -1 with errno EAGAIN.
+#[inline(always)]
+fn sem_try_first(s: *mut c_void) -> Option<c_int> {
+    if !contention::active() {
+        return None;
+    }
+    let p = SEM_TRYWAIT.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: sem_trywait takes the semaphore; errno is this thread's.
+    unsafe {
+        let rc = std::mem::transmute::<*mut c_void, P1>(p)(s);
+        (rc == 0 || *libc::__errno_location() != libc::EAGAIN).then_some(rc)
+    }
+}
+
+/// # Safety
+/// As sem_wait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sem_wait(s: *mut c_void) -> c_int {
+    let real = next!(SEM_WAIT, P1);
+    if let Some(rc) = sem_try_first(s) {
+        return rc;
+    }
+    timed_wait(s as usize, false, || real(s))
+}
+
+/// # Safety
+/// As sem_timedwait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sem_timedwait(s: *mut c_void, t: *const timespec) -> c_int {
+    let real = next!(SEM_TIMEDWAIT, PTime);
+    if let Some(rc) = sem_try_first(s) {
+        return rc;
+    }
+    timed_wait(s as usize, false, || real(s, t))
+}
+
+/// # Safety
+/// As sem_clockwait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sem_clockwait(s: *mut c_void, c: clockid_t, t: *const timespec) -> c_int {
+    let real = next!(SEM_CLOCKWAIT, PClock);
+    if let Some(rc) = sem_try_first(s) {
+        return rc;
+    }
+    timed_wait(s as usize, false, || real(s, c, t))
+}
+
+/// # Safety
+/// As pthread_barrier_wait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_barrier_wait(b: *mut c_void) -> c_int {
+    let real = next!(BARRIER_WAIT, P1);
+    timed_wait(b as usize, false, || real(b))
+}
+
+/// # Safety
+/// As pthread_join(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void) -> c_int {
+    let real = next!(JOIN, Join);
+    if contention::active() {
+        let p = TRYJOIN.get();
+        if !p.is_null() {
+            // SAFETY: pthread_tryjoin_np has pthread_join's signature; EBUSY = still running.
+            let rc = std::mem::transmute::<*mut c_void, Join>(p)(t, ret);
+            if rc != libc::EBUSY {
+                return rc;
+            }
+        }
+    }
+    timed_wait(t as usize, false, || real(t, ret))
+}
+
+/// The real pthread_join, for rprof's own threads.
+pub fn real_join(t: libc::pthread_t) -> c_int {
+    let real = next!(JOIN, Join);
+    // SAFETY: joins a joinable thread rprof created.
+    unsafe { real(t, std::ptr::null_mut()) }
+}

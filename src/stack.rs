@@ -1,0 +1,59 @@
+//! Stack capture from inside a hook (malloc, lock, unlock): the calling thread walks its
+//! own stack with the signal-safe unwinder, from this very function.
+#![allow(unsafe_code)]
+
+use crate::signal_safe::unwind::{self, Regs, MAX_DEPTH};
+use crate::symbolize;
+use crate::threads;
+
+/// What to do with rprof's own frames at the leaf end.
+#[derive(Clone, Copy, PartialEq)]
+pub enum OwnFrames {
+    /// Drop them all: the stack starts at the program's function (heap: the caller of malloc).
+    Drop,
+    /// Keep the outermost one, the exported function the program called
+    /// (`pthread_mutex_lock`), as Go's block stacks start at `sync.(*Mutex).Lock`.
+    KeepEntry,
+}
+
+/// The calling thread's stack, leaf first (return addresses minus one).
+#[inline(never)]
+pub fn capture(own: OwnFrames) -> Vec<u64> {
+    let mut pcs = [0u64; MAX_DEPTH];
+    let depth = walk_from_here(&mut pcs);
+    let code = symbolize::own_code();
+    let first_program = pcs[..depth]
+        .iter()
+        .position(|pc| !(code.0..code.1).contains(pc))
+        .unwrap_or(depth);
+    let start = match own {
+        OwnFrames::Drop => first_program,
+        OwnFrames::KeepEntry => first_program.saturating_sub(1),
+    };
+    pcs[start..depth].to_vec()
+}
+
+#[inline(never)]
+fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
+    let (rip, rsp, rbp): (u64, u64, u64);
+    // SAFETY: reads the instruction pointer, stack pointer and frame pointer; no side effects.
+    unsafe {
+        std::arch::asm!(
+            "lea {0}, [rip]",
+            "mov {1}, rsp",
+            "mov {2}, rbp",
+            out(reg) rip,
+            out(reg) rsp,
+            out(reg) rbp,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    let mut regs = Regs([None; 17]);
+    regs.0[16] = Some(rip);
+    regs.0[7] = Some(rsp);
+    regs.0[6] = Some(rbp);
+    let bounds = threads::stack_bounds().and_then(|b| {
+        (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds { lo: rsp, hi: b.hi })
+    });
+    unwind::walk(&regs, bounds, pcs).depth
+}
