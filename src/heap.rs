@@ -265,7 +265,10 @@ fn record(p: usize, size: u64, stack: &[u64]) {
     table.buckets[b as usize].allocs += 1;
     if table.live.insert(p, b).is_none() {
         let (w, bit) = page_bit(p);
-        *table.page_counts.entry(w * 64 + bit.trailing_zeros() as usize).or_insert(0) += 1;
+        *table
+            .page_counts
+            .entry(w * 64 + bit.trailing_zeros() as usize)
+            .or_insert(0) += 1;
         PAGE_BITS[w].fetch_or(bit, Ordering::Relaxed);
     }
 }

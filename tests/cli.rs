@@ -112,6 +112,18 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
             "samples, cpu",
         ),
         (vec!["frobnicate".into()], "unknown command"),
+        (
+            vec!["flame".into(), truncated.display().to_string()],
+            "gzip",
+        ),
+        (
+            vec![
+                "diff".into(),
+                good.display().to_string(),
+                not_profile.display().to_string(),
+            ],
+            "not a profile",
+        ),
     ];
     for (args, expect) in cases {
         let out = rprof().args(&args).output().unwrap();
@@ -122,5 +134,78 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
             "{args:?}: {stderr}"
         );
         assert!(out.stdout.is_empty());
+    }
+}
+
+/// Two CPU profiles of cpu_split (400 and 800 units) and a heap profile.
+fn two_runs() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let prog = build("cpu_split");
+    let a = run("cli-a", &prog, &["400"], &[]);
+    let b = run("cli-b", &prog, &["800"], &[]);
+    let heap = build("heap_sites");
+    let h = run("cli-heap", &heap, &["64"], &[]);
+    (
+        a.files_of("cpu")[0].clone(),
+        b.files_of("cpu")[0].clone(),
+        h.files_of("heap")[0].clone(),
+    )
+}
+
+#[test]
+fn flame_writes_well_formed_svg_with_the_functions() {
+    let (cpu, _, heap) = two_runs();
+    for (file, index, expect) in [
+        (&cpu, None, vec!["burn_three", "burn_one", "main"]),
+        (
+            &heap,
+            Some("alloc_space"),
+            vec!["keep_live", "churn", "mixed_site"],
+        ),
+    ] {
+        let out = file.with_extension("svg");
+        let mut cmd = rprof();
+        cmd.arg("flame").arg(file).arg("-o").arg(&out);
+        if let Some(i) = index {
+            cmd.args(["--sample-index", i]);
+        }
+        assert!(cmd.status().unwrap().success());
+        let svg = std::fs::read_to_string(&out).unwrap();
+        let mut reader = quick_xml::Reader::from_str(&svg);
+        let mut elements = 0;
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(quick_xml::events::Event::Start(_)) => elements += 1,
+                Ok(_) => {}
+                Err(e) => panic!("{}: not well-formed XML: {e}", out.display()),
+            }
+        }
+        assert!(elements > 10);
+        for f in expect {
+            // Each frame has a hover title with its value and percentage.
+            assert!(
+                svg.contains(&format!("<title>{f} (")),
+                "{f} missing in {}",
+                out.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn diff_matches_go_pprof_diff_base() {
+    let (a, b, _) = two_runs();
+    let out = rprof().arg("diff").arg(&a).arg(&b).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ours = table(&text);
+    // 800 units minus 400 units: all the growth is in spin, under burn_three and burn_one.
+    assert!(ours[1].ends_with(" spin"), "{text}");
+    if let Some(go) = go_pprof_top(&b, &[&format!("-diff_base={}", a.display())]) {
+        assert_eq!(ours, table(&go), "rprof diff:\n{text}\ngo:\n{go}");
     }
 }

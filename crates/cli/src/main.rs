@@ -3,10 +3,14 @@
 //!     rprof run [-o PREFIX] [--profiles LIST] [--cpu-hz N] [--heap-rate N]
 //!               [--block-rate NS] [--mutex-fraction N] -- PROGRAM [ARGS...]
 //!     rprof top FILE [-n N] [--sample-index NAME] [--cum]
+//!     rprof flame FILE [-o OUT.svg] [--sample-index NAME]
 //!     rprof inspect FILE
+//!     rprof diff BASE NEW [--sample-index NAME] [-n N]
 //!
 //! Errors are one line on stderr starting `rprof:` and a non-zero exit status.
 
+mod diff;
+mod flame;
 mod inspect;
 mod run;
 mod top;
@@ -19,7 +23,9 @@ use rprof_profile::Profile;
 const USAGE: &str = "usage:
   rprof run [-o PREFIX] [--profiles LIST] [--cpu-hz N] [--heap-rate N] [--block-rate NS] [--mutex-fraction N] -- PROGRAM [ARGS...]
   rprof top FILE [-n N] [--sample-index NAME] [--cum]
-  rprof inspect FILE";
+  rprof flame FILE [-o OUT.svg] [--sample-index NAME]
+  rprof inspect FILE
+  rprof diff BASE NEW [--sample-index NAME] [-n N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,14 +33,18 @@ fn main() -> ExitCode {
         Some("run") => run::main(&args[1..]),
         Some("top") => top_main(&args[1..]),
         Some("inspect") => inspect_main(&args[1..]),
+        Some("flame") => flame_main(&args[1..]),
+        Some("diff") => diff_main(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
         Some(other) => Err(format!(
-            "unknown command {other:?} (commands: run, top, inspect; see rprof --help)"
+            "unknown command {other:?} (commands: run, top, flame, inspect, diff; see rprof --help)"
         )),
-        None => Err("no command given (commands: run, top, inspect; see rprof --help)".into()),
+        None => Err(
+            "no command given (commands: run, top, flame, inspect, diff; see rprof --help)".into(),
+        ),
     };
     match result {
         Ok(code) => code,
@@ -134,5 +144,45 @@ fn inspect_main(args: &[String]) -> Result<ExitCode, String> {
     let a = parse_args(args, &[], &[])?;
     let file = a.one_file()?;
     print!("{}", inspect::report(&load(file)?));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flame_main(args: &[String]) -> Result<ExitCode, String> {
+    let a = parse_args(args, &["-o", "--sample-index"], &[])?;
+    let file = a.one_file()?;
+    let p = load(file)?;
+    let out = a.value("-o").map(str::to_owned).unwrap_or_else(|| {
+        format!(
+            "{}.svg",
+            file.trim_end_matches(".gz").trim_end_matches(".pb")
+        )
+    });
+    let svg = flame::svg(&p, a.value("--sample-index"), file)?;
+    std::fs::write(&out, svg).map_err(|e| format!("{out}: {e}"))?;
+    eprintln!("rprof: wrote {out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn limit(a: &Args<'_>) -> Result<Option<usize>, String> {
+    a.value("-n")
+        .map(|n| {
+            n.parse::<usize>()
+                .map_err(|_| format!("-n {n:?} is not a number"))
+        })
+        .transpose()
+}
+
+fn diff_main(args: &[String]) -> Result<ExitCode, String> {
+    let a = parse_args(args, &["-n", "--sample-index"], &[])?;
+    let [base, new] = a.positional.as_slice() else {
+        return Err("give two profile files: rprof diff BASE NEW".into());
+    };
+    let text = diff::report(
+        &load(base)?,
+        &load(new)?,
+        a.value("--sample-index"),
+        limit(&a)?,
+    )?;
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,93 @@
+//! `rprof diff BASE NEW`: the top table of NEW minus BASE, as `pprof -top -diff_base BASE
+//! NEW` prints it: per function, the change of flat and cum, percentages of BASE's total.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use rprof_profile::Profile;
+
+use crate::top::{rows, sample_index, Row};
+use crate::units;
+
+pub fn report(
+    base: &Profile,
+    new: &Profile,
+    index: Option<&str>,
+    limit: Option<usize>,
+) -> Result<String, String> {
+    let new_idx = sample_index(new, index)?;
+    let name = new.str(new.sample_type[new_idx].r#type).to_owned();
+    let base_idx = base.sample_type_index(&name).ok_or_else(|| {
+        format!(
+            "BASE has no sample type {name:?} (it has: {}); compare profiles of one kind",
+            base.sample_type_names().join(", ")
+        )
+    })?;
+    let unit = new.str(new.sample_type[new_idx].unit).to_owned();
+    let (base_rows, base_total) = rows(base, base_idx);
+    let (new_rows, new_total) = rows(new, new_idx);
+    let mut diff: HashMap<String, Row> = HashMap::new();
+    for (sign, rs) in [(-1, base_rows), (1, new_rows)] {
+        for r in rs {
+            let d = diff.entry(r.name.clone()).or_insert(Row {
+                name: r.name,
+                flat: 0,
+                cum: 0,
+            });
+            d.flat += sign * r.flat;
+            d.cum += sign * r.cum;
+        }
+    }
+    let mut rows: Vec<Row> = diff
+        .into_values()
+        .filter(|r| r.flat != 0 || r.cum != 0)
+        .collect();
+    rows.sort_by(|a, b| b.flat.abs().cmp(&a.flat.abs()).then(a.name.cmp(&b.name)));
+    rows.truncate(limit.unwrap_or(usize::MAX));
+    let out_unit = units::report_unit(
+        &rows
+            .iter()
+            .flat_map(|r| [r.flat, r.cum])
+            .collect::<Vec<_>>(),
+        &unit,
+    );
+    let fmt = |v: i64| units::format(v, &unit, out_unit);
+    let mut s = String::new();
+    let _ = writeln!(s, "Type: {name}");
+    let _ = writeln!(
+        s,
+        "Base total {}, new total {}, change {} ({} of base)",
+        fmt(base_total),
+        fmt(new_total),
+        fmt(new_total - base_total),
+        units::percent(new_total - base_total, base_total).trim()
+    );
+    let _ = writeln!(
+        s,
+        "{:>10} {:>6} {:>6} {:>10} {:>6}",
+        "flat", "flat%", "sum%", "cum", "cum%"
+    );
+    let mut sum = 0;
+    for r in &rows {
+        sum += r.flat;
+        let pct = |v: i64| {
+            let p = units::percent(v, base_total);
+            if v < 0 {
+                format!("-{}", p.trim())
+            } else {
+                p
+            }
+        };
+        let _ = writeln!(
+            s,
+            "{:>10} {:>6} {:>6} {:>10} {:>6}  {}",
+            fmt(r.flat),
+            pct(r.flat),
+            pct(sum),
+            fmt(r.cum),
+            pct(r.cum),
+            r.name
+        );
+    }
+    Ok(s)
+}
