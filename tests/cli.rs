@@ -69,13 +69,18 @@ fn run_then_top_matches_go_pprof() {
 
 #[test]
 fn run_passes_exit_status_and_death_by_signal() {
+    let prefix = out_dir("cli-status").join("p");
     let status = rprof()
-        .args(["run", "--", "sh", "-c", "exit 7"])
+        .args(["run", "-o"])
+        .arg(&prefix)
+        .args(["--", "sh", "-c", "exit 7"])
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(7));
     let status = rprof()
-        .args(["run", "--", "sh", "-c", "kill -TERM $$"])
+        .args(["run", "-o"])
+        .arg(&prefix)
+        .args(["--", "sh", "-c", "kill -TERM $$"])
         .status()
         .unwrap();
     assert_eq!(status.signal(), Some(15));
