@@ -1,9 +1,12 @@
 //! Block and mutex profiles of pthread synchronisation, in Go's model.
 //!
-//! - Uncontended paths cost almost nothing: each lock hook first calls the real trylock;
-//!   only when that says EBUSY is the wait timed (as mutrace and async-profiler do). An
-//!   unlock checks one counter (`WAITING`, indexed by a hash of the lock's address) and
-//!   does nothing more unless a timed waiter is registered on a lock with that hash.
+//! - Uncontended paths cost almost nothing: each lock hook first calls the real trylock
+//!   (reading one global flag, no thread-local); only when that says EBUSY is the wait
+//!   timed (as mutrace and async-profiler do). An unlock checks one slot (indexed by a hash
+//!   of the lock's address) and does nothing more unless a timed waiter is registered there.
+//! - Waiters are accounted per slot under a tiny per-slot spin lock, so threads contending
+//!   for different locks never meet on a global lock; locks that share a slot (rare with
+//!   4096 slots) share their accounting.
 //! - Block profile (the waiter's view, Go's `SetBlockProfileRate`): a wait of d ns is kept
 //!   if d ≥ rate, or with probability d/rate and then counted as rate/d waits of rate ns,
 //!   so totals stay unbiased. Stack: the waiter's, starting at the pthread call.
@@ -33,20 +36,45 @@ static MUTEX_FRACTION: AtomicU64 = AtomicU64::new(0);
 static RNG: AtomicU64 = AtomicU64::new(0x853c_49e6_748f_ea9b);
 
 const WAIT_SLOTS: usize = 4096;
-/// Registered timed waiters per lock-address hash: the unlock fast path's only check.
-static WAITING: [AtomicU32; WAIT_SLOTS] = [const { AtomicU32::new(0) }; WAIT_SLOTS];
+
+/// Timed waiters currently blocked on the locks that hash to one slot.
+struct WaitSlot {
+    /// Number of waiters: the unlock fast path's only check.
+    count: AtomicU32,
+    busy: AtomicBool,
+    /// Sum over waiters of the time from which each is not yet charged to an unlocker,
+    /// and the time of the last charge (ns of the monotonic clock); guarded by `busy`.
+    uncharged_since_sum: AtomicU64,
+    last_charge: AtomicU64,
+}
+
+static WAITING: [WaitSlot; WAIT_SLOTS] = [const {
+    WaitSlot {
+        count: AtomicU32::new(0),
+        busy: AtomicBool::new(false),
+        uncharged_since_sum: AtomicU64::new(0),
+        last_charge: AtomicU64::new(0),
+    }
+}; WAIT_SLOTS];
+
+impl WaitSlot {
+    /// Runs `f` with the slot held (a few instructions; contenders spin briefly).
+    fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        while self
+            .busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        let r = f();
+        self.busy.store(false, Ordering::Release);
+        r
+    }
+}
 
 /// Distinct (stack, object) buckets kept per profile; beyond that, one overflow bucket.
 const MAX_BUCKETS: usize = 16_384;
-
-/// Timed waiters currently blocked on one lock.
-#[derive(Default)]
-struct Waiters {
-    count: u64,
-    /// Sum over waiters of the time from which each is not yet charged to an unlocker.
-    uncharged_since_sum: u128,
-    last_charge: u64,
-}
 
 /// Events folded by (stack, object address); counts may be fractional (unbiased scaling).
 #[derive(Default)]
@@ -105,12 +133,11 @@ impl Events {
 
 #[derive(Default)]
 pub struct ContentionTable {
-    waiters: HashMap<usize, Waiters>,
     pub block: Events,
     pub mutex: Events,
 }
 
-/// Guards the waiter registry and both event tables; only contended paths take it.
+/// Guards both event tables; only recorded (sampled) events take it.
 pub static TABLE: Lock<Option<ContentionTable>> = Lock::new(None);
 
 /// Starts recording with Go's semantics for `block_rate` (ns) and `mutex_fraction`.
@@ -130,7 +157,7 @@ pub fn mutex_fraction() -> u64 {
 }
 
 #[inline]
-fn slot(object: usize) -> &'static AtomicU32 {
+fn slot(object: usize) -> &'static WaitSlot {
     let h = (object as u64 >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
     &WAITING[h as usize % WAIT_SLOTS]
 }
@@ -143,17 +170,18 @@ fn random() -> u64 {
     z ^ (z >> 31)
 }
 
-/// Whether waits are being recorded (and the caller should time its slow path).
+/// Whether waits are being recorded (and the caller should try first and time a wait).
+/// One global load: the fast path reads no thread-local.
 #[inline]
 pub fn active() -> bool {
-    ACTIVE.load(Ordering::Relaxed) && !guard::held()
+    ACTIVE.load(Ordering::Relaxed)
 }
 
 /// Runs `wait` (a blocking call on `object` after its trylock failed), timing it. When
 /// `holder_charged`, the wait is registered so the unlocker of `object` is charged with it
 /// (mutexes and rwlocks).
 pub fn timed_wait<R>(object: usize, holder_charged: bool, wait: impl FnOnce() -> R) -> R {
-    if !active() {
+    if !active() || guard::held() {
         return wait();
     }
     let start = sys::monotonic_ns();
@@ -170,31 +198,34 @@ pub fn timed_wait<R>(object: usize, holder_charged: bool, wait: impl FnOnce() ->
 }
 
 fn register(object: usize, start: u64) {
-    let _g = Guard::enter();
-    let mut t = TABLE.lock();
-    if let Some(t) = t.as_mut() {
-        let w = t.waiters.entry(object).or_default();
-        w.count += 1;
-        w.uncharged_since_sum += u128::from(start.max(w.last_charge));
-        slot(object).fetch_add(1, Ordering::Release);
-    }
+    let s = slot(object);
+    s.with(|| {
+        let since = start.max(s.last_charge.load(Ordering::Relaxed));
+        s.uncharged_since_sum.fetch_add(since, Ordering::Relaxed);
+        s.count.fetch_add(1, Ordering::Release);
+    });
 }
 
 fn deregister(object: usize, start: u64) {
-    let _g = Guard::enter();
-    let mut t = TABLE.lock();
-    let Some(t) = t.as_mut() else { return };
-    let Some(w) = t.waiters.get_mut(&object) else {
-        return;
-    };
-    w.count = w.count.saturating_sub(1);
-    w.uncharged_since_sum = w
-        .uncharged_since_sum
-        .saturating_sub(u128::from(start.max(w.last_charge)));
-    slot(object).fetch_sub(1, Ordering::Release);
-    if w.count == 0 {
-        t.waiters.remove(&object);
-    }
+    let s = slot(object);
+    s.with(|| {
+        let since = start.max(s.last_charge.load(Ordering::Relaxed));
+        let sum = s.uncharged_since_sum.load(Ordering::Relaxed);
+        s.uncharged_since_sum
+            .store(sum.saturating_sub(since), Ordering::Relaxed);
+        s.count.fetch_sub(1, Ordering::Release);
+    });
+}
+
+/// The time the slot's waiters have waited since the last charge, and a new charge at `now`.
+fn charge(s: &WaitSlot, now: u64) -> u64 {
+    s.with(|| {
+        let n = u64::from(s.count.load(Ordering::Relaxed));
+        let owed = (n * now).saturating_sub(s.uncharged_since_sum.load(Ordering::Relaxed));
+        s.uncharged_since_sum.store(n * now, Ordering::Relaxed);
+        s.last_charge.store(now, Ordering::Relaxed);
+        owed
+    })
 }
 
 fn record_block(object: usize, delay: u64) {
@@ -218,7 +249,7 @@ fn record_block(object: usize, delay: u64) {
 /// timed waiters have waited since the last charge.
 #[inline]
 pub fn before_unlock(object: usize) {
-    if slot(object).load(Ordering::Relaxed) != 0 && active() {
+    if slot(object).count.load(Ordering::Relaxed) != 0 && active() {
         charge_unlocker(object);
     }
 }
@@ -227,17 +258,7 @@ pub fn before_unlock(object: usize) {
 #[inline(never)]
 fn charge_unlocker(object: usize) {
     let Some(_g) = Guard::enter() else { return };
-    let now = sys::monotonic_ns();
-    let delay = {
-        let mut t = TABLE.lock();
-        let Some(w) = t.as_mut().and_then(|t| t.waiters.get_mut(&object)) else {
-            return;
-        };
-        let owed = (u128::from(w.count) * u128::from(now)).saturating_sub(w.uncharged_since_sum);
-        w.uncharged_since_sum = u128::from(w.count) * u128::from(now);
-        w.last_charge = now;
-        owed as u64
-    };
+    let delay = charge(slot(object), sys::monotonic_ns());
     let fraction = MUTEX_FRACTION.load(Ordering::Relaxed);
     if delay == 0 || fraction == 0 || !random().is_multiple_of(fraction) {
         return;
@@ -279,11 +300,10 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
 
 /// In a fork child only the forking thread exists: nobody waits on anything.
 pub fn reset_after_fork() {
-    if let Some(t) = TABLE.lock().as_mut() {
-        t.waiters.clear();
-    }
     for s in &WAITING {
-        s.store(0, Ordering::Relaxed);
+        s.busy.store(false, Ordering::Relaxed);
+        s.count.store(0, Ordering::Relaxed);
+        s.uncharged_since_sum.store(0, Ordering::Relaxed);
     }
 }
 
@@ -293,28 +313,17 @@ mod tests {
 
     #[test]
     fn unlocker_is_charged_once_for_all_waiters() {
-        *TABLE.lock() = Some(ContentionTable::default());
-        ACTIVE.store(true, Ordering::Relaxed);
-        MUTEX_FRACTION.store(1, Ordering::Relaxed);
         let object = 0x1000;
+        let s = slot(object);
         // Two waiters from t=100 and t=300; an unlock at t=1000 owes 900 + 700.
         register(object, 100);
         register(object, 300);
-        let owed = |now: u64| {
-            let mut t = TABLE.lock();
-            let w = t.as_mut().unwrap().waiters.get_mut(&object).unwrap();
-            let owed = (u128::from(w.count) * u128::from(now)) - w.uncharged_since_sum;
-            w.uncharged_since_sum = u128::from(w.count) * u128::from(now);
-            w.last_charge = now;
-            owed
-        };
-        assert_eq!(owed(1000), 1600);
+        assert_eq!(charge(s, 1000), 1600);
         // A waiter leaves after that charge; the other is owed only the time since.
         deregister(object, 100);
-        assert_eq!(owed(1500), 500);
+        assert_eq!(charge(s, 1500), 500);
         deregister(object, 300);
-        assert_eq!(slot(object).load(Ordering::Relaxed), 0);
-        assert!(TABLE.lock().as_ref().unwrap().waiters.is_empty());
-        ACTIVE.store(false, Ordering::Relaxed);
+        assert_eq!(s.count.load(Ordering::Relaxed), 0);
+        assert_eq!(s.uncharged_since_sum.load(Ordering::Relaxed), 0);
     }
 }

@@ -136,7 +136,13 @@ pub fn init() {
     }
 }
 
-/// Try first: returns Some(rc) unless the trylock said "busy" (and we are recording).
+/// How many times a busy lock is tried again (with a pause) before the wait is timed: a
+/// lock released within about a microsecond is not a wait worth recording, as Go's
+/// `sync.Mutex.Lock` spins before it blocks and records only the blocking.
+const SPINS: u32 = 32;
+
+/// Try first: returns Some(rc) unless the trylock still says "busy" after a brief spin
+/// (and we are recording).
 #[inline(always)]
 fn try_first(object: *mut c_void, trylock: &Next) -> Option<c_int> {
     if !contention::active() {
@@ -147,8 +153,31 @@ fn try_first(object: *mut c_void, trylock: &Next) -> Option<c_int> {
         return None;
     }
     // SAFETY: a trylock takes the object and returns 0, EBUSY or another error.
-    let rc = unsafe { std::mem::transmute::<*mut c_void, P1>(p)(object) };
-    (rc != libc::EBUSY).then_some(rc)
+    let trylock = unsafe { std::mem::transmute::<*mut c_void, P1>(p) };
+    // SAFETY: as above.
+    let rc = unsafe { trylock(object) };
+    if rc != libc::EBUSY {
+        return Some(rc);
+    }
+    spin_then_try(|| unsafe { trylock(object) }, |rc| rc != libc::EBUSY)
+}
+
+#[cold]
+#[inline(never)]
+fn spin_then_try(
+    mut attempt: impl FnMut() -> c_int,
+    done: impl Fn(c_int) -> bool,
+) -> Option<c_int> {
+    for _ in 0..SPINS {
+        for _ in 0..8 {
+            std::hint::spin_loop();
+        }
+        let rc = attempt();
+        if done(rc) {
+            return Some(rc);
+        }
+    }
+    None
 }
 
 /// # Safety
@@ -290,10 +319,16 @@ fn sem_try_first(s: *mut c_void) -> Option<c_int> {
         return None;
     }
     // SAFETY: sem_trywait takes the semaphore; errno is this thread's.
-    unsafe {
-        let rc = std::mem::transmute::<*mut c_void, P1>(p)(s);
-        (rc == 0 || *libc::__errno_location() != libc::EAGAIN).then_some(rc)
+    let trywait = unsafe { std::mem::transmute::<*mut c_void, P1>(p) };
+    // SAFETY: as above.
+    let busy = |rc: c_int| rc != 0 && unsafe { *libc::__errno_location() } == libc::EAGAIN;
+    // SAFETY: as above.
+    let rc = unsafe { trywait(s) };
+    if !busy(rc) {
+        return Some(rc);
     }
+    // SAFETY: as above.
+    spin_then_try(|| unsafe { trywait(s) }, |rc| !busy(rc))
 }
 
 /// # Safety
