@@ -1,10 +1,20 @@
 //! The per-thread reentrancy guard: while it is held, the thread's allocations are rprof's
 //! own and pass straight to the real allocator, unprofiled and without recursion.
+#![allow(unsafe_code)]
 
 use std::cell::Cell;
 
+use crate::fast_tls::FastTls;
+
 thread_local! {
     static HELD: Cell<bool> = const { Cell::new(false) };
+}
+
+static HELD_FAST: FastTls = FastTls::new();
+
+/// Enables the fast access path. Call once at load, on the main thread.
+pub fn init_fast_access() {
+    HELD_FAST.init(HELD.with(|h| h as *const Cell<bool> as usize));
 }
 
 /// Held while rprof itself runs on a thread (dumps, logging, the sampled path of a hook).
@@ -24,9 +34,13 @@ impl Drop for Guard {
 }
 
 /// Whether the calling thread is inside rprof.
-#[inline]
+#[inline(always)]
 pub fn held() -> bool {
-    HELD.with(Cell::get)
+    match HELD_FAST.get() {
+        // SAFETY: FastTls gives the address of this thread's HELD (a Cell<bool>).
+        Some(a) => unsafe { (*(a as *const Cell<bool>)).get() },
+        None => HELD.with(Cell::get),
+    }
 }
 
 /// Runs `f` as rprof's own work: allocations in it are not profiled.

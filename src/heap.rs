@@ -87,6 +87,18 @@ struct HeapThread {
     block: Cell<*const Counters>,
 }
 
+static THREAD_FAST: crate::fast_tls::FastTls = crate::fast_tls::FastTls::new();
+
+/// Runs `f` on the calling thread's heap state (the fast access path once initialised).
+#[inline(always)]
+fn with_thread<R>(f: impl FnOnce(&HeapThread) -> R) -> R {
+    match THREAD_FAST.get() {
+        // SAFETY: FastTls gives the address of this thread's THREAD (a HeapThread).
+        Some(a) => f(unsafe { &*(a as *const HeapThread) }),
+        None => THREAD.with(f),
+    }
+}
+
 thread_local! {
     static THREAD: HeapThread = const {
         HeapThread {
@@ -125,6 +137,11 @@ pub struct Bucket {
 pub static TABLE: Lock<Option<HeapTable>> = Lock::new(None);
 
 /// Starts heap profiling at `rate` bytes per sample (0 leaves it off).
+/// Enables the hooks' fast thread-local access. Call once at load, on the main thread.
+pub fn init_fast_access() {
+    THREAD_FAST.init(THREAD.with(|t| t as *const HeapThread as usize));
+}
+
 pub fn init(rate: u64) {
     if rate == 0 {
         return;
@@ -177,7 +194,7 @@ pub fn on_alloc(p: *mut libc::c_void, size: usize) {
     if p.is_null() || guard::held() {
         return;
     }
-    THREAD.with(|t| {
+    with_thread(|t| {
         let c = counters(t);
         c.add(&c.mallocs, 1);
         c.add(&c.bytes, size as u64);
@@ -198,7 +215,7 @@ pub fn on_free(p: *mut libc::c_void) {
     if guard::held() {
         return;
     }
-    THREAD.with(|t| {
+    with_thread(|t| {
         let c = counters(t);
         c.add(&c.frees, 1);
     });
@@ -297,7 +314,7 @@ fn free_slow(p: usize) {
 
 /// The calling thread is exiting: its counts join those of exited threads.
 pub fn release_thread() {
-    THREAD.with(|t| {
+    with_thread(|t| {
         let b = t.block.replace(&RETIRED);
         if b.is_null() || std::ptr::eq(b, &RETIRED) {
             return;

@@ -19,6 +19,7 @@ mod contention;
 mod cpu;
 mod debuginfo;
 mod dump;
+mod fast_tls;
 mod guard;
 mod heap;
 mod interpose;
@@ -50,6 +51,8 @@ fn start() {
         warning!("{w}");
     }
     interpose::real::init();
+    guard::init_fast_access();
+    heap::init_fast_access();
     symbolize::init();
     if !signal_safe::unwind::init() {
         warning!("this glibc has no _dl_find_object (glibc < 2.35): stacks hold only their innermost function");

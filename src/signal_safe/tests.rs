@@ -4,20 +4,24 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::ring::Ring;
 use super::unwind::{self, StackBounds};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Only the test's own thread is counted: other tests allocate concurrently.
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 // SAFETY: forwards to the system allocator, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.with(std::cell::Cell::get) {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         System.alloc(layout)
@@ -52,7 +56,7 @@ fn sampling_path_walks_real_stacks_without_allocating() {
         let mut uc: libc::ucontext_t = unsafe { std::mem::zeroed() };
         // SAFETY: getcontext fills the context of this very point of execution.
         assert_eq!(unsafe { libc::getcontext(&mut uc) }, 0);
-        COUNTING.store(true, Ordering::SeqCst);
+        COUNTING.with(|c| c.set(true));
         // SAFETY: a ucontext_t as a signal handler would receive it.
         let regs = unsafe { unwind::regs_from_ucontext((&uc as *const libc::ucontext_t).cast()) };
         let sp = regs.0[7].unwrap();
@@ -67,7 +71,7 @@ fn sampling_path_walks_real_stacks_without_allocating() {
             );
             rec.depth = w.depth as u16;
         });
-        COUNTING.store(false, Ordering::SeqCst);
+        COUNTING.with(|c| c.set(false));
     });
     assert_eq!(
         ALLOCATIONS.load(Ordering::SeqCst),
