@@ -330,12 +330,4 @@ impl CpuData {
             *self.counts.entry(key).or_insert(0) += n;
         }
     }
-
-    /// Every distinct stack entry.
-    pub fn stack_entries(&self) -> HashSet<u64> {
-        self.counts
-            .keys()
-            .flat_map(|k| k.pcs.iter().copied())
-            .collect()
-    }
 }

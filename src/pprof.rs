@@ -60,6 +60,20 @@ impl StackEncoder {
         }
     }
 
+    /// An encoder for profiles whose stacks are `stacks`: resolves all their entries in
+    /// one batch and stamps the profile with the current time.
+    pub fn for_stacks<'s>(
+        builder: Builder,
+        stacks: impl Iterator<Item = &'s [u64]>,
+        symbolizer: &mut Symbolizer,
+    ) -> Self {
+        let entries: std::collections::HashSet<u64> = stacks.flatten().copied().collect();
+        let frames = symbolizer.resolve_all(entries);
+        let mut enc = StackEncoder::new(builder, frames, &symbolizer.mappings);
+        enc.builder.set_time(unix_now_ns(), 0);
+        enc
+    }
+
     pub fn builder(&mut self) -> &mut Builder {
         &mut self.builder
     }
@@ -156,8 +170,8 @@ pub fn cpu_profile(
         (names::CPU, names::NANOSECONDS),
         period,
     );
-    let frames = symbolizer.resolve_all(data.stack_entries());
-    let mut enc = StackEncoder::new(b, frames, &symbolizer.mappings);
+    let mut enc =
+        StackEncoder::for_stacks(b, data.counts.keys().map(|k| k.pcs.as_slice()), symbolizer);
     enc.builder().set_time(start_unix_ns, duration_ns);
     let mut samples: Vec<_> = data.counts.iter().collect();
     samples.sort_by(|a, b| b.1.cmp(a.1));
@@ -198,13 +212,8 @@ pub fn heap_profile(symbolizer: &mut Symbolizer) -> Profile {
         (names::SPACE, names::BYTES),
         rate as i64,
     );
-    let entries: std::collections::HashSet<u64> = buckets
-        .iter()
-        .flat_map(|b| b.stack.iter().copied())
-        .collect();
-    let frames = symbolizer.resolve_all(entries);
-    let mut enc = StackEncoder::new(b, frames, &symbolizer.mappings);
-    enc.builder().set_time(unix_now_ns(), 0);
+    let mut enc =
+        StackEncoder::for_stacks(b, buckets.iter().map(|b| b.stack.as_slice()), symbolizer);
     for bucket in &buckets {
         let values = heap::scaled(bucket, rate);
         if values[0] == 0 {
@@ -275,13 +284,8 @@ pub fn contention_profile(
         (names::CONTENTIONS, names::COUNT),
         1,
     );
-    let entries: std::collections::HashSet<u64> = buckets
-        .iter()
-        .flat_map(|b| b.stack.iter().copied())
-        .collect();
-    let frames = symbolizer.resolve_all(entries);
-    let mut enc = StackEncoder::new(b, frames, &symbolizer.mappings);
-    enc.builder().set_time(unix_now_ns(), 0);
+    let mut enc =
+        StackEncoder::for_stacks(b, buckets.iter().map(|b| b.stack.as_slice()), symbolizer);
     for bucket in buckets {
         let count = (bucket.count * scale).round() as i64;
         let delay = (bucket.delay_ns * scale).round() as i64;

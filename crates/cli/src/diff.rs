@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use rprof_profile::Profile;
 
-use crate::top::{rows, sample_index, Row};
+use crate::top::{rows, sample_index, write_table, Row};
 use crate::units;
 
 pub fn report(
@@ -62,32 +62,6 @@ pub fn report(
         fmt(new_total - base_total),
         units::percent(new_total - base_total, base_total).trim()
     );
-    let _ = writeln!(
-        s,
-        "{:>10} {:>6} {:>6} {:>10} {:>6}",
-        "flat", "flat%", "sum%", "cum", "cum%"
-    );
-    let mut sum = 0;
-    for r in &rows {
-        sum += r.flat;
-        let pct = |v: i64| {
-            let p = units::percent(v, base_total);
-            if v < 0 {
-                format!("-{}", p.trim())
-            } else {
-                p
-            }
-        };
-        let _ = writeln!(
-            s,
-            "{:>10} {:>6} {:>6} {:>10} {:>6}  {}",
-            fmt(r.flat),
-            pct(r.flat),
-            pct(sum),
-            fmt(r.cum),
-            pct(r.cum),
-            r.name
-        );
-    }
+    write_table(&mut s, &rows, base_total, &fmt);
     Ok(s)
 }

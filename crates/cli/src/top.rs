@@ -160,25 +160,7 @@ pub fn report(p: &Profile, file: &str, o: &TopOptions<'_>) -> Result<String, Str
             rows.len()
         );
     }
-    let _ = writeln!(
-        s,
-        "{:>10} {:>6} {:>6} {:>10} {:>6}",
-        "flat", "flat%", "sum%", "cum", "cum%"
-    );
-    let mut sum = 0;
-    for r in shown_rows {
-        sum += r.flat;
-        let _ = writeln!(
-            s,
-            "{:>10} {} {} {:>10} {}  {}",
-            fmt(r.flat),
-            units::percent(r.flat, total),
-            units::percent(sum, total),
-            fmt(r.cum),
-            units::percent(r.cum, total),
-            r.name
-        );
-    }
+    write_table(&mut s, shown_rows, total, &fmt);
     Ok(s)
 }
 
@@ -199,6 +181,43 @@ pub fn format_time(nanos: i64) -> String {
         "{} {day}, {year} at {h12}:{m:02}{ampm} (UTC)",
         MONTHS[(month - 1) as usize]
     )
+}
+
+/// The column header and one line per row, as pprof prints them; percentages of `total`
+/// (negative ones, in a diff, with a leading minus).
+pub fn write_table<'a>(
+    s: &mut String,
+    rows: impl IntoIterator<Item = &'a Row>,
+    total: i64,
+    fmt: &dyn Fn(i64) -> String,
+) {
+    let pct = |v: i64| {
+        let p = units::percent(v, total);
+        if v < 0 {
+            format!("{:>6}", format!("-{}", p.trim()))
+        } else {
+            p
+        }
+    };
+    let _ = writeln!(
+        s,
+        "{:>10} {:>6} {:>6} {:>10} {:>6}",
+        "flat", "flat%", "sum%", "cum", "cum%"
+    );
+    let mut sum = 0;
+    for r in rows {
+        sum += r.flat;
+        let _ = writeln!(
+            s,
+            "{:>10} {} {} {:>10} {}  {}",
+            fmt(r.flat),
+            pct(r.flat),
+            pct(sum),
+            fmt(r.cum),
+            pct(r.cum),
+            r.name
+        );
+    }
 }
 
 /// "2026-11-26 10:34:01 UTC".
