@@ -1,7 +1,9 @@
 /* Reports what the program sees of its signal dispositions (as CPython does before it
  * installs its SIGINT handler), then installs its own SIGTERM handler, which must win:
  * on SIGTERM it prints "caught TERM" and exits 3. With argument "prof" it also takes
- * SIGPROF for itself (setitimer) and reports how many of its own signals it got. */
+ * SIGPROF for itself (setitimer) and reports how many of its own signals it got; with
+ * "usr2" it installs its own SIGUSR2 handler and raises SIGUSR2, which that handler must
+ * receive (rprof's dump signal is taken over). */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,8 @@ static volatile unsigned long sink;
 
 static void on_term(int sig) { (void)sig; got_term = 1; }
 static void on_prof(int sig) { (void)sig; prof_count++; }
+static volatile sig_atomic_t got_usr2;
+static void on_usr2(int sig) { (void)sig; got_usr2 = 1; }
 
 static const char *name(void (*h)(int)) {
     return h == SIG_DFL ? "default" : h == SIG_IGN ? "ignore" : "handler";
@@ -42,6 +46,12 @@ int main(int argc, char **argv) {
         it.it_value.tv_usec = it.it_interval.tv_usec = 0;
         setitimer(ITIMER_PROF, &it, NULL);
         printf("own SIGPROF handler ran\n");
+    }
+    if (argc > 1 && strcmp(argv[1], "usr2") == 0) {
+        signal(SIGUSR2, on_usr2);
+        raise(SIGUSR2);
+        printf(got_usr2 ? "own USR2 handler ran\n" : "USR2 handler did not run\n");
+        return 0;
     }
     printf("waiting\n");
     fflush(stdout);

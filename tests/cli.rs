@@ -214,3 +214,54 @@ fn diff_matches_go_pprof_diff_base() {
         assert_eq!(ours, table(&go), "rprof diff:\n{text}\ngo:\n{go}");
     }
 }
+
+#[test]
+fn run_forwards_the_dump_signal_and_termination() {
+    let prog = build("long_running");
+    let dir = out_dir("cli-forward");
+    let mut child = rprof()
+        .args(["run", "-o"])
+        .arg(dir.join("p"))
+        .arg("--")
+        .arg(&prog)
+        .arg("20")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(child.id(), "USR2");
+    for _ in 0..100 {
+        if files_of(&dir, "cpu")
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".cpu.1."))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        files_of(&dir, "cpu")
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".cpu.1.")),
+        "the snapshot signal reached the program"
+    );
+    kill(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(15),
+        "rprof dies of the program's signal"
+    );
+    let finals = files_of(&dir, "cpu");
+    assert!(
+        finals
+            .iter()
+            .any(|f| !f.to_string_lossy().contains(".cpu.1.")),
+        "{finals:?}"
+    );
+}

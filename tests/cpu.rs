@@ -286,3 +286,33 @@ fn unwritable_output_is_reported_and_harmless() {
         );
     }
 }
+
+#[test]
+fn inlined_calls_are_lines_of_one_location() {
+    let prog = build("inline_burn");
+    let r = run("inline", &prog, &[], &[]);
+    assert!(r.output.status.success());
+    let p = load(&r.files_of("cpu")[0]);
+    let funcs = p.function_by_id();
+    let name = |l: &rprof_profile::Line| p.str(funcs[&l.function_id].name).to_owned();
+    let inlined = p
+        .location
+        .iter()
+        .filter(|l| l.line.len() >= 2)
+        .find(|l| name(&l.line[0]) == "inlined_inner")
+        .expect("a location with inlined_inner inlined");
+    assert_eq!(name(&inlined.line[1]), "outer_caller");
+    let s = summarize(&p, "cpu");
+    assert!(s.flat("inlined_inner") as f64 >= 0.9 * s.total as f64);
+    assert!(s.cum("outer_caller") as f64 >= 0.9 * s.total as f64);
+    // The executable's locations were all symbolized in-process; its line flags are false
+    // because _start has no line information (the flags hold for all locations or none).
+    let exe = &p.mapping[0];
+    assert!(exe.has_functions);
+    let no_line = p
+        .location
+        .iter()
+        .filter(|l| l.mapping_id == exe.id)
+        .any(|l| l.line.iter().any(|line| line.line == 0));
+    assert_eq!(exe.has_line_numbers, !no_line);
+}

@@ -238,3 +238,28 @@ fn last_thread_calling_pthread_exit_still_writes_the_profile() {
         assert!(top.contains("worker_burn"), "{top}");
     }
 }
+
+#[test]
+fn program_taking_the_dump_signal_gets_it_and_one_warning() {
+    let prog = build("signals_view");
+    let r = run("usr2", &prog, &["usr2"], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(
+        r.stdout().ends_with("own USR2 handler ran\n"),
+        "{}",
+        r.stdout()
+    );
+    let warnings: Vec<_> = r
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("rprof:"))
+        .map(String::from)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("signal 12"), "{}", warnings[0]);
+    // No snapshot was written: the program's handler got the signal.
+    assert!(r
+        .files_of("cpu")
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(".cpu.1.")));
+}
