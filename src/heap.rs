@@ -19,14 +19,14 @@
 //! passes through unprofiled (`guard`).
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::guard::{self, Guard};
+use crate::guard::Guard;
 use crate::stack::{self, OwnFrames};
 use crate::symbolize::{self, Symbolizer};
 use crate::sync::Lock;
+use crate::thread_state::{self, ThreadState};
 
 /// Mean bytes between samples; 0 while heap profiling is off.
 static RATE: AtomicU64 = AtomicU64::new(0);
@@ -80,36 +80,6 @@ static COUNTERS_LOCK: Lock<()> = Lock::new(());
 
 static PAGE_BITS: [AtomicU64; PAGE_WORDS] = [const { AtomicU64::new(0) }; PAGE_WORDS];
 
-struct HeapThread {
-    countdown: Cell<i64>,
-    seeded: Cell<bool>,
-    rng: Cell<u64>,
-    block: Cell<*const Counters>,
-}
-
-static THREAD_FAST: crate::fast_tls::FastTls = crate::fast_tls::FastTls::new();
-
-/// Runs `f` on the calling thread's heap state (the fast access path once initialised).
-#[inline(always)]
-fn with_thread<R>(f: impl FnOnce(&HeapThread) -> R) -> R {
-    match THREAD_FAST.get() {
-        // SAFETY: FastTls gives the address of this thread's THREAD (a HeapThread).
-        Some(a) => f(unsafe { &*(a as *const HeapThread) }),
-        None => THREAD.with(f),
-    }
-}
-
-thread_local! {
-    static THREAD: HeapThread = const {
-        HeapThread {
-            countdown: Cell::new(0),
-            seeded: Cell::new(false),
-            rng: Cell::new(0),
-            block: Cell::new(std::ptr::null()),
-        }
-    };
-}
-
 /// Sampled allocations folded by (stack, size), and the sampled blocks still live.
 #[derive(Default)]
 pub struct HeapTable {
@@ -137,11 +107,6 @@ pub struct Bucket {
 pub static TABLE: Lock<Option<HeapTable>> = Lock::new(None);
 
 /// Starts heap profiling at `rate` bytes per sample (0 leaves it off).
-/// Enables the hooks' fast thread-local access. Call once at load, on the main thread.
-pub fn init_fast_access() {
-    THREAD_FAST.init(THREAD.with(|t| t as *const HeapThread as usize));
-}
-
 pub fn init(rate: u64) {
     if rate == 0 {
         return;
@@ -169,13 +134,19 @@ fn page_marked(p: usize) -> bool {
 }
 
 /// The calling thread's counter block, claimed on first use.
-#[inline]
-fn counters(t: &HeapThread) -> &'static Counters {
-    let b = t.block.get();
+#[inline(always)]
+fn counters(t: &ThreadState) -> &'static Counters {
+    let b = t.block.get() as *const Counters;
     if !b.is_null() {
         // SAFETY: blocks are statics; the pointer was set from one of them.
         return unsafe { &*b };
     }
+    claim_counters(t)
+}
+
+#[cold]
+#[inline(never)]
+fn claim_counters(t: &ThreadState) -> &'static Counters {
     let c = BLOCKS
         .iter()
         .find(|c| {
@@ -184,17 +155,20 @@ fn counters(t: &HeapThread) -> &'static Counters {
                 .is_ok()
         })
         .unwrap_or(&RETIRED);
-    t.block.set(c);
+    t.block.set(c as *const Counters as *const ());
     c
 }
 
 /// After an allocation of `size` bytes at `p` by the program.
-#[inline]
+#[inline(always)]
 pub fn on_alloc(p: *mut libc::c_void, size: usize) {
-    if p.is_null() || guard::held() {
+    if p.is_null() {
         return;
     }
-    with_thread(|t| {
+    thread_state::with(|t| {
+        if t.held.get() {
+            return;
+        }
         let c = counters(t);
         c.add(&c.mallocs, 1);
         c.add(&c.bytes, size as u64);
@@ -210,22 +184,23 @@ pub fn on_alloc(p: *mut libc::c_void, size: usize) {
 }
 
 /// Before the program frees `p` (not null).
-#[inline]
+#[inline(always)]
 pub fn on_free(p: *mut libc::c_void) {
-    if guard::held() {
-        return;
-    }
-    with_thread(|t| {
+    let mine = thread_state::with(|t| {
+        if t.held.get() {
+            return false;
+        }
         let c = counters(t);
         c.add(&c.frees, 1);
+        true
     });
-    if page_marked(p as usize) {
+    if mine && page_marked(p as usize) {
         free_slow(p as usize);
     }
 }
 
 /// The next gap in bytes: exponential with mean `rate` (0 for rate ≤ 1: every allocation).
-fn next_gap(t: &HeapThread) -> i64 {
+fn next_gap(t: &ThreadState) -> i64 {
     let rate = RATE.load(Ordering::Relaxed);
     if rate <= 1 {
         return 0;
@@ -243,7 +218,7 @@ fn next_gap(t: &HeapThread) -> i64 {
 
 #[cold]
 #[inline(never)]
-fn sample_slow(t: &HeapThread, p: usize, size: u64) {
+fn sample_slow(t: &ThreadState, p: usize, size: u64) {
     if !t.seeded.get() {
         // The first allocation of a thread starts its countdown instead of always sampling.
         t.seeded.set(true);
@@ -314,8 +289,8 @@ fn free_slow(p: usize) {
 
 /// The calling thread is exiting: its counts join those of exited threads.
 pub fn release_thread() {
-    with_thread(|t| {
-        let b = t.block.replace(&RETIRED);
+    thread_state::with(|t| {
+        let b = t.block.replace(&RETIRED as *const Counters as *const ()) as *const Counters;
         if b.is_null() || std::ptr::eq(b, &RETIRED) {
             return;
         }
@@ -407,6 +382,7 @@ pub fn scaled(b: &Bucket, rate: u64) -> [i64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
     #[test]
     fn scaling_is_unbiased_for_small_and_large_sizes() {
@@ -449,7 +425,8 @@ mod tests {
     #[test]
     fn gaps_are_exponential_with_the_rate_as_mean() {
         RATE.store(1000, Ordering::Relaxed);
-        let t = HeapThread {
+        let t = ThreadState {
+            held: Cell::new(false),
             countdown: Cell::new(0),
             seeded: Cell::new(true),
             rng: Cell::new(12345),

@@ -31,6 +31,7 @@ mod signals;
 mod stack;
 mod symbolize;
 mod sync;
+mod thread_state;
 mod threads;
 
 use crate::config::Config;
@@ -51,8 +52,7 @@ fn start() {
         warning!("{w}");
     }
     interpose::real::init();
-    guard::init_fast_access();
-    heap::init_fast_access();
+    thread_state::init();
     symbolize::init();
     if !signal_safe::unwind::init() {
         warning!("this glibc has no _dl_find_object (glibc < 2.35): stacks hold only their innermost function");
