@@ -249,7 +249,7 @@ fn record_block(object: usize, delay: u64) {
 /// timed waiters have waited since the last charge.
 #[inline]
 pub fn before_unlock(object: usize) {
-    if slot(object).count.load(Ordering::Relaxed) != 0 && active() {
+    if active() && slot(object).count.load(Ordering::Relaxed) != 0 {
         charge_unlocker(object);
     }
 }

@@ -184,11 +184,45 @@ fn spin_then_try(
 /// As pthread_mutex_lock(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_lock(m: *mut c_void) -> c_int {
+    // The uncontended path is a flag test and the real trylock (or, with block and mutex
+    // profiles off, the real lock), with no stack frame of its own; the rest is out of line.
+    if !contention::active() {
+        let lock = MUTEX_LOCK.ptr.load(Ordering::Relaxed);
+        if !lock.is_null() {
+            return std::mem::transmute::<*mut c_void, P1>(lock)(m);
+        }
+    } else {
+        let trylock = MUTEX_TRYLOCK.ptr.load(Ordering::Relaxed);
+        if !trylock.is_null() {
+            let rc = std::mem::transmute::<*mut c_void, P1>(trylock)(m);
+            if rc != libc::EBUSY {
+                return rc;
+            }
+        }
+    }
+    mutex_lock_slow(m)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn mutex_lock_slow(m: *mut c_void) -> c_int {
     let real = next!(MUTEX_LOCK, P1);
-    if let Some(rc) = try_first(m, &MUTEX_TRYLOCK) {
-        return rc;
+    if contention::active() {
+        if let Some(rc) = spin_then_try(|| try_once(m, &MUTEX_TRYLOCK), |rc| rc != libc::EBUSY) {
+            return rc;
+        }
     }
     timed_wait(m as usize, true, || real(m))
+}
+
+/// One call of a trylock (EBUSY if it cannot be found).
+fn try_once(object: *mut c_void, trylock: &Next) -> c_int {
+    let p = trylock.get();
+    if p.is_null() {
+        return libc::EBUSY;
+    }
+    // SAFETY: a trylock takes the object and returns 0, EBUSY or another error.
+    unsafe { std::mem::transmute::<*mut c_void, P1>(p)(object) }
 }
 
 /// # Safety
@@ -221,8 +255,8 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
 /// As pthread_mutex_unlock(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut c_void) -> c_int {
-    let real = next!(MUTEX_UNLOCK, P1);
     before_unlock(m as usize);
+    let real = next!(MUTEX_UNLOCK, P1);
     real(m)
 }
 
