@@ -149,12 +149,7 @@ fn bad_rate_warns_once_and_still_profiles() {
     let prog = build("cpu_split");
     let r = run("bad-hz", &prog, &["400"], &[("RPROF_CPU_HZ", "fast")]);
     assert!(r.output.status.success());
-    let warnings: Vec<_> = r
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with("rprof:"))
-        .map(String::from)
-        .collect();
+    let warnings = r.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("RPROF_CPU_HZ")
@@ -269,12 +264,7 @@ fn unwritable_output_is_reported_and_harmless() {
     );
     assert!(r.output.status.success());
     assert_eq!(r.output.stdout, run_plain(&prog, &["100"]).stdout);
-    let lines: Vec<String> = r
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with("rprof:"))
-        .map(String::from)
-        .collect();
+    let lines = r.warnings();
     // One line for each file that could not be written, nothing else.
     let kinds = ["cpu", "heap", "block", "mutex"];
     assert_eq!(lines.len(), kinds.len(), "{lines:?}");

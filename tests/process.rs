@@ -194,12 +194,7 @@ fn program_taking_sigprof_stops_cpu_profiling_with_a_warning() {
     let r = run("sigprof", &prog, &["prof"], &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert!(r.stdout().contains("own SIGPROF handler ran"));
-    let warnings: Vec<_> = r
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with("rprof:"))
-        .map(String::from)
-        .collect();
+    let warnings = r.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("SIGPROF"));
     assert_eq!(r.files_of("cpu").len(), 1);
@@ -249,12 +244,7 @@ fn program_taking_the_dump_signal_gets_it_and_one_warning() {
         "{}",
         r.stdout()
     );
-    let warnings: Vec<_> = r
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with("rprof:"))
-        .map(String::from)
-        .collect();
+    let warnings = r.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("signal 12"), "{}", warnings[0]);
     // No snapshot was written: the program's handler got the signal.

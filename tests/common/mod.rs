@@ -88,6 +88,14 @@ impl Run {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
+    /// The `rprof:` lines on stderr.
+    pub fn warnings(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|l| l.starts_with("rprof:"))
+            .map(String::from)
+            .collect()
+    }
     /// The process CPU time the program reported (cpu_ns=N on stderr).
     pub fn cpu_ns(&self) -> i64 {
         self.stderr()
