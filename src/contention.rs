@@ -115,13 +115,7 @@ impl Events {
     }
 
     fn pin(&mut self, ids: &HashMap<u64, u64>) {
-        for b in &mut self.buckets {
-            for pc in &mut b.stack {
-                if let Some(&id) = ids.get(pc) {
-                    *pc = id;
-                }
-            }
-        }
+        symbolize::repin(self.buckets.iter_mut().map(|b| &mut b.stack), ids);
         self.index = self
             .buckets
             .iter()

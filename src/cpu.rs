@@ -322,11 +322,7 @@ impl CpuData {
         let ids = symbolizer.pin(self.unloadable.drain().collect());
         let counts = std::mem::take(&mut self.counts);
         for (mut key, n) in counts {
-            for pc in &mut key.pcs {
-                if let Some(&id) = ids.get(pc) {
-                    *pc = id;
-                }
-            }
+            crate::symbolize::repin(std::iter::once(&mut key.pcs), &ids);
             *self.counts.entry(key).or_insert(0) += n;
         }
     }

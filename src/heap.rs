@@ -344,13 +344,7 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
         .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
         .collect();
     let ids = symbolizer.pin(addrs);
-    for b in &mut table.buckets {
-        for pc in &mut b.stack {
-            if let Some(&id) = ids.get(pc) {
-                *pc = id;
-            }
-        }
-    }
+    symbolize::repin(table.buckets.iter_mut().map(|b| &mut b.stack), &ids);
     // Two stacks may now be equal (two loads of one library); counts stay per bucket.
     table.index = table
         .buckets

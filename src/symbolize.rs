@@ -30,6 +30,17 @@ struct LoadTimeCode {
 
 static LOAD_TIME_CODE: OnceLock<LoadTimeCode> = OnceLock::new();
 
+/// Replaces, in every stack, the addresses that `ids` maps (by `Symbolizer::pin`).
+pub fn repin<'a>(stacks: impl IntoIterator<Item = &'a mut Vec<u64>>, ids: &HashMap<u64, u64>) {
+    for stack in stacks {
+        for pc in stack.iter_mut() {
+            if let Some(&id) = ids.get(pc) {
+                *pc = id;
+            }
+        }
+    }
+}
+
 /// Records the code loaded at startup. Call once at load.
 pub fn init() {
     let maps = maps::executable_mappings();
