@@ -417,6 +417,30 @@ mod tests {
     }
 
     #[test]
+    fn distinct_stacks_are_capped_with_an_overflow_bucket() {
+        *TABLE.lock() = Some(HeapTable::default());
+        for i in 0..MAX_BUCKETS as u64 + 100 {
+            record(0x10_0000 + i as usize * 16, 32, &[0x1000 + i, 0x2000]);
+        }
+        let t = TABLE.lock().take().unwrap();
+        assert_eq!(
+            t.buckets.len(),
+            MAX_BUCKETS + 1,
+            "one overflow bucket for size 32"
+        );
+        let overflow = t.buckets.iter().find(|b| b.stack.is_empty()).unwrap();
+        assert_eq!((overflow.size, overflow.allocs), (32, 100));
+        assert_eq!(
+            t.live.len(),
+            MAX_BUCKETS + 100,
+            "every block is still tracked"
+        );
+        for w in PAGE_BITS.iter() {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
     fn gaps_are_exponential_with_the_rate_as_mean() {
         RATE.store(1000, Ordering::Relaxed);
         let t = ThreadState {
