@@ -87,6 +87,8 @@ pub struct Symbolizer {
     pub mappings: Vec<MapEntry>,
     /// Kept for the life of the process: heap profiles are cumulative and refer to them.
     pinned: Vec<Frame>,
+    /// Pinned ids by (object path, file offset); ("", address) when no mapping was known.
+    pinned_ids: HashMap<(String, u64), u64>,
     own_path: Option<String>,
 }
 
@@ -98,17 +100,33 @@ impl Symbolizer {
             objects: HashMap::new(),
             mappings: Vec::new(),
             pinned: Vec::new(),
+            pinned_ids: HashMap::new(),
             own_path: maps::own_object_path(),
         }
     }
 
     /// Resolves `addrs` now; returns the pinned id standing for each.
+    /// The same code (object file and offset in it) pinned again, after a library was
+    /// loaded anew, wherever it was placed, reuses its id and its first frame, so a
+    /// program that loads and unloads a plugin for days does not grow this table.
     pub fn pin(&mut self, addrs: Vec<u64>) -> HashMap<u64, u64> {
         let frames = self.resolve_batch(addrs);
         let mut ids = HashMap::with_capacity(frames.len());
         for f in frames {
-            ids.insert(f.address, PINNED | self.pinned.len() as u64);
-            self.pinned.push(f);
+            let key = match f.mapping.and_then(|i| self.mappings.get(i)) {
+                Some(m) => (m.path.clone(), f.address - m.start + m.offset),
+                None => (String::new(), f.address),
+            };
+            let id = match self.pinned_ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = PINNED | self.pinned.len() as u64;
+                    self.pinned_ids.insert(key, id);
+                    self.pinned.push(f.clone());
+                    id
+                }
+            };
+            ids.insert(f.address, id);
         }
         ids
     }
@@ -186,5 +204,32 @@ impl Symbolizer {
         let lines = object.as_ref().map(|o| o.lines(offset)).unwrap_or_default();
         self.lines.insert(key, lines.clone());
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn some_code() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    #[test]
+    fn pinning_the_same_code_again_reuses_its_frame() {
+        let mut s = Symbolizer::new();
+        let addr = some_code as *const () as u64;
+        let first = s.pin(vec![addr]);
+        let again = s.pin(vec![addr]);
+        assert_eq!(first[&addr], again[&addr]);
+        assert_eq!(s.pinned.len(), 1);
+        let frames = s.resolve_all([first[&addr]]);
+        let f = &frames[&first[&addr]];
+        assert!(
+            f.lines.iter().any(|l| l.function.ends_with("some_code")),
+            "{:?}",
+            f.lines
+        );
     }
 }
