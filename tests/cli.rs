@@ -267,3 +267,50 @@ fn run_forwards_the_dump_signal_and_termination() {
         "{finals:?}"
     );
 }
+
+#[test]
+fn inspect_and_top_options() {
+    let (cpu, _, heap) = two_runs();
+    let out = rprof().arg("inspect").arg(&heap).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expect in [
+        "sample types: alloc_objects/count, alloc_space/bytes, inuse_objects/count, inuse_space/bytes",
+        "period: 1 space/bytes",
+        "lost: ",
+        "truncated stacks: ",
+        "build-id ",
+        "Mallocs = ",
+        "RSS = ",
+    ] {
+        assert!(text.contains(expect), "inspect lacks {expect:?}:\n{text}");
+    }
+    let p = load(&heap);
+    assert!(text.contains(&format!(
+        "samples: {}, locations: {}",
+        p.sample.len(),
+        p.location.len()
+    )));
+
+    // -n limits the rows; --cum sorts by cum (main holds everything, so it comes first
+    // among the functions of the program).
+    let top = |args: &[&str]| {
+        let out = rprof().arg("top").arg(&cpu).args(args).output().unwrap();
+        assert!(out.status.success());
+        table(&String::from_utf8_lossy(&out.stdout))
+    };
+    assert_eq!(top(&["-n", "2"]).len(), 3, "header and two rows");
+    let by_cum = top(&["--cum"]);
+    let pos = |f: &str| {
+        by_cum
+            .iter()
+            .position(|r| r.ends_with(&format!(" {f}")))
+            .unwrap()
+    };
+    assert!(pos("main") < pos("burn_three") && pos("burn_three") < pos("burn_one"));
+    let samples = top(&["--sample-index", "samples"]);
+    assert!(
+        samples[1].ends_with(" spin") && !samples[1].contains("ms"),
+        "{samples:?}"
+    );
+}
