@@ -79,6 +79,10 @@ static RETIRED: Counters = Counters::new();
 static COUNTERS_LOCK: Lock<()> = Lock::new(());
 
 static PAGE_BITS: [AtomicU64; PAGE_WORDS] = [const { AtomicU64::new(0) }; PAGE_WORDS];
+/// Frees that passed the page test and were looked up under the lock, and how many of
+/// those were sampled blocks: the measure of the cheap test's worth.
+static FREES_LOOKED_UP: AtomicU64 = AtomicU64::new(0);
+static FREES_OF_SAMPLES: AtomicU64 = AtomicU64::new(0);
 
 /// Sampled allocations folded by (stack, size), and the sampled blocks still live.
 #[derive(Default)]
@@ -271,7 +275,9 @@ fn free_slow(p: usize) {
     let Some(_g) = Guard::enter() else { return };
     let mut guard = TABLE.lock();
     let Some(table) = guard.as_mut() else { return };
+    FREES_LOOKED_UP.fetch_add(1, Ordering::Relaxed);
     if let Some(b) = table.live.remove(&p) {
+        FREES_OF_SAMPLES.fetch_add(1, Ordering::Relaxed);
         if let Some(bucket) = table.buckets.get_mut(b as usize) {
             bucket.frees += 1;
         }
@@ -318,6 +324,14 @@ pub fn totals() -> (u64, u64, u64) {
         t.2 += c.bytes.load(Ordering::Relaxed);
     }
     t
+}
+
+/// (frees looked up under the lock, of which frees of sampled blocks).
+pub fn free_lookups() -> (u64, u64) {
+    (
+        FREES_LOOKED_UP.load(Ordering::Relaxed),
+        FREES_OF_SAMPLES.load(Ordering::Relaxed),
+    )
 }
 
 /// A copy of the buckets, for writing a profile outside the lock.

@@ -255,6 +255,10 @@ fn heap_statistics() -> Vec<String> {
         ),
         format!("TotalAlloc = {bytes} bytes requested since start"),
     ];
+    let (looked_up, sampled) = heap::free_lookups();
+    out.push(format!(
+        "rprof: {looked_up} of {frees} frees passed the page test and were looked up ({sampled} were sampled blocks); the others took no lock"
+    ));
     if let Some(m) = crate::maps::glibc_mallinfo2() {
         out.push(format!(
             "glibc mallinfo2: arena = {} bytes, mmapped (hblkhd) = {} bytes, in use (uordblks) = {} bytes, free (fordblks) = {} bytes, releasable (keepcost) = {} bytes",

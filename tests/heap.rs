@@ -110,6 +110,11 @@ fn every_allocation_is_exact_at_rate_one() {
         .unwrap();
     // At least every allocation the program made (the C library makes a few more).
     assert!(mallocs >= 32 + 25 + 8 + 16384 + 8, "{mallocs}");
+    // At rate 1 every free is of a sampled block, so every free is looked up.
+    assert!(
+        comments.contains("frees passed the page test"),
+        "{comments}"
+    );
     if let Some(top) = go_pprof_top(
         &r.files()
             .into_iter()
@@ -130,6 +135,22 @@ fn default_rate_estimates_are_unbiased_within_bounds() {
     assert_eq!(p.period, 524_288);
     let s_in = summarize(&p, "inuse_space");
     let s_alloc = summarize(&p, "alloc_space");
+    // The cheap test keeps almost every free of an unsampled block off the lock.
+    let comments = p.comments().join("\n");
+    let line = comments
+        .lines()
+        .find(|l| l.contains("frees passed the page test"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (looked_up, frees, sampled) = (numbers[0], numbers[1], numbers[2]);
+    // Frees looked up in vain (their page holds a sampled block, they are not one): few.
+    assert!(
+        frees > 1000 && (looked_up - sampled) * 100 < frees,
+        "{line}"
+    );
     let within = |what: &str, got: i64, truth: f64, sd: f64| {
         assert!(
             (got as f64 - truth).abs() <= 5.0 * sd,
