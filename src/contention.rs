@@ -48,6 +48,10 @@ struct WaitSlot {
     last_charge: AtomicU64,
 }
 
+/// Timed waiters in the whole process: while zero (no contention anywhere), an unlock
+/// checks this one word and nothing else.
+static TIMED_WAITERS: AtomicU32 = AtomicU32::new(0);
+
 static WAITING: [WaitSlot; WAIT_SLOTS] = [const {
     WaitSlot {
         count: AtomicU32::new(0),
@@ -198,6 +202,7 @@ fn register(object: usize, start: u64) {
         s.uncharged_since_sum.fetch_add(since, Ordering::Relaxed);
         s.count.fetch_add(1, Ordering::Release);
     });
+    TIMED_WAITERS.fetch_add(1, Ordering::Release);
 }
 
 fn deregister(object: usize, start: u64) {
@@ -209,6 +214,7 @@ fn deregister(object: usize, start: u64) {
             .store(sum.saturating_sub(since), Ordering::Relaxed);
         s.count.fetch_sub(1, Ordering::Release);
     });
+    TIMED_WAITERS.fetch_sub(1, Ordering::Release);
 }
 
 /// The time the slot's waiters have waited since the last charge, and a new charge at `now`.
@@ -243,6 +249,14 @@ fn record_block(object: usize, delay: u64) {
 /// timed waiters have waited since the last charge.
 #[inline]
 pub fn before_unlock(object: usize) {
+    if TIMED_WAITERS.load(Ordering::Relaxed) != 0 {
+        charge_if_waited(object);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn charge_if_waited(object: usize) {
     if active() && slot(object).count.load(Ordering::Relaxed) != 0 {
         charge_unlocker(object);
     }
@@ -294,6 +308,7 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
 
 /// In a fork child only the forking thread exists: nobody waits on anything.
 pub fn reset_after_fork() {
+    TIMED_WAITERS.store(0, Ordering::Relaxed);
     for s in &WAITING {
         s.busy.store(false, Ordering::Relaxed);
         s.count.store(0, Ordering::Relaxed);
