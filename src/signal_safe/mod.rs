@@ -7,8 +7,11 @@
 //! thread's stack between its stack pointer and the top recorded when the thread started,
 //! and the loaded objects that `_dl_find_object` reports.
 
+mod cfi;
 pub mod ring;
+mod rule_cache;
 pub mod sys;
+/// The stack walk itself; `cfi` parses the unwind tables, `rule_cache` remembers rules.
 pub mod unwind;
 
 #[cfg(test)]
