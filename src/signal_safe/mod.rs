@@ -1,4 +1,5 @@
-//! Everything reachable from a signal handler (and, later, from malloc hooks).
+//! Everything reachable from a signal handler (and from the malloc and lock hooks, which
+//! walk stacks with the same unwinder).
 //!
 //! Contract for every function in this module tree: no heap allocation, no lock that
 //! interrupted code may hold, no panic (no slice indexing that can fail, no unwrap), and no
