@@ -134,9 +134,10 @@ fn pool_base() -> usize {
     POOL.0.get() as usize
 }
 
-/// Whether `p` came from the bootstrap pool.
+/// Whether `p` came from the bootstrap pool (one wrapping comparison: on every free).
+#[inline(always)]
 pub fn is_bootstrap(p: *mut libc::c_void) -> bool {
-    (pool_base()..pool_base() + POOL_SIZE).contains(&(p as usize))
+    (p as usize).wrapping_sub(pool_base()) < POOL_SIZE
 }
 
 /// Frees nothing, but says whether `p` was a pool pointer (which free must ignore).
