@@ -217,16 +217,21 @@ fn relative_prefix_is_resolved_at_load_despite_chdir() {
     let prog = build("chdir_burn");
     let dir = out_dir("chdir");
     let elsewhere = out_dir("chdir-target");
-    let out = command(
-        &prog,
-        &[elsewhere.to_str().unwrap()],
-        &[("RPROF_OUT", "rel/prof")],
-        &dir,
-    )
-    .current_dir(&dir)
-    .output()
-    .unwrap();
-    assert!(out.status.success());
+    // Started in `dir` with a relative prefix; the program moves to `elsewhere`.
+    let run_there = || {
+        let out = command(
+            &prog,
+            &[elsewhere.to_str().unwrap()],
+            &[("RPROF_OUT", "rel/prof")],
+            &dir,
+        )
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+        assert!(out.status.success());
+        out
+    };
+    let out = run_there();
     std::fs::create_dir_all(dir.join("rel")).unwrap();
     let files = files_of(&dir.join("rel"), "cpu");
     // The directory did not exist when the program ran: the write failed with a warning.
@@ -238,16 +243,7 @@ fn relative_prefix_is_resolved_at_load_despite_chdir() {
     );
 
     // Now that it exists, the file lands there, not in the directory the program moved to.
-    let out = command(
-        &prog,
-        &[elsewhere.to_str().unwrap()],
-        &[("RPROF_OUT", "rel/prof")],
-        &dir,
-    )
-    .current_dir(&dir)
-    .output()
-    .unwrap();
-    assert!(out.status.success());
+    run_there();
     assert_eq!(files_of(&dir.join("rel"), "cpu").len(), 1);
     assert!(files_in(&elsewhere).is_empty());
     assert!(!elsewhere.join("rel").exists());

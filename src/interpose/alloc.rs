@@ -21,7 +21,8 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 /// As free(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() || real::free_bootstrap(p) {
+    // Pool pointers (dlsym's early allocations) are never freed.
+    if p.is_null() || real::is_bootstrap(p) {
         return;
     }
     heap::on_free(p);

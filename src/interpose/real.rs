@@ -140,11 +140,6 @@ pub fn is_bootstrap(p: *mut libc::c_void) -> bool {
     (p as usize).wrapping_sub(pool_base()) < POOL_SIZE
 }
 
-/// Frees nothing, but says whether `p` was a pool pointer (which free must ignore).
-pub fn free_bootstrap(p: *mut libc::c_void) -> bool {
-    is_bootstrap(p)
-}
-
 /// The size requested for a pool pointer (kept in the 16 bytes before it).
 pub fn bootstrap_size(p: *mut libc::c_void) -> usize {
     // SAFETY: pool pointers are preceded by a 16-byte header holding their size.

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use rprof_profile::Profile;
 
-use crate::top::{rows, sample_index, write_table, Row};
+use crate::top::{formatter, rows, sample_index, sort_by_flat, write_table, Row};
 use crate::units;
 
 pub fn report(
@@ -42,16 +42,9 @@ pub fn report(
         .into_values()
         .filter(|r| r.flat != 0 || r.cum != 0)
         .collect();
-    rows.sort_by(|a, b| b.flat.abs().cmp(&a.flat.abs()).then(a.name.cmp(&b.name)));
+    sort_by_flat(&mut rows);
     rows.truncate(limit.unwrap_or(usize::MAX));
-    let out_unit = units::report_unit(
-        &rows
-            .iter()
-            .flat_map(|r| [r.flat, r.cum])
-            .collect::<Vec<_>>(),
-        &unit,
-    );
-    let fmt = |v: i64| units::format(v, &unit, out_unit);
+    let fmt = formatter(rows.iter(), &unit);
     let mut s = String::new();
     let _ = writeln!(s, "Type: {name}");
     let _ = writeln!(

@@ -68,8 +68,7 @@ pub fn rows(p: &Profile, idx: usize) -> (Vec<Row>, i64) {
             cum,
         })
         .collect();
-    // pprof's FlatNameOrder: flat, then name.
-    rows.sort_by(|a, b| b.flat.abs().cmp(&a.flat.abs()).then(a.name.cmp(&b.name)));
+    sort_by_flat(&mut rows);
     (rows, total)
 }
 
@@ -101,14 +100,7 @@ pub fn report(p: &Profile, file: &str, o: &TopOptions<'_>) -> Result<String, Str
     rows.retain(|r| r.cum.abs() > cutoff);
     let dropped = all - rows.len();
     let shown_rows: Vec<&Row> = rows.iter().take(o.limit.unwrap_or(usize::MAX)).collect();
-    let out_unit = units::report_unit(
-        &shown_rows
-            .iter()
-            .flat_map(|r| [r.flat, r.cum])
-            .collect::<Vec<_>>(),
-        &unit,
-    );
-    let fmt = |v: i64| units::format(v, &unit, out_unit);
+    let fmt = formatter(shown_rows.iter().copied(), &unit);
 
     let mut s = String::new();
     // As pprof: the main binary's name (the first mapping), else the file's.
@@ -181,6 +173,22 @@ pub fn format_time(nanos: i64) -> String {
         "{} {day}, {year} at {h12}:{m:02}{ampm} (UTC)",
         MONTHS[(month - 1) as usize]
     )
+}
+
+/// pprof's FlatNameOrder: |flat| descending, then name.
+pub fn sort_by_flat(rows: &mut [Row]) {
+    rows.sort_by(|a, b| b.flat.abs().cmp(&a.flat.abs()).then(a.name.cmp(&b.name)));
+}
+
+/// Formats values in the one unit pprof would pick for these rows.
+pub fn formatter<'a>(
+    rows: impl Iterator<Item = &'a Row>,
+    unit: &str,
+) -> Box<dyn Fn(i64) -> String> {
+    let values: Vec<i64> = rows.flat_map(|r| [r.flat, r.cum]).collect();
+    let out_unit = units::report_unit(&values, unit);
+    let unit = unit.to_owned();
+    Box::new(move |v| units::format(v, &unit, out_unit))
 }
 
 /// The column header and one line per row, as pprof prints them; percentages of `total`
