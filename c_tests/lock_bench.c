@@ -1,5 +1,8 @@
 /* Lock-heavy loads for benchmarks. Arguments: mode, iterations per thread.
- *   uncontended  one thread locks and unlocks one mutex N times (default 20000000)
+ *   uncontended  the main thread of a single-threaded program locks and unlocks one mutex
+ *                N times (default 20000000)
+ *   threaded     the same loop, run in a thread the program creates (glibc then uses its
+ *                multi-threaded, atomic lock paths, as in any program with threads)
  *   contended    two threads each lock, increment a shared counter, and unlock one mutex
  *                N times (tiny critical sections; default 5000000) */
 #include <pthread.h>
@@ -22,17 +25,17 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    int contended = argc > 1 && strcmp(argv[1], "contended") == 0;
-    iterations = argc > 2 ? atol(argv[2]) : (contended ? 5000000 : 20000000);
-    if (contended) {
-        pthread_t a, b;
-        pthread_create(&a, NULL, worker, NULL);
-        pthread_create(&b, NULL, worker, NULL);
-        pthread_join(a, NULL);
-        pthread_join(b, NULL);
-    } else {
+    const char *mode = argc > 1 ? argv[1] : "uncontended";
+    int threads = strcmp(mode, "contended") == 0 ? 2 : strcmp(mode, "threaded") == 0 ? 1 : 0;
+    iterations = argc > 2 ? atol(argv[2]) : (threads == 2 ? 5000000 : 20000000);
+    if (threads == 0) {
         worker(NULL);
+    } else {
+        pthread_t t[2];
+        for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, worker, NULL);
+        for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
     }
+    long expected = (threads == 2 ? 2 : 1) * iterations;
     printf("lock_bench %ld\n", counter);
-    return counter == (contended ? 2 : 1) * iterations ? 0 : 1;
+    return counter == expected ? 0 : 1;
 }

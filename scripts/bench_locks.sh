@@ -1,34 +1,63 @@
 #!/usr/bin/env bash
 # Lock-profiling overhead: c_tests/lock_bench.c with and without librprof.so (block and
-# mutex profiles at their defaults, all profiles on, as users run it): an uncontended
-# lock/unlock loop and two threads contending for one mutex with tiny critical sections.
-# Wall-time ratio, median of RUNS (default 5) interleaved runs. A benchmark, not a test.
+# mutex profiles at their defaults, all profiles on, as users run it):
+#   uncontended  a lock/unlock loop in a single-threaded program;
+#   threaded     the same loop in a thread of a program that has threads;
+#   contended    two threads contending for one mutex with tiny critical sections.
+# Beside rprof, two reference preloads (scripts/bench_reference.c) show the floor any
+# profiler of this kind starts from: an idle helper thread alone, and a helper thread plus
+# lock/unlock shims that only forward. Wall-time ratios over RUNS (default 9) rounds of
+# interleaved runs. A benchmark, not a test: it judges nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-9}
+# Long enough (about a second) that rprof's fixed start and exit cost (about 10 ms: the
+# collector thread, writing four files) stays out of the per-call overhead measured here.
+UNCONTENDED=${UNCONTENDED:-100000000}
+CONTENDED=${CONTENDED:-20000000}
 cargo build --release -q -p rprof
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -pthread -o "$work/lock_bench" c_tests/lock_bench.c
 cc -O2 -o "$work/run_measured" scripts/run_measured.c
-lib=$PWD/target/release/librprof.so
+cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -o "$work/thread.so" scripts/bench_reference.c
+cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -DFORWARD_LOCKS -o "$work/forward.so" \
+  scripts/bench_reference.c -ldl
+# A copy, so that a rebuild during the run does not change what is measured.
+cp target/release/librprof.so "$work/librprof.so"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+modes=(uncontended threaded contended)
+configs=(plain thread forward rprof)
 declare -A wall
 for ((i = 0; i < RUNS; i++)); do
-  for mode in uncontended contended; do
-    read -r w _ < <("$work/run_measured" "$work/lock_bench" "$mode")
-    wall[plain.$mode]+="$w "
-    read -r w _ < <("$work/run_measured" env LD_PRELOAD="$lib" RPROF_OUT="$work/p" "$work/lock_bench" "$mode")
-    wall[rprof.$mode]+="$w "
-    rm -f "$work"/p.*
+  for mode in "${modes[@]}"; do
+    for c in "${configs[@]}"; do
+      case $c in
+        plain) pre=() ;;
+        thread) pre=(env LD_PRELOAD="$work/thread.so") ;;
+        forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
+        rprof) pre=(env LD_PRELOAD="$work/librprof.so" RPROF_OUT="$work/p") ;;
+      esac
+      n=$UNCONTENDED; [[ $mode == contended ]] && n=$CONTENDED
+      read -r w _ < <("$work/run_measured" "${pre[@]}" "$work/lock_bench" "$mode" "$n")
+      wall[$c.$mode]+="$w "
+      rm -f "$work"/p.*
+    done
   done
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
-printf '%-12s %14s %14s %8s %8s\n' load "without (s)" "with rprof (s)" ratio target
-for mode in uncontended contended; do
-  a=$(med "${wall[plain.$mode]}"); b=$(med "${wall[rprof.$mode]}")
+# The host's speed drifts over seconds; a ratio is the median over rounds of each round's
+# ratio (runs seconds apart), which cancels most of that drift.
+paired() { # config mode
+  paste <(tr ' ' '\n' <<<"${wall[$1.$2]}" | grep .) <(tr ' ' '\n' <<<"${wall[plain.$2]}" | grep .) |
+    awk '{print $1/$2}' | median
+}
+printf '%-12s %12s %14s %16s %10s %8s\n' load "without (s)" "helper thread" "thread+forward" rprof target
+for mode in "${modes[@]}"; do
+  a=$(med "${wall[plain.$mode]}")
   target=1.10; [[ $mode == contended ]] && target=1.25
-  printf '%-12s %14.3f %14.3f %8.3f %8s\n' "$mode" "$(awk "BEGIN{print $a/1e9}")" \
-    "$(awk "BEGIN{print $b/1e9}")" "$(awk "BEGIN{print $b/$a}")" "<= $target"
+  printf '%-12s %12.3f %14.3f %16.3f %10.3f %8s\n' "$mode" "$(awk "BEGIN{print $a/1e9}")" \
+    "$(paired thread "$mode")" "$(paired forward "$mode")" "$(paired rprof "$mode")" "<= $target"
 done
-echo "(uncontended: 20M lock/unlock in one thread; contended: 2 threads x 5M; median of $RUNS interleaved runs)"
+echo "(ratios to the program without a preload, median over $RUNS rounds of each round's ratio;"
+echo " $UNCONTENDED lock/unlock pairs, or 2 threads x $CONTENDED)"

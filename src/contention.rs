@@ -1,8 +1,9 @@
 //! Block and mutex profiles of pthread synchronisation, in Go's model.
 //!
-//! - Uncontended paths cost almost nothing: each lock hook first calls the real trylock
-//!   (reading one global flag, no thread-local); only when that says EBUSY is the wait
-//!   timed (as mutrace and async-profiler do). An unlock checks one slot (indexed by a hash
+//! - Uncontended paths cost almost nothing: each lock hook first tries the lock (the real
+//!   trylock; for a mutex, a load of its lock word) after reading one global flag, with no
+//!   thread-local; only when the lock is busy is the wait timed (as mutrace and
+//!   async-profiler do). An unlock checks one slot (indexed by a hash
 //!   of the lock's address) and does nothing more unless a timed waiter is registered there.
 //! - Waiters are accounted per slot under a tiny per-slot spin lock, so threads contending
 //!   for different locks never meet on a global lock; locks that share a slot (rare with
@@ -175,10 +176,16 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Runs `wait` (a blocking call on `object` after its trylock failed), timing it. When
-/// `holder_charged`, the wait is registered so the unlocker of `object` is charged with it
-/// (mutexes and rwlocks).
-pub fn timed_wait<R>(object: usize, holder_charged: bool, wait: impl FnOnce() -> R) -> R {
+/// Runs `wait` (a blocking call on `object` after its trylock failed), timing it; `entry` is
+/// the address of the hook the program called, the first frame of the recorded stack.
+/// When `holder_charged`, the wait is registered so the unlocker of `object` is charged
+/// with it (mutexes and rwlocks).
+pub fn timed_wait<R>(
+    entry: usize,
+    object: usize,
+    holder_charged: bool,
+    wait: impl FnOnce() -> R,
+) -> R {
     if !active() || guard::held() {
         return wait();
     }
@@ -191,7 +198,7 @@ pub fn timed_wait<R>(object: usize, holder_charged: bool, wait: impl FnOnce() ->
     if holder_charged {
         deregister(object, start);
     }
-    record_block(object, end.saturating_sub(start));
+    record_block(entry, object, end.saturating_sub(start));
     r
 }
 
@@ -228,7 +235,7 @@ fn charge(s: &WaitSlot, now: u64) -> u64 {
     })
 }
 
-fn record_block(object: usize, delay: u64) {
+fn record_block(entry: usize, object: usize, delay: u64) {
     let rate = BLOCK_RATE.load(Ordering::Relaxed);
     if rate == 0 || delay == 0 || (delay < rate && random() % rate >= delay) {
         return;
@@ -239,39 +246,47 @@ fn record_block(object: usize, delay: u64) {
         (1.0, delay as f64)
     };
     let Some(_g) = Guard::enter() else { return };
-    let stack = stack::capture(OwnFrames::KeepEntry);
+    let stack = stack::capture(OwnFrames::Entry(entry));
     if let Some(t) = TABLE.lock().as_mut() {
         t.block.add(stack, object, count, recorded);
     }
 }
 
-/// Before the real unlock of a mutex or rwlock: charge the unlocker with the time its
-/// timed waiters have waited since the last charge.
+/// Whether any thread is in a timed wait on a mutex or rwlock (else an unlock has no one
+/// to charge).
+#[inline(always)]
+pub fn any_timed_waiter() -> bool {
+    TIMED_WAITERS.load(Ordering::Relaxed) != 0
+}
+
+/// Before the real unlock of a mutex or rwlock: charge the unlocker (whose stack starts at
+/// `entry`, the hook the program called) with the time its timed waiters have waited since
+/// the last charge.
 #[inline]
-pub fn before_unlock(object: usize) {
-    if TIMED_WAITERS.load(Ordering::Relaxed) != 0 {
-        charge_if_waited(object);
+pub fn before_unlock(entry: usize, object: usize) {
+    if any_timed_waiter() {
+        charge_if_waited(entry, object);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn charge_if_waited(object: usize) {
+fn charge_if_waited(entry: usize, object: usize) {
     if active() && slot(object).count.load(Ordering::Relaxed) != 0 {
-        charge_unlocker(object);
+        charge_unlocker(entry, object);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn charge_unlocker(object: usize) {
+fn charge_unlocker(entry: usize, object: usize) {
     let Some(_g) = Guard::enter() else { return };
     let delay = charge(slot(object), sys::monotonic_ns());
     let fraction = MUTEX_FRACTION.load(Ordering::Relaxed);
     if delay == 0 || fraction == 0 || !random().is_multiple_of(fraction) {
         return;
     }
-    let stack = stack::capture(OwnFrames::KeepEntry);
+    let stack = stack::capture(OwnFrames::Entry(entry));
     if let Some(t) = TABLE.lock().as_mut() {
         t.mutex.add(stack, object, 1.0, delay as f64);
     }

@@ -11,9 +11,11 @@ use crate::threads;
 pub enum OwnFrames {
     /// Drop them all: the stack starts at the program's function (heap: the caller of malloc).
     Drop,
-    /// Keep the outermost one, the exported function the program called
-    /// (`pthread_mutex_lock`), as Go's block stacks start at `sync.(*Mutex).Lock`.
-    KeepEntry,
+    /// Drop them all and start with this address instead: the exported function the
+    /// program called (`pthread_mutex_lock`), as Go's block stacks start at
+    /// `sync.(*Mutex).Lock`. Named explicitly rather than found on the stack, so that the
+    /// hooks may reach their slow paths by tail calls.
+    Entry(usize),
 }
 
 /// The calling thread's stack, leaf first (return addresses minus one).
@@ -26,11 +28,17 @@ pub fn capture(own: OwnFrames) -> Vec<u64> {
         .iter()
         .position(|pc| !(code.0..code.1).contains(pc))
         .unwrap_or(depth);
-    let start = match own {
-        OwnFrames::Drop => first_program,
-        OwnFrames::KeepEntry => first_program.saturating_sub(1),
-    };
-    pcs[start..depth].to_vec()
+    match own {
+        OwnFrames::Drop => pcs[first_program..depth].to_vec(),
+        OwnFrames::Entry(function) => {
+            // One byte into the function: a return-address-minus-one style location that
+            // symbolizes to it.
+            let mut stack = Vec::with_capacity(depth - first_program + 1);
+            stack.push(function as u64 + 1);
+            stack.extend_from_slice(&pcs[first_program..depth]);
+            stack
+        }
+    }
 }
 
 #[inline(never)]
