@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Heap-profiling overhead: c_tests/malloc_bench.c (random sizes 16-1040 B, a window of live
 # blocks per thread) with and without librprof.so at the default rate (all profiles on, as
-# users run it), 1 and 2 threads; wall-time and peak-RSS ratios, median of RUNS (default 5)
-# interleaved runs. Where Debian's libjemalloc2 is installed, also jemalloc alone, with its
+# users run it), 1 and 2 threads; wall-time and peak-RSS ratios over RUNS (default 7) rounds
+# of interleaved runs. Where Debian's libjemalloc2 is installed, also jemalloc alone, with its
 # own sampling profiler (prof:true, lg_prof_sample:19 = 512 KiB), and under rprof; where
 # heaptrack is installed, heaptrack on glibc. Each ratio is against the same allocator
 # without a profiler. A benchmark, not a test: it judges nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-7}
 OPS=${OPS:-3000000}
 WINDOW=${WINDOW:-200000}
 cargo build --release -q -p rprof
@@ -16,10 +16,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -pthread -o "$work/malloc_bench" c_tests/malloc_bench.c
 cc -O2 -o "$work/run_measured" scripts/run_measured.c
-lib=$PWD/target/release/librprof.so
 je=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 
-configs=(glibc rprof)
+cc -O2 -shared -fPIC -DFORWARD_MALLOC -o "$work/forward.so" scripts/bench_reference.c
+# A copy, so that a rebuild during the run does not change what is measured.
+cp target/release/librprof.so "$work/librprof.so"
+lib=$work/librprof.so
+configs=(glibc forward rprof)
 [[ -f $je ]] && configs+=(jemalloc jemalloc+prof jemalloc+rprof)
 command -v heaptrack >/dev/null && configs+=(heaptrack)
 
@@ -27,6 +30,7 @@ run() { # config threads
   local cmd=("$work/malloc_bench" "$OPS" "$2" "$WINDOW")
   case $1 in
     glibc) "$work/run_measured" "${cmd[@]}" ;;
+    forward) "$work/run_measured" env LD_PRELOAD="$work/forward.so" "${cmd[@]}" ;;
     rprof) "$work/run_measured" env LD_PRELOAD="$lib" RPROF_OUT="$work/p" "${cmd[@]}" ;;
     jemalloc) "$work/run_measured" env LD_PRELOAD="$je" "${cmd[@]}" ;;
     jemalloc+prof) "$work/run_measured" env LD_PRELOAD="$je" \
@@ -51,16 +55,22 @@ done
 
 base_of() { case $1 in jemalloc*) echo jemalloc ;; *) echo glibc ;; esac; }
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
+# The host's speed drifts over seconds; a ratio is the median over rounds of each round's
+# ratio (runs seconds apart), which cancels most of that drift.
+paired() { # values base-values
+  paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{print $1/$2}' | median
+}
 printf '%-16s %7s %10s %10s %8s %10s\n' config threads "wall (s)" "time ratio" "RSS (MB)" "RSS ratio"
 for threads in 1 2; do
   for c in "${configs[@]}"; do
     b=$(base_of "$c")
-    w=$(med "${wall[$c.$threads]}"); bw=$(med "${wall[$b.$threads]}")
-    r=$(med "${rss[$c.$threads]}"); br=$(med "${rss[$b.$threads]}")
+    w=$(med "${wall[$c.$threads]}")
+    r=$(med "${rss[$c.$threads]}")
     printf '%-16s %7s %10.3f %10.3f %8.1f %10.3f\n' "$c" "$threads" \
-      "$(awk "BEGIN{print $w/1e9}")" "$(awk "BEGIN{print $w/$bw}")" \
-      "$(awk "BEGIN{print $r/1024}")" "$(awk "BEGIN{print $r/$br}")"
+      "$(awk "BEGIN{print $w/1e9}")" "$(paired "${wall[$c.$threads]}" "${wall[$b.$threads]}")" \
+      "$(awk "BEGIN{print $r/1024}")" "$(paired "${rss[$c.$threads]}" "${rss[$b.$threads]}")"
   done
 done
-echo "(malloc_bench: $OPS ops per thread, window $WINDOW blocks per thread; median of $RUNS interleaved runs;"
-echo " targets for rprof: time <= 1.10, peak RSS <= 1.05)"
+echo "(malloc_bench: $OPS ops per thread, window $WINDOW blocks per thread; ratios: median over $RUNS"
+echo " rounds of interleaved runs of each round's ratio; 'forward' only forwards malloc/free to"
+echo " glibc, the floor for any interposer; targets for rprof: time <= 1.10, peak RSS <= 1.05)"

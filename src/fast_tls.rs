@@ -10,11 +10,11 @@
 //! so and callers use the ordinary access.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 pub struct FastTls {
+    /// From the thread pointer to the thread-local; 0 until known (it is never 0).
     offset: AtomicIsize,
-    ready: AtomicBool,
 }
 
 /// The thread pointer (`%fs:0` holds its own address on x86-64 Linux).
@@ -32,7 +32,6 @@ impl FastTls {
     pub const fn new() -> Self {
         FastTls {
             offset: AtomicIsize::new(0),
-            ready: AtomicBool::new(false),
         }
     }
 
@@ -42,18 +41,14 @@ impl FastTls {
         // Static TLS lies just below the thread pointer; anything else is dynamic TLS.
         if (-(1 << 20)..0).contains(&offset) {
             self.offset.store(offset, Ordering::Relaxed);
-            self.ready.store(true, Ordering::Release);
         }
     }
 
     /// The calling thread's instance, or None before `init` (or without static TLS).
     #[inline(always)]
     pub fn get(&self) -> Option<usize> {
-        if self.ready.load(Ordering::Relaxed) {
-            Some((thread_pointer() as isize + self.offset.load(Ordering::Relaxed)) as usize)
-        } else {
-            None
-        }
+        let offset = self.offset.load(Ordering::Relaxed);
+        (offset != 0).then(|| (thread_pointer() as isize + offset) as usize)
     }
 }
 

@@ -1,10 +1,11 @@
 //! Heap profiling: sampled allocations, in Go's heap-profile model.
 //!
-//! Hot path (every malloc and free, no lock, no system call, no unwinding): a per-thread
+//! Hot path (every malloc and free, no lock, no system call, no unwinding; a malloc is
+//! counted before the real call, which is then a tail call): a per-thread
 //! byte countdown decides sampling, as Go's `mallocgc` does: the gap between sampled bytes
 //! is exponential with mean `RPROF_HEAP_RATE`, so an allocation of size s is sampled with
 //! probability 1 − exp(−s/rate). Exact counts (allocation calls, frees, bytes requested)
-//! go into a per-thread block of counters that only that thread writes.
+//! go into a block of counters that only the calling thread writes (see `Counters`).
 //!
 //! Frees: a sampled block is tracked until freed. A free must tell "not sampled" cheaply:
 //! `PAGE_BITS` has one bit per page (mod 64 Ki pages, 8 KiB in all) set while a live
@@ -20,7 +21,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crate::guard::Guard;
 use crate::stack::{self, OwnFrames};
@@ -31,6 +32,8 @@ use crate::thread_state::{self, ThreadState};
 /// Mean bytes between samples; 0 while heap profiling is off.
 static RATE: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Heap profiling is off for good (before `init`, neither flag is set).
+static OFF: AtomicBool = AtomicBool::new(false);
 
 /// Distinct (stack, size) buckets kept; beyond that, samples go to one bucket per size
 /// under a synthetic frame.
@@ -38,28 +41,31 @@ const MAX_BUCKETS: usize = 16_384;
 const PAGE_SLOTS: usize = 1 << 16;
 const PAGE_WORDS: usize = PAGE_SLOTS / 64;
 
-/// Exact counts for one thread (written by that thread only) or for exited threads.
+/// Exact counts of one thread at a time. A thread claims a block at its first allocation
+/// or free and writes it (plain loads and stores, no locked instruction) until the thread
+/// is gone: also after its exit hook, since later thread-exit destructors still free
+/// memory. A block passes to a new thread only once its previous owner no longer exists,
+/// keeping its counts: totals are sums over every block ever used.
 #[repr(align(64))]
-struct Counters {
+pub struct Counters {
     mallocs: AtomicU64,
     frees: AtomicU64,
     bytes: AtomicU64,
-    claimed: AtomicBool,
+    /// Kernel thread id of the writer; 0 while never used.
+    owner: AtomicI32,
+    /// The owner has passed its exit hook: worth checking whether it is gone.
+    retiring: AtomicBool,
 }
 
 impl Counters {
-    /// Adds to a counter. A thread's own block has one writer, so a plain load and store
-    /// suffice (no locked instruction on the hot path); RETIRED is shared and needs an RMW.
+    /// Adds to a counter of the calling thread's own block: one writer, so a plain load and
+    /// store suffice.
     #[inline(always)]
-    fn add(&self, field: &AtomicU64, n: u64) {
-        if std::ptr::eq(self, &RETIRED) {
-            field.fetch_add(n, Ordering::Relaxed);
-        } else {
-            field.store(
-                field.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
-            );
-        }
+    fn add(field: &AtomicU64, n: u64) {
+        field.store(
+            field.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     const fn new() -> Self {
@@ -67,16 +73,41 @@ impl Counters {
             mallocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            claimed: AtomicBool::new(false),
+            owner: AtomicI32::new(0),
+            retiring: AtomicBool::new(false),
         }
+    }
+
+    /// Takes this block for thread `tid` if it was never used, or if its owner has exited
+    /// and is gone.
+    fn try_claim(&self, tid: i32) -> bool {
+        if self
+            .owner
+            .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        if !self.retiring.load(Ordering::Acquire)
+            || crate::signal_safe::sys::thread_exists(self.owner.load(Ordering::Relaxed))
+        {
+            return false;
+        }
+        let won = self
+            .retiring
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            self.owner.store(tid, Ordering::Release);
+        }
+        won
     }
 }
 
 static BLOCKS: [Counters; 1024] = [const { Counters::new() }; 1024];
-/// Counts of exited threads, and of threads that found no free block.
-static RETIRED: Counters = Counters::new();
-/// Serialises folding an exiting thread's block into RETIRED with summing for a dump.
-static COUNTERS_LOCK: Lock<()> = Lock::new(());
+/// Blocks beyond the static ones (more than 1024 threads alive at once); never freed.
+/// Held by fork's prepare handler.
+pub static MORE_BLOCKS: Lock<Vec<&'static Counters>> = Lock::new(Vec::new());
 
 static PAGE_BITS: [AtomicU64; PAGE_WORDS] = [const { AtomicU64::new(0) }; PAGE_WORDS];
 /// Frees that passed the page test and were looked up under the lock, and how many of
@@ -113,6 +144,7 @@ pub static TABLE: Lock<Option<HeapTable>> = Lock::new(None);
 /// Starts heap profiling at `rate` bytes per sample (0 leaves it off).
 pub fn init(rate: u64) {
     if rate == 0 {
+        OFF.store(true, Ordering::Relaxed);
         return;
     }
     *TABLE.lock() = Some(HeapTable::default());
@@ -142,7 +174,7 @@ fn page_marked(p: usize) -> bool {
 fn counters(t: &ThreadState) -> &'static Counters {
     let b = t.block.get() as *const Counters;
     if !b.is_null() {
-        // SAFETY: blocks are statics; the pointer was set from one of them.
+        // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
         return unsafe { &*b };
     }
     claim_counters(t)
@@ -151,40 +183,113 @@ fn counters(t: &ThreadState) -> &'static Counters {
 #[cold]
 #[inline(never)]
 fn claim_counters(t: &ThreadState) -> &'static Counters {
-    let c = BLOCKS
-        .iter()
-        .find(|c| {
-            c.claimed
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        })
-        .unwrap_or(&RETIRED);
+    let tid = crate::signal_safe::sys::gettid();
+    let c = match BLOCKS.iter().find(|c| c.try_claim(tid)) {
+        Some(c) => c,
+        None => {
+            // Allocating here re-enters malloc: hold the guard so that it passes through.
+            let _g = Guard::enter();
+            let mut more = MORE_BLOCKS.lock();
+            match more.iter().find(|c| c.try_claim(tid)) {
+                Some(c) => *c,
+                None => {
+                    let c: &'static Counters = Box::leak(Box::new(Counters::new()));
+                    c.owner.store(tid, Ordering::Relaxed);
+                    more.push(c);
+                    c
+                }
+            }
+        }
+    };
     t.block.set(c as *const Counters as *const ());
     c
 }
 
-/// After an allocation of `size` bytes at `p` by the program.
+/// What `count_alloc_fast` found.
+pub enum Counted {
+    /// Counted (or rprof's own): the real call is all that is left.
+    Unsampled,
+    /// Counted, and the block is to be sampled: pass it to `sample`.
+    Sample,
+    /// Not counted (first call of a thread, or thread-locals not yet reachable the fast
+    /// way): use `count_alloc`.
+    Slow,
+}
+
+/// `count_alloc` for the common case only, with no call inside, so that the malloc hook
+/// needs no stack frame of its own.
 #[inline(always)]
-pub fn on_alloc(p: *mut libc::c_void, size: usize) {
-    if p.is_null() {
-        return;
-    }
-    thread_state::with(|t| {
+pub fn count_alloc_fast(size: usize) -> Counted {
+    thread_state::with_fast(|t| {
         if t.held.get() {
-            return;
+            return Counted::Unsampled;
         }
-        let c = counters(t);
-        c.add(&c.mallocs, 1);
-        c.add(&c.bytes, size as u64);
-        if size == 0 || !ACTIVE.load(Ordering::Relaxed) {
-            return;
+        let b = t.block.get() as *const Counters;
+        if b.is_null() {
+            return Counted::Slow;
         }
+        // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
+        let c = unsafe { &*b };
+        Counters::add(&c.mallocs, 1);
+        Counters::add(&c.bytes, size as u64);
         let left = t.countdown.get() - size as i64;
         t.countdown.set(left);
         if left < 0 {
-            sample_slow(t, p as usize, size as u64);
+            Counted::Sample
+        } else {
+            Counted::Unsampled
         }
-    });
+    })
+    .unwrap_or(Counted::Slow)
+}
+
+/// Counts an allocation call of `size` bytes by the program, before it is made; true if
+/// the block is to be sampled (the caller then passes it to `sample`). No lock, no system
+/// call, no stack frame needed: the hooks tail-call the real function when this is false.
+#[inline(always)]
+pub fn count_alloc(size: usize) -> bool {
+    thread_state::with(|t| {
+        if t.held.get() {
+            return false;
+        }
+        let c = counters(t);
+        Counters::add(&c.mallocs, 1);
+        Counters::add(&c.bytes, size as u64);
+        // The countdown never goes negative on a zero size (it is reset to ≥ 0), and stays
+        // far from it while heap profiling is off (see `sample_slow`).
+        let left = t.countdown.get() - size as i64;
+        t.countdown.set(left);
+        left < 0
+    })
+}
+
+/// The block `p` (null if the allocation failed) of `size` bytes, for which `count_alloc`
+/// returned true.
+#[cold]
+#[inline(never)]
+pub fn sample(p: *mut libc::c_void, size: usize) {
+    if !p.is_null() {
+        thread_state::with(|t| sample_slow(t, p as usize, size as u64));
+    }
+}
+
+/// `on_free` for the common case only (thread-locals reachable the fast way, counter block
+/// claimed), with no call inside: true if done, false if the caller must use `on_free`.
+#[inline(always)]
+pub fn count_free_fast(p: *mut libc::c_void) -> bool {
+    thread_state::with_fast(|t| {
+        if t.held.get() {
+            return true;
+        }
+        let b = t.block.get() as *const Counters;
+        if b.is_null() || page_marked(p as usize) {
+            return false;
+        }
+        // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
+        Counters::add(unsafe { &(*b).frees }, 1);
+        true
+    })
+    .unwrap_or(false)
 }
 
 /// Before the program frees `p` (not null).
@@ -194,8 +299,7 @@ pub fn on_free(p: *mut libc::c_void) {
         if t.held.get() {
             return false;
         }
-        let c = counters(t);
-        c.add(&c.frees, 1);
+        Counters::add(&counters(t).frees, 1);
         true
     });
     if mine && page_marked(p as usize) {
@@ -223,6 +327,15 @@ fn next_gap(t: &ThreadState) -> i64 {
 #[cold]
 #[inline(never)]
 fn sample_slow(t: &ThreadState, p: usize, size: u64) {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        if OFF.load(Ordering::Relaxed) {
+            // Counting goes on; sampling never comes back here.
+            t.countdown.set(i64::MAX);
+        }
+        // Before `init` (allocations in other libraries' constructors): not sampled, and
+        // the countdown stays negative so that the first allocation after it starts one.
+        return;
+    }
     if !t.seeded.get() {
         // The first allocation of a thread starts its countdown instead of always sampling.
         t.seeded.set(true);
@@ -293,32 +406,22 @@ fn free_slow(p: usize) {
     }
 }
 
-/// The calling thread is exiting: its counts join those of exited threads.
+/// The calling thread is exiting: its block may pass to a new thread once it is gone.
 pub fn release_thread() {
     thread_state::with(|t| {
-        let b = t.block.replace(&RETIRED as *const Counters as *const ()) as *const Counters;
-        if b.is_null() || std::ptr::eq(b, &RETIRED) {
-            return;
+        let b = t.block.get() as *const Counters;
+        if !b.is_null() {
+            // SAFETY: blocks are statics or leaked.
+            unsafe { &*b }.retiring.store(true, Ordering::Release);
         }
-        // SAFETY: blocks are statics.
-        let c = unsafe { &*b };
-        let _l = COUNTERS_LOCK.lock();
-        for (from, to) in [
-            (&c.mallocs, &RETIRED.mallocs),
-            (&c.frees, &RETIRED.frees),
-            (&c.bytes, &RETIRED.bytes),
-        ] {
-            to.fetch_add(from.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-        }
-        c.claimed.store(false, Ordering::Release);
     });
 }
 
 /// Exact totals since the program started: (allocation calls, frees, bytes requested).
 pub fn totals() -> (u64, u64, u64) {
-    let _l = COUNTERS_LOCK.lock();
+    let more = MORE_BLOCKS.lock();
     let mut t = (0, 0, 0);
-    for c in BLOCKS.iter().chain(std::iter::once(&RETIRED)) {
+    for c in BLOCKS.iter().chain(more.iter().copied()) {
         t.0 += c.mallocs.load(Ordering::Relaxed);
         t.1 += c.frees.load(Ordering::Relaxed);
         t.2 += c.bytes.load(Ordering::Relaxed);

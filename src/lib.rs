@@ -119,11 +119,13 @@ extern "C" fn before_fork() {
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
     heap::TABLE.raw_lock();
+    heap::MORE_BLOCKS.raw_lock();
     contention::TABLE.raw_lock();
 }
 
 extern "C" fn after_fork_parent() {
     contention::TABLE.raw_unlock();
+    heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
@@ -132,6 +134,7 @@ extern "C" fn after_fork_parent() {
 /// The child starts its own profile: its own timers, collector thread and files.
 extern "C" fn after_fork_child() {
     contention::TABLE.raw_unlock();
+    heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();

@@ -40,6 +40,15 @@ pub fn init() {
     FAST.init(STATE.with(|s| s as *const ThreadState as usize));
 }
 
+/// Runs `f` on the calling thread's state if the fast access is ready (else None).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn with_fast<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
+    // SAFETY: as in `with`.
+    FAST.get()
+        .map(|a| f(unsafe { &*(a as *const ThreadState) }))
+}
+
 /// Runs `f` on the calling thread's state.
 #[inline(always)]
 #[allow(unsafe_code)]

@@ -46,6 +46,15 @@ fn by_leaf_and_size(p: &Profile) -> HashMap<(String, i64), [i64; 4]> {
     out
 }
 
+/// A number from the heap profile's statistics comments (`Mallocs = 123 ...`).
+fn statistic(p: &Profile, name: &str) -> i64 {
+    let prefix = format!("{name} = ");
+    p.comments()
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {:?}", p.comments()))
+}
+
 #[test]
 fn every_allocation_is_exact_at_rate_one() {
     let prog = build("heap_sites");
@@ -98,16 +107,7 @@ fn every_allocation_is_exact_at_rate_one() {
         comments.contains("Mallocs = ") && comments.contains("glibc mallinfo2"),
         "{comments}"
     );
-    let mallocs: i64 = comments
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Mallocs = ")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap();
+    let mallocs = statistic(&p, "Mallocs");
     // At least every allocation the program made (the C library makes a few more).
     assert!(mallocs >= 32 + 25 + 8 + 16384 + 8, "{mallocs}");
     // At rate 1 every free is of a sampled block, so every free is looked up.
@@ -318,4 +318,25 @@ fn heap_rate_zero_turns_heap_profiling_off() {
         .files()
         .iter()
         .all(|f| !f.to_string_lossy().contains(".heap.")));
+}
+
+#[test]
+fn counts_stay_exact_across_thread_exits() {
+    // 2100 threads (1100 at once, then 1000 short ones reusing exited threads' counters);
+    // two runs differing only in allocations per thread differ by exactly that many.
+    let prog = build("heap_thread_churn");
+    let counts = |k: &str| {
+        let r = run(
+            &format!("churn-{k}"),
+            &prog,
+            &[k],
+            &[("RPROF_PROFILES", "heap")],
+        );
+        assert!(r.output.status.success(), "{}", r.stderr());
+        let p = heap_file(&r);
+        (statistic(&p, "Mallocs"), statistic(&p, "Frees"))
+    };
+    let (m0, f0) = counts("0");
+    let (m1, f1) = counts("100");
+    assert_eq!((m1 - m0, f1 - f0), (2100 * 100, 2100 * 100));
 }

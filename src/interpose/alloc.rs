@@ -12,8 +12,38 @@ use crate::heap;
 /// As malloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    let p = real::malloc(size);
-    heap::on_alloc(p, size);
+    // Counted first, so that the unsampled path is a few instructions and a jump to the
+    // real malloc, with no stack frame; the rest is out of line (tail calls).
+    match heap::count_alloc_fast(size) {
+        heap::Counted::Unsampled => real::malloc(size),
+        heap::Counted::Sample => malloc_sampled(size),
+        heap::Counted::Slow => malloc_counting(size),
+    }
+}
+
+/// A malloc that `heap::count_alloc_fast` counted and chose to sample. `extern "C"` (cannot
+/// unwind) so that the hook reaches it by a tail call.
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_sampled(size: size_t) -> *mut c_void {
+    sampled(real::malloc(size), size)
+}
+
+/// A malloc that `heap::count_alloc_fast` did not count.
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_counting(size: size_t) -> *mut c_void {
+    if heap::count_alloc(size) {
+        return sampled(real::malloc(size), size);
+    }
+    real::malloc(size)
+}
+
+/// `p`, an allocation of `size` bytes that `heap::count_alloc` chose to sample.
+#[cold]
+#[inline(never)]
+fn sampled(p: *mut c_void, size: size_t) -> *mut c_void {
+    heap::sample(p, size);
     p
 }
 
@@ -25,6 +55,18 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if p.is_null() || real::is_bootstrap(p) {
         return;
     }
+    // The common case ends in a jump to the real free, with no stack frame.
+    if heap::count_free_fast(p) {
+        return real::free(p);
+    }
+    free_counting(p)
+}
+
+/// A free that `heap::count_free_fast` left to the general path (a page holding a sampled
+/// block, a thread's first call). `extern "C"` so that the hook reaches it by a tail call.
+#[cold]
+#[inline(never)]
+extern "C" fn free_counting(p: *mut c_void) {
     heap::on_free(p);
     real::free(p);
 }
@@ -33,8 +75,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 /// As calloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+    let sample = heap::count_alloc(n.saturating_mul(size));
     let p = real::calloc(n, size);
-    heap::on_alloc(p, n.saturating_mul(size));
+    if sample {
+        return sampled(p, n.saturating_mul(size));
+    }
     p
 }
 
@@ -48,8 +93,11 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: size_t) -> *mut c_void 
     if !old.is_null() {
         heap::on_free(old);
     }
+    let sample = heap::count_alloc(size);
     let p = real::realloc(old, size);
-    heap::on_alloc(p, size);
+    if sample {
+        return sampled(p, size);
+    }
     p
 }
 
@@ -74,9 +122,10 @@ pub unsafe extern "C" fn posix_memalign(
     align: size_t,
     size: size_t,
 ) -> c_int {
+    let sample = heap::count_alloc(size);
     let rc = real::posix_memalign(out, align, size);
-    if rc == 0 {
-        heap::on_alloc(*out, size);
+    if sample && rc == 0 {
+        sampled(*out, size);
     }
     rc
 }
@@ -85,8 +134,11 @@ pub unsafe extern "C" fn posix_memalign(
 /// As aligned_alloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
+    let sample = heap::count_alloc(size);
     let p = real::aligned_alloc(align, size);
-    heap::on_alloc(p, size);
+    if sample {
+        return sampled(p, size);
+    }
     p
 }
 
@@ -94,8 +146,11 @@ pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_vo
 /// As memalign(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
+    let sample = heap::count_alloc(size);
     let p = real::memalign(align, size);
-    heap::on_alloc(p, size);
+    if sample {
+        return sampled(p, size);
+    }
     p
 }
 
@@ -103,8 +158,11 @@ pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
 /// As valloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
+    let sample = heap::count_alloc(size);
     let p = real::valloc(size);
-    heap::on_alloc(p, size);
+    if sample {
+        return sampled(p, size);
+    }
     p
 }
 
@@ -112,8 +170,11 @@ pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
 /// As pvalloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: size_t) -> *mut c_void {
+    let sample = heap::count_alloc(size);
     let p = real::pvalloc(size);
-    heap::on_alloc(p, size);
+    if sample {
+        return sampled(p, size);
+    }
     p
 }
 

@@ -201,6 +201,12 @@ fn resolve_alloc(n: &Next) -> *mut libc::c_void {
     ] {
         f.get();
     }
+    for (next, now) in [(&MALLOC, &MALLOC_NOW), (&FREE, &FREE_NOW)] {
+        let p = next.ptr.load(Ordering::Acquire);
+        if !p.is_null() {
+            now.store(p, Ordering::Release);
+        }
+    }
     RESOLVING.store(false, Ordering::Release);
     n.ptr.load(Ordering::Acquire)
 }
@@ -219,12 +225,32 @@ macro_rules! call_or {
     }};
 }
 
-pub fn malloc(size: usize) -> *mut libc::c_void {
+/// The real malloc and free for the hooks' fast paths, never null: a stand-in that looks
+/// them up (or serves the pool) until `resolve_alloc` stores them, so a call is one load
+/// and an indirect call, with no test.
+static MALLOC_NOW: AtomicPtr<libc::c_void> = AtomicPtr::new(malloc_via_lookup as *mut _);
+static FREE_NOW: AtomicPtr<libc::c_void> = AtomicPtr::new(free_via_lookup as *mut _);
+
+unsafe extern "C" fn malloc_via_lookup(size: libc::size_t) -> *mut libc::c_void {
     call_or!(MALLOC, MallocFn, bootstrap_alloc(size), |f| f(size))
 }
 
-pub fn free(p: *mut libc::c_void) {
+unsafe extern "C" fn free_via_lookup(p: *mut libc::c_void) {
     call_or!(FREE, FreeFn, (), |f| f(p))
+}
+
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut libc::c_void {
+    let f = MALLOC_NOW.load(Ordering::Relaxed);
+    // SAFETY: MALLOC_NOW holds malloc_via_lookup or the real malloc: both are MallocFn.
+    unsafe { std::mem::transmute::<*mut libc::c_void, MallocFn>(f)(size) }
+}
+
+#[inline(always)]
+pub fn free(p: *mut libc::c_void) {
+    let f = FREE_NOW.load(Ordering::Relaxed);
+    // SAFETY: FREE_NOW holds free_via_lookup or the real free: both are FreeFn.
+    unsafe { std::mem::transmute::<*mut libc::c_void, FreeFn>(f)(p) }
 }
 
 pub fn calloc(n: usize, size: usize) -> *mut libc::c_void {

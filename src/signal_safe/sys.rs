@@ -48,6 +48,21 @@ pub fn tgkill_self(tid: i32, sig: i32) {
     unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig) };
 }
 
+/// Async-signal-safe. Whether thread `tid` of this process still exists (tgkill with
+/// signal 0 sends nothing and fails with ESRCH once the thread is gone).
+/// Leaves errno as it was.
+pub fn thread_exists(tid: i32) -> bool {
+    // SAFETY: errno is this thread's; signal 0 only checks that the target exists.
+    unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let rc = libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0);
+        let exists = rc == 0 || *errno != libc::ESRCH;
+        *errno = saved;
+        exists
+    }
+}
+
 /// Async-signal-safe. Monotonic clock in nanoseconds.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
