@@ -263,6 +263,15 @@ pub fn count_alloc(size: usize) -> bool {
     })
 }
 
+/// After an allocation of `size` bytes at `p` (null: it failed) by the program: counts it
+/// and samples it if its turn has come.
+#[inline(always)]
+pub fn on_alloc(p: *mut libc::c_void, size: usize) {
+    if !p.is_null() && count_alloc(size) {
+        sample(p, size);
+    }
+}
+
 /// The block `p` (null if the allocation failed) of `size` bytes, for which `count_alloc`
 /// returned true.
 #[cold]

@@ -13,7 +13,8 @@ use crate::heap;
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     // Counted first, so that the unsampled path is a few instructions and a jump to the
-    // real malloc, with no stack frame; the rest is out of line (tail calls).
+    // real malloc, with no stack frame; the rest is out of line (tail calls). So a malloc
+    // that fails is counted too; the other functions count only what they allocate.
     match heap::count_alloc_fast(size) {
         heap::Counted::Unsampled => real::malloc(size),
         heap::Counted::Sample => malloc_sampled(size),
@@ -75,11 +76,8 @@ extern "C" fn free_counting(p: *mut c_void) {
 /// As calloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
-    let sample = heap::count_alloc(n.saturating_mul(size));
     let p = real::calloc(n, size);
-    if sample {
-        return sampled(p, n.saturating_mul(size));
-    }
+    heap::on_alloc(p, n.saturating_mul(size));
     p
 }
 
@@ -93,11 +91,8 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: size_t) -> *mut c_void 
     if !old.is_null() {
         heap::on_free(old);
     }
-    let sample = heap::count_alloc(size);
     let p = real::realloc(old, size);
-    if sample {
-        return sampled(p, size);
-    }
+    heap::on_alloc(p, size);
     p
 }
 
@@ -122,10 +117,9 @@ pub unsafe extern "C" fn posix_memalign(
     align: size_t,
     size: size_t,
 ) -> c_int {
-    let sample = heap::count_alloc(size);
     let rc = real::posix_memalign(out, align, size);
-    if sample && rc == 0 {
-        sampled(*out, size);
+    if rc == 0 {
+        heap::on_alloc(*out, size);
     }
     rc
 }
@@ -134,11 +128,8 @@ pub unsafe extern "C" fn posix_memalign(
 /// As aligned_alloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
-    let sample = heap::count_alloc(size);
     let p = real::aligned_alloc(align, size);
-    if sample {
-        return sampled(p, size);
-    }
+    heap::on_alloc(p, size);
     p
 }
 
@@ -146,11 +137,8 @@ pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_vo
 /// As memalign(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
-    let sample = heap::count_alloc(size);
     let p = real::memalign(align, size);
-    if sample {
-        return sampled(p, size);
-    }
+    heap::on_alloc(p, size);
     p
 }
 
@@ -158,11 +146,8 @@ pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
 /// As valloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
-    let sample = heap::count_alloc(size);
     let p = real::valloc(size);
-    if sample {
-        return sampled(p, size);
-    }
+    heap::on_alloc(p, size);
     p
 }
 
@@ -170,11 +155,8 @@ pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
 /// As pvalloc(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: size_t) -> *mut c_void {
-    let sample = heap::count_alloc(size);
     let p = real::pvalloc(size);
-    if sample {
-        return sampled(p, size);
-    }
+    heap::on_alloc(p, size);
     p
 }
 
