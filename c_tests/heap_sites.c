@@ -7,6 +7,8 @@
  *   leak_calloc      calloc(256, 1024)                            (256 KiB leaked)
  *   leak_realloc     malloc(100) then realloc to 300000           (300000 B leaked, 100 B freed)
  *   leak_posix_memalign / leak_aligned_alloc / leak_memalign / leak_valloc: one block each
+ *   kept_after_failed_realloc  malloc(5000), then a realloc far too large fails: the
+ *                    5000 B block stays allocated and is leaked
  * Prints one line to stdout. */
 #include <malloc.h>
 #include <stdio.h>
@@ -58,6 +60,13 @@ __attribute__((noinline)) void *leak_posix_memalign(void) {
 __attribute__((noinline)) void *leak_aligned_alloc(void) { void *p = aligned_alloc(4096, 409600); check(p); return p; }
 __attribute__((noinline)) void *leak_memalign(void) { void *p = memalign(256, 123456); check(p); return p; }
 __attribute__((noinline)) void *leak_valloc(void) { void *p = valloc(333333); check(p); return p; }
+__attribute__((noinline)) void *kept_after_failed_realloc(void) {
+    void *p = malloc(5000);
+    check(p);
+    volatile size_t huge = (size_t)-1 / 2;
+    if (realloc(p, huge) != NULL) exit(2);
+    return p;
+}
 
 int main(int argc, char **argv) {
     int div = argc > 1 ? atoi(argv[1]) : 1;
@@ -73,6 +82,7 @@ int main(int argc, char **argv) {
     leak_aligned_alloc();
     leak_memalign();
     leak_valloc();
+    kept_after_failed_realloc();
     printf("heap_sites done\n");
     return 0;
 }

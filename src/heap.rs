@@ -304,16 +304,48 @@ pub fn count_free_fast(p: *mut libc::c_void) -> bool {
 /// Before the program frees `p` (not null).
 #[inline(always)]
 pub fn on_free(p: *mut libc::c_void) {
-    let mine = thread_state::with(|t| {
+    on_free_undoable(p);
+}
+
+/// What `on_free_undoable` did, for `undo_free`.
+pub struct FreeDone {
+    counted: bool,
+    sample: Option<u32>,
+}
+
+/// `on_free`, returning what it did so that a realloc that fails can undo it.
+pub fn on_free_undoable(p: *mut libc::c_void) -> FreeDone {
+    let counted = thread_state::with(|t| {
         if t.held.get() {
             return false;
         }
         Counters::add(&counters(t).frees, 1);
         true
     });
-    if mine && page_marked(p as usize) {
-        free_slow(p as usize);
+    let sample = if counted && page_marked(p as usize) {
+        free_slow(p as usize)
+    } else {
+        None
+    };
+    FreeDone { counted, sample }
+}
+
+/// `p` was not freed after all (a realloc failed and left it as it was): count it and
+/// track it again.
+#[cold]
+#[inline(never)]
+pub fn undo_free(p: *mut libc::c_void, done: FreeDone) {
+    if done.counted {
+        thread_state::with(|t| Counters::add(&counters(t).frees, u64::MAX));
     }
+    let Some(b) = done.sample else { return };
+    let Some(_g) = Guard::enter() else { return };
+    let mut guard = TABLE.lock();
+    let Some(table) = guard.as_mut() else { return };
+    if let Some(bucket) = table.buckets.get_mut(b as usize) {
+        bucket.frees -= 1;
+    }
+    track_live(table, p as usize, b);
 }
 
 /// The next gap in bytes: exponential with mean `rate` (0 for rate ≤ 1: every allocation).
@@ -381,6 +413,11 @@ fn record(p: usize, size: u64, stack: &[u64]) {
         });
     }
     table.buckets[b as usize].allocs += 1;
+    track_live(table, p, b);
+}
+
+/// Records the sampled block at `p` (of bucket `b`) as live.
+fn track_live(table: &mut HeapTable, p: usize, b: u32) {
     if table.live.insert(p, b).is_none() {
         let (w, bit) = page_bit(p);
         *table
@@ -391,28 +428,29 @@ fn record(p: usize, size: u64, stack: &[u64]) {
     }
 }
 
+/// Takes a freed block out of the live table if it is a sample; returns its bucket.
 #[cold]
 #[inline(never)]
-fn free_slow(p: usize) {
-    let Some(_g) = Guard::enter() else { return };
+fn free_slow(p: usize) -> Option<u32> {
+    let _g = Guard::enter()?;
     let mut guard = TABLE.lock();
-    let Some(table) = guard.as_mut() else { return };
+    let table = guard.as_mut()?;
     FREES_LOOKED_UP.fetch_add(1, Ordering::Relaxed);
-    if let Some(b) = table.live.remove(&p) {
-        FREES_OF_SAMPLES.fetch_add(1, Ordering::Relaxed);
-        if let Some(bucket) = table.buckets.get_mut(b as usize) {
-            bucket.frees += 1;
-        }
-        let (w, bit) = page_bit(p);
-        let key = w * 64 + bit.trailing_zeros() as usize;
-        if let Some(n) = table.page_counts.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                table.page_counts.remove(&key);
-                PAGE_BITS[w].fetch_and(!bit, Ordering::Relaxed);
-            }
+    let b = table.live.remove(&p)?;
+    FREES_OF_SAMPLES.fetch_add(1, Ordering::Relaxed);
+    if let Some(bucket) = table.buckets.get_mut(b as usize) {
+        bucket.frees += 1;
+    }
+    let (w, bit) = page_bit(p);
+    let key = w * 64 + bit.trailing_zeros() as usize;
+    if let Some(n) = table.page_counts.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            table.page_counts.remove(&key);
+            PAGE_BITS[w].fetch_and(!bit, Ordering::Relaxed);
         }
     }
+    Some(b)
 }
 
 /// The calling thread is exiting: its block may pass to a new thread once it is gone.

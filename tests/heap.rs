@@ -90,6 +90,8 @@ fn every_allocation_is_exact_at_rate_one() {
     assert_eq!(at("leak_calloc", 262_144), [1, 262_144, 1, 262_144]);
     assert_eq!(at("leak_realloc", 100), [1, 100, 0, 0]);
     assert_eq!(at("leak_realloc", 300_000), [1, 300_000, 1, 300_000]);
+    // A realloc that fails leaves the block allocated, and tracked.
+    assert_eq!(at("kept_after_failed_realloc", 5000), [1, 5000, 1, 5000]);
     assert_eq!(at("leak_posix_memalign", 200_000), [1, 200_000, 1, 200_000]);
     assert_eq!(at("leak_aligned_alloc", 409_600), [1, 409_600, 1, 409_600]);
     assert_eq!(at("leak_memalign", 123_456), [1, 123_456, 1, 123_456]);

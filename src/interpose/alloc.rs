@@ -88,10 +88,19 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: size_t) -> *mut c_void 
     if !old.is_null() && real::is_bootstrap(old) {
         return real::realloc_bootstrap(old, size);
     }
-    if !old.is_null() {
-        heap::on_free(old);
+    if old.is_null() {
+        let p = real::realloc(old, size);
+        heap::on_alloc(p, size);
+        return p;
     }
+    // The old block is accounted as freed before the call (once it returns, another thread
+    // may already have been given that address); a failure leaves it allocated, so that is
+    // undone. realloc(p, 0) returning null freed p (glibc).
+    let freed = heap::on_free_undoable(old);
     let p = real::realloc(old, size);
+    if p.is_null() && size != 0 {
+        heap::undo_free(old, freed);
+    }
     heap::on_alloc(p, size);
     p
 }
