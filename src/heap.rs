@@ -229,18 +229,26 @@ pub fn count_alloc_fast(size: usize) -> Counted {
             return Counted::Slow;
         }
         // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
-        let c = unsafe { &*b };
-        Counters::add(&c.mallocs, 1);
-        Counters::add(&c.bytes, size as u64);
-        let left = t.countdown.get() - size as i64;
-        t.countdown.set(left);
-        if left < 0 {
+        if count_in(t, unsafe { &*b }, size) {
             Counted::Sample
         } else {
             Counted::Unsampled
         }
     })
     .unwrap_or(Counted::Slow)
+}
+
+/// Counts an allocation of `size` bytes in `c`, the block of thread `t`, and runs down its
+/// sampling countdown: true if this allocation is to be sampled.
+#[inline(always)]
+fn count_in(t: &ThreadState, c: &Counters, size: usize) -> bool {
+    Counters::add(&c.mallocs, 1);
+    Counters::add(&c.bytes, size as u64);
+    // The countdown never goes negative on a zero size (it is reset to ≥ 0), and stays far
+    // from it while heap profiling is off (see `sample_slow`).
+    let left = t.countdown.get() - size as i64;
+    t.countdown.set(left);
+    left < 0
 }
 
 /// Counts an allocation call of `size` bytes by the program, before it is made; true if
@@ -252,14 +260,7 @@ pub fn count_alloc(size: usize) -> bool {
         if t.held.get() {
             return false;
         }
-        let c = counters(t);
-        Counters::add(&c.mallocs, 1);
-        Counters::add(&c.bytes, size as u64);
-        // The countdown never goes negative on a zero size (it is reset to ≥ 0), and stays
-        // far from it while heap profiling is off (see `sample_slow`).
-        let left = t.countdown.get() - size as i64;
-        t.countdown.set(left);
-        left < 0
+        count_in(t, counters(t), size)
     })
 }
 
