@@ -4,11 +4,18 @@
  *   threaded     the same loop, run in a thread the program creates (glibc then uses its
  *                multi-threaded, atomic lock paths, as in any program with threads)
  *   contended    two threads each lock, increment a shared counter, and unlock one mutex
- *                N times (tiny critical sections; default 5000000) */
+ *                N times (tiny critical sections; default 5000000)
+ *   paired       in a thread, 41 rounds of N/41 pairs through the symbols the program links
+ *                (a preloaded profiler's hooks) and as many through glibc's own functions,
+ *                back to back; prints the median of the rounds' time ratios (hooked / glibc)
+ *                to stdout: the hooks' per-call cost, free of the host's drift */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 static long iterations;
@@ -24,8 +31,58 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define ROUNDS 41
+
+static void *paired(void *arg) {
+    (void)arg;
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    int (*glibc_lock)(pthread_mutex_t *) = libc ? (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_lock") : NULL;
+    int (*glibc_unlock)(pthread_mutex_t *) = libc ? (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_unlock") : NULL;
+    if (!glibc_lock || !glibc_unlock) exit(2);
+    long n = iterations / ROUNDS;
+    double ratio[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        double t0 = now();
+        for (long i = 0; i < n; i++) {
+            pthread_mutex_lock(&m);
+            counter++;
+            pthread_mutex_unlock(&m);
+        }
+        double t1 = now();
+        for (long i = 0; i < n; i++) {
+            glibc_lock(&m);
+            counter++;
+            glibc_unlock(&m);
+        }
+        double t2 = now();
+        ratio[r] = (t1 - t0) / (t2 - t1);
+    }
+    qsort(ratio, ROUNDS, sizeof ratio[0], cmp_double);
+    printf("%.4f\n", ratio[ROUNDS / 2]);
+    counter = 2 * n * ROUNDS;
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "uncontended";
+    if (strcmp(mode, "paired") == 0) {
+        iterations = argc > 2 ? atol(argv[2]) : 100000000;
+        pthread_t t;
+        pthread_create(&t, NULL, paired, NULL);
+        pthread_join(t, NULL);
+        return 0;
+    }
     int threads = strcmp(mode, "contended") == 0 ? 2 : strcmp(mode, "threaded") == 0 ? 1 : 0;
     iterations = argc > 2 ? atol(argv[2]) : (threads == 2 ? 5000000 : 20000000);
     if (threads == 0) {

@@ -7,7 +7,9 @@
 # Beside rprof, two reference preloads (scripts/bench_reference.c) show the floor any
 # profiler of this kind starts from: an idle helper thread alone, and a helper thread plus
 # lock/unlock shims that only forward. Wall-time ratios over RUNS (default 9) rounds of
-# interleaved runs. A benchmark, not a test: it judges nothing.
+# interleaved runs; then the in-process row: the uncontended loop alternating, within one
+# process, between the linked symbols and glibc's own functions (the hooks' cost alone,
+# nearly free of the host's drift). A benchmark, not a test: it judges nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-9}
@@ -18,7 +20,7 @@ CONTENDED=${CONTENDED:-20000000}
 cargo build --release -q -p rprof
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -pthread -o "$work/lock_bench" c_tests/lock_bench.c
+cc -O2 -pthread -o "$work/lock_bench" c_tests/lock_bench.c -ldl
 cc -O2 -o "$work/run_measured" scripts/run_measured.c
 cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -o "$work/thread.so" scripts/bench_reference.c
 cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -DFORWARD_LOCKS -o "$work/forward.so" \
@@ -45,6 +47,20 @@ for ((i = 0; i < RUNS; i++)); do
     done
   done
 done
+# In-process: rounds through the linked symbols and through glibc's own functions, back
+# to back in one thread of one process (lock_bench paired): the hooks' per-call cost alone.
+declare -A inproc
+for ((i = 0; i < RUNS; i++)); do
+  for c in plain forward rprof; do
+    case $c in
+      plain) pre=() ;;
+      forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
+      rprof) pre=(env LD_PRELOAD="$work/librprof.so" RPROF_OUT="$work/p") ;;
+    esac
+    inproc[$c]+="$("${pre[@]}" "$work/lock_bench" paired "$UNCONTENDED") "
+    rm -f "$work"/p.*
+  done
+done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 # The host's speed drifts over seconds; a ratio is the median over rounds of each round's
 # ratio (runs seconds apart), which cancels most of that drift.
@@ -59,5 +75,12 @@ for mode in "${modes[@]}"; do
   printf '%-12s %12.3f %14.3f %16.3f %10.3f %8s\n' "$mode" "$(awk "BEGIN{print $a/1e9}")" \
     "$(paired thread "$mode")" "$(paired forward "$mode")" "$(paired rprof "$mode")" "<= $target"
 done
+# Without a preload the ratio measures a call through the PLT against one through a
+# pointer; the hooks' cost is the ratio beyond that.
+base=$(med "${inproc[plain]}")
+printf '%-12s %12s %14s %16.3f %10.3f %8s\n' "in-process" "-" "-" \
+  "$(awk "BEGIN{print $(med "${inproc[forward]}")/$base}")" \
+  "$(awk "BEGIN{print $(med "${inproc[rprof]}")/$base}")" "<= 1.10"
 echo "(ratios to the program without a preload, median over $RUNS rounds of each round's ratio;"
-echo " $UNCONTENDED lock/unlock pairs, or 2 threads x $CONTENDED)"
+echo " $UNCONTENDED lock/unlock pairs, or 2 threads x $CONTENDED; in-process: the uncontended"
+echo " loop in a thread, 41 rounds alternating hooked and glibc's own calls, median of $RUNS runs)"
