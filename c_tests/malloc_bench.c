@@ -1,11 +1,18 @@
 /* Malloc-heavy load for benchmarks: each thread keeps a window of live blocks and replaces
  * a random one OPS times with a block of random size 16..1040 bytes (the block is written
  * to, as real code would). Arguments: OPS per thread (default 10000000), threads
- * (default 1), window (default 4096 blocks per thread). */
+ * (default 1), window (default 4096 blocks per thread).
+ * With "paired" as the first argument (then OPS, window): in one thread, 41 rounds of
+ * OPS/41 replacements through the malloc and free the program links (a preloaded
+ * profiler's hooks) and as many through glibc's own, each on its own window, back to back;
+ * prints the median of the rounds' time ratios (linked / glibc's own) to stdout. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 static long ops = 10000000;
@@ -31,7 +38,86 @@ static void *worker(void *arg) {
     return (void *)sum;
 }
 
+typedef struct {
+    void **slots;
+    unsigned long x;
+    void *(*alloc)(size_t);
+    void (*release)(void *);
+} Window;
+
+/* n replacements in w; the same work as worker's loop. */
+static unsigned long replace(Window *w, long n) {
+    unsigned long sum = 0;
+    for (long i = 0; i < n; i++) {
+        w->x ^= w->x << 13; w->x ^= w->x >> 7; w->x ^= w->x << 17;
+        size_t slot = w->x % window;
+        size_t size = 16 + (w->x >> 20) % 1025;
+        w->release(w->slots[slot]);
+        char *p = w->alloc(size);
+        p[0] = (char)i;
+        p[size - 1] = (char)i;
+        w->slots[slot] = p;
+        sum += (unsigned char)p[0];
+    }
+    return sum;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define ROUNDS 41
+
+static void *paired(void *arg) {
+    (void)arg;
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    void *(*glibc_malloc)(size_t) = libc ? (void *(*)(size_t))dlsym(libc, "malloc") : NULL;
+    void (*glibc_free)(void *) = libc ? (void (*)(void *))dlsym(libc, "free") : NULL;
+    if (!glibc_malloc || !glibc_free) exit(2);
+    Window linked = {calloc(window, sizeof(void *)), 1, malloc, free};
+    Window own = {glibc_malloc(window * sizeof(void *)), 1, glibc_malloc, glibc_free};
+    memset(own.slots, 0, window * sizeof(void *));
+    /* Fill both windows first, so that every round replaces live blocks. */
+    replace(&linked, window * 4);
+    replace(&own, window * 4);
+    long n = ops / ROUNDS;
+    double ratio[ROUNDS];
+    unsigned long sum = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        double t0 = now();
+        sum += replace(&linked, n);
+        double t1 = now();
+        sum += replace(&own, n);
+        double t2 = now();
+        ratio[r] = (t1 - t0) / (t2 - t1);
+    }
+    qsort(ratio, ROUNDS, sizeof ratio[0], cmp_double);
+    printf("%.4f\n", ratio[ROUNDS / 2]);
+    for (long i = 0; i < window; i++) {
+        free(linked.slots[i]);
+        glibc_free(own.slots[i]);
+    }
+    free(linked.slots);
+    glibc_free(own.slots);
+    return (void *)sum;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "paired") == 0) {
+        if (argc > 2) ops = atol(argv[2]);
+        if (argc > 3) window = atol(argv[3]);
+        pthread_t t;
+        pthread_create(&t, NULL, paired, NULL);
+        pthread_join(t, NULL);
+        return 0;
+    }
     if (argc > 1) ops = atol(argv[1]);
     int threads = argc > 2 ? atoi(argv[2]) : 1;
     if (argc > 3) window = atol(argv[3]);

@@ -5,7 +5,9 @@
 # of interleaved runs. Where Debian's libjemalloc2 is installed, also jemalloc alone, with its
 # own sampling profiler (prof:true, lg_prof_sample:19 = 512 KiB), and under rprof; where
 # heaptrack is installed, heaptrack on glibc. Each ratio is against the same allocator
-# without a profiler. A benchmark, not a test: it judges nothing.
+# without a profiler. Then the in-process rows: one thread alternating, within one
+# process, between the linked malloc/free and glibc's own (the hooks' cost alone, nearly
+# free of the host's drift). A benchmark, not a test: it judges nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
@@ -14,7 +16,7 @@ WINDOW=${WINDOW:-200000}
 cargo build --release -q -p rprof
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -pthread -o "$work/malloc_bench" c_tests/malloc_bench.c
+cc -O2 -pthread -o "$work/malloc_bench" c_tests/malloc_bench.c -ldl
 cc -O2 -o "$work/run_measured" scripts/run_measured.c
 je=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 
@@ -53,6 +55,22 @@ for threads in 1 2; do
   done
 done
 
+# In-process: rounds through the linked malloc/free and through glibc's own, back to back
+# in one thread of one process (malloc_bench paired): the hooks' cost (sampling included)
+# nearly free of the host's drift. Normalised by the same figure without a preload.
+declare -A inproc
+for ((i = 0; i < RUNS; i++)); do
+  for c in glibc forward rprof; do
+    case $c in
+      glibc) pre=() ;;
+      forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
+      rprof) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p") ;;
+    esac
+    inproc[$c]+="$("${pre[@]}" "$work/malloc_bench" paired "$((2 * OPS))" "$WINDOW") "
+    rm -f "$work"/p.*
+  done
+done
+
 base_of() { case $1 in jemalloc*) echo jemalloc ;; *) echo glibc ;; esac; }
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 # The host's speed drifts over seconds; a ratio is the median over rounds of each round's
@@ -71,6 +89,12 @@ for threads in 1 2; do
       "$(awk "BEGIN{print $r/1024}")" "$(paired "${rss[$c.$threads]}" "${rss[$b.$threads]}")"
   done
 done
+inbase=$(med "${inproc[glibc]}")
+for c in forward rprof; do
+  printf '%-16s %7s %10s %10.3f %8s %10s\n' "$c" "in-proc" "-" \
+    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$inbase}")" "-" "-"
+done
 echo "(malloc_bench: $OPS ops per thread, window $WINDOW blocks per thread; ratios: median over $RUNS"
 echo " rounds of interleaved runs of each round's ratio; 'forward' only forwards malloc/free to"
-echo " glibc, the floor for any interposer; targets for rprof: time <= 1.10, peak RSS <= 1.05)"
+echo " glibc, the floor for any interposer; in-proc: 41 rounds alternating linked and glibc's own"
+echo " calls in one thread, median of $RUNS runs; targets for rprof: time <= 1.10, peak RSS <= 1.05)"
