@@ -9,7 +9,7 @@
 //! - files, lines and inlined calls come from the DWARF in the object itself (what
 //!   `cc -g` produces), never from a separate debug file;
 //! - files are read through a temporary read-only mapping, and only what is kept (symbols,
-//!   DWARF sections) is copied out.
+//!   DWARF sections) is copied out; the kernel's vDSO, which has no file, is read in memory.
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
@@ -74,7 +74,10 @@ impl Drop for Mapped {
     }
 }
 
-fn text_symbols(file: &object::File<'_>, dynamic: bool) -> Vec<Symbol> {
+/// The function symbols of `file`; of several names for one address, a global one wins,
+/// and among those one starting with `preferred` (the vDSO's `__vdso_` names, so that its
+/// functions are not taken for glibc's wrappers of the same name).
+fn text_symbols(file: &object::File<'_>, dynamic: bool, preferred: &str) -> Vec<Symbol> {
     let syms: Vec<object::Symbol<'_, '_>> = if dynamic {
         file.dynamic_symbols().collect()
     } else {
@@ -94,7 +97,10 @@ fn text_symbols(file: &object::File<'_>, dynamic: bool) -> Vec<Symbol> {
         })
         .collect();
     // Of several names for one address (glibc has many aliases), the global one wins.
-    out.sort_by_key(|s| (s.start, !s.global, std::cmp::Reverse(s.end)));
+    out.sort_by_key(|s| {
+        let preferred = !preferred.is_empty() && s.name.starts_with(preferred);
+        (s.start, !s.global, !preferred, std::cmp::Reverse(s.end))
+    });
     out.dedup_by_key(|s| s.start);
     out
 }
@@ -134,8 +140,14 @@ impl ObjectInfo {
     /// Loads what symbolizing addresses in `path` needs (without its DWARF unless
     /// `with_lines`); None if it cannot be read.
     pub fn load(path: &str, build_id: &str, with_lines: bool) -> Option<ObjectInfo> {
-        let map = Mapped::open(path)?;
-        let file = object::File::parse(map.bytes()).ok()?;
+        let map;
+        let bytes = if path == "[vdso]" {
+            crate::maps::vdso_image()?
+        } else {
+            map = Mapped::open(path)?;
+            map.bytes()
+        };
+        let file = object::File::parse(bytes).ok()?;
         let segments = file
             .segments()
             .map(|s| {
@@ -143,16 +155,17 @@ impl ObjectInfo {
                 (off, size, s.address())
             })
             .collect();
-        let mut symbols = text_symbols(&file, false);
+        let preferred = if path == "[vdso]" { "__vdso_" } else { "" };
+        let mut symbols = text_symbols(&file, false, preferred);
         if symbols.is_empty() {
             if let Some(debug) = debug_file(build_id).and_then(|p| Mapped::open(&p)) {
                 if let Ok(dfile) = object::File::parse(debug.bytes()) {
-                    symbols = text_symbols(&dfile, false);
+                    symbols = text_symbols(&dfile, false, preferred);
                 }
             }
         }
         if symbols.is_empty() {
-            symbols = text_symbols(&file, true);
+            symbols = text_symbols(&file, true, preferred);
         }
         let dwarf = if with_lines { load_dwarf(&file) } else { None };
         Some(ObjectInfo {

@@ -47,6 +47,23 @@ pub fn executable_mappings() -> Vec<MapEntry> {
     out
 }
 
+/// The kernel's vDSO, an ELF image mapped into every process for its whole life: its bytes
+/// in memory (it has no file to read).
+pub fn vdso_image() -> Option<&'static [u8]> {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let start = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
+    if start == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(proc_path("maps")).ok()?;
+    let m = text
+        .lines()
+        .filter_map(parse_line)
+        .find(|m| m.path == "[vdso]" && m.start == start)?;
+    // SAFETY: [start, end) is the vDSO mapping, readable and never unmapped.
+    Some(unsafe { std::slice::from_raw_parts(start as *const u8, (m.end - m.start) as usize) })
+}
+
 fn parse_line(line: &str) -> Option<MapEntry> {
     let mut f = line.split_ascii_whitespace();
     let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);

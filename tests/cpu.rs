@@ -302,3 +302,33 @@ fn inlined_calls_are_lines_of_one_location() {
         .any(|l| l.line.iter().any(|line| line.line == 0));
     assert_eq!(exe.has_line_numbers, !no_line);
 }
+
+#[test]
+fn vdso_functions_are_named() {
+    let prog = build("vdso_clock");
+    let r = run("vdso", &prog, &[], &[("RPROF_PROFILES", "cpu")]);
+    assert!(r.output.status.success());
+    let p = load(&r.files_of("cpu")[0]);
+    let Some(vdso) = p.mapping.iter().find(|m| p.str(m.filename) == "[vdso]") else {
+        eprintln!("no vDSO samples (kernel without a vDSO clock?): nothing to check");
+        return;
+    };
+    // The vDSO has no file: its functions are named from its image in memory, with the
+    // kernel's `__vdso_` names (not taken for glibc's wrappers of the same name).
+    assert!(vdso.has_functions);
+    let unnamed = p
+        .location
+        .iter()
+        .filter(|l| l.mapping_id == vdso.id)
+        .filter(|l| l.line.is_empty())
+        .count();
+    assert_eq!(unnamed, 0, "vDSO locations without a function");
+    let s = summarize(&p, "cpu");
+    let in_vdso = s.flat("__vdso_clock_gettime");
+    assert!(
+        in_vdso as f64 >= 0.5 * s.total as f64,
+        "{in_vdso} of {} ns flat in __vdso_clock_gettime",
+        s.total
+    );
+    assert!(s.cum("read_clock_many") as f64 >= 0.9 * s.total as f64);
+}
