@@ -3,13 +3,20 @@
  * on SIGTERM it prints "caught TERM" and exits 3. With argument "prof" it also takes
  * SIGPROF for itself (setitimer) and reports how many of its own signals it got; with
  * "usr2" it installs its own SIGUSR2 handler and raises SIGUSR2, which that handler must
- * receive (rprof's dump signal is taken over). */
+ * receive (rprof's dump signal is taken over). With "legacy" it does the same through the
+ * old interfaces: sigset for SIGUSR2 (first SIG_HOLD, then a handler, which unblocks it)
+ * and sysv_signal for SIGPROF (a one-shot handler that re-arms itself), printing what each
+ * call returned. */
+#define _GNU_SOURCE
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include "common.h"
+
+/* sigset is the legacy interface under test. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 static volatile sig_atomic_t got_term, prof_count;
 static volatile unsigned long sink;
@@ -18,6 +25,16 @@ static void on_term(int sig) { (void)sig; got_term = 1; }
 static void on_prof(int sig) { (void)sig; prof_count++; }
 static volatile sig_atomic_t got_usr2;
 static void on_usr2(int sig) { (void)sig; got_usr2 = 1; }
+static void on_prof_sysv(int sig) { prof_count++; sysv_signal(sig, on_prof_sysv); }
+
+static void own_profiling_timer(void) {
+    struct itimerval it = {{0, 10000}, {0, 10000}};
+    setitimer(ITIMER_PROF, &it, NULL);
+    while (prof_count < 20) sink += spin(100000);
+    it.it_value.tv_usec = it.it_interval.tv_usec = 0;
+    setitimer(ITIMER_PROF, &it, NULL);
+    printf("own SIGPROF handler ran\n");
+}
 
 static const char *name(void (*h)(int)) {
     return h == SIG_DFL ? "default" : h == SIG_IGN ? "ignore" : "handler";
@@ -40,12 +57,19 @@ int main(int argc, char **argv) {
     printf("TERM now=%s\n", name(sa.sa_handler));
     if (argc > 1 && strcmp(argv[1], "prof") == 0) {
         signal(SIGPROF, on_prof);
-        struct itimerval it = {{0, 10000}, {0, 10000}};
-        setitimer(ITIMER_PROF, &it, NULL);
-        while (prof_count < 20) sink += spin(100000);
-        it.it_value.tv_usec = it.it_interval.tv_usec = 0;
-        setitimer(ITIMER_PROF, &it, NULL);
-        printf("own SIGPROF handler ran\n");
+        own_profiling_timer();
+    }
+    if (argc > 1 && strcmp(argv[1], "legacy") == 0) {
+        void (*held)(int) = sigset(SIGUSR2, SIG_HOLD);
+        printf("sigset(USR2, SIG_HOLD) returned %s\n", name(held));
+        void (*set)(int) = sigset(SIGUSR2, on_usr2);
+        printf("sigset(USR2, handler) returned %s\n", set == SIG_HOLD ? "hold" : name(set));
+        raise(SIGUSR2);
+        printf(got_usr2 ? "own USR2 handler ran\n" : "USR2 handler did not run\n");
+        void (*prof)(int) = sysv_signal(SIGPROF, on_prof_sysv);
+        printf("sysv_signal(PROF) returned %s\n", name(prof));
+        own_profiling_timer();
+        return 0;
     }
     if (argc > 1 && strcmp(argv[1], "usr2") == 0) {
         signal(SIGUSR2, on_usr2);

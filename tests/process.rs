@@ -253,3 +253,23 @@ fn program_taking_the_dump_signal_gets_it_and_one_warning() {
         .iter()
         .all(|f| !f.to_string_lossy().contains(".cpu.1.")));
 }
+
+#[test]
+fn legacy_signal_interfaces_see_and_keep_the_programs_view() {
+    // sigset and sysv_signal report what the program would see without rprof (SIG_DFL, not
+    // rprof's handlers), the program's handlers win, and each takeover warns once.
+    let prog = build("signals_view");
+    let r = run("legacy-signals", &prog, &["legacy"], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(
+        r.stdout(),
+        String::from_utf8_lossy(&run_plain(&prog, &["legacy"]).stdout)
+    );
+    assert!(r
+        .stdout()
+        .contains("sigset(USR2, SIG_HOLD) returned default\nsigset(USR2, handler) returned hold\nown USR2 handler ran\nsysv_signal(PROF) returned default\nown SIGPROF handler ran\n"));
+    let warnings = r.warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("signal 12")));
+    assert!(warnings.iter().any(|w| w.contains("SIGPROF")));
+}

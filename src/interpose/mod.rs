@@ -49,6 +49,64 @@ pub unsafe extern "C" fn signal(
     }
 }
 
+/// # Safety
+/// As bsd_signal(3): signal() with BSD semantics, as glibc's signal() itself.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn bsd_signal(
+    sig: libc::c_int,
+    handler: libc::sighandler_t,
+) -> libc::sighandler_t {
+    signal(sig, handler)
+}
+
+/// # Safety
+/// As ssignal(3), glibc's other name for signal().
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn ssignal(
+    sig: libc::c_int,
+    handler: libc::sighandler_t,
+) -> libc::sighandler_t {
+    signal(sig, handler)
+}
+
+/// # Safety
+/// As sysv_signal(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sysv_signal(
+    sig: libc::c_int,
+    handler: libc::sighandler_t,
+) -> libc::sighandler_t {
+    if signals::is_managed(sig) {
+        signals::program_sysv_signal(sig, handler)
+    } else {
+        real::sysv_signal(sig, handler)
+    }
+}
+
+/// # Safety
+/// As sysv_signal(3) (glibc's internal name, which some programs call).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn __sysv_signal(
+    sig: libc::c_int,
+    handler: libc::sighandler_t,
+) -> libc::sighandler_t {
+    sysv_signal(sig, handler)
+}
+
+/// # Safety
+/// As sigset(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sigset(
+    sig: libc::c_int,
+    disposition: libc::sighandler_t,
+) -> libc::sighandler_t {
+    if signals::is_managed(sig) {
+        signals::program_sigset(sig, disposition)
+    } else {
+        real::sigset(sig, disposition)
+    }
+}
+
 /// dlclose first has the samples so far symbolized while the object is mapped, then waits
 /// for stack walks in progress, so none reads an object being unmapped.
 ///

@@ -45,10 +45,19 @@ impl Next {
 static PTHREAD_CREATE: Next = Next::new(c"pthread_create");
 static SIGACTION: Next = Next::new(c"sigaction");
 static SIGNAL: Next = Next::new(c"signal");
+static SYSV_SIGNAL: Next = Next::new(c"sysv_signal");
+static SIGSET: Next = Next::new(c"sigset");
 static DLCLOSE: Next = Next::new(c"dlclose");
 
 pub fn init() {
-    for n in [&PTHREAD_CREATE, &SIGACTION, &SIGNAL, &DLCLOSE] {
+    for n in [
+        &PTHREAD_CREATE,
+        &SIGACTION,
+        &SIGNAL,
+        &SYSV_SIGNAL,
+        &SIGSET,
+        &DLCLOSE,
+    ] {
         n.get();
     }
 }
@@ -72,11 +81,24 @@ pub fn sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc::sigacti
 }
 
 pub fn signal(sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
-    let p = SIGNAL.get();
+    signal_like(&SIGNAL, sig, handler)
+}
+
+pub fn sysv_signal(sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
+    signal_like(&SYSV_SIGNAL, sig, handler)
+}
+
+pub fn sigset(sig: i32, disposition: libc::sighandler_t) -> libc::sighandler_t {
+    signal_like(&SIGSET, sig, disposition)
+}
+
+/// Calls `next`, a function with signal()'s signature; SIG_ERR if it cannot be found.
+fn signal_like(next: &Next, sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
+    let p = next.get();
     if p.is_null() {
         return libc::SIG_ERR;
     }
-    // SAFETY: dlsym("signal") has this signature.
+    // SAFETY: signal, sysv_signal and sigset all have this signature.
     unsafe { std::mem::transmute::<*mut libc::c_void, SignalFn>(p)(sig, handler) }
 }
 
