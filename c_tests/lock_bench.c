@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "paired.h"
 
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 static long iterations;
@@ -31,46 +31,36 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
+static int (*glibc_lock)(pthread_mutex_t *), (*glibc_unlock)(pthread_mutex_t *);
+static long per_round;
+
+static void linked_pairs(void *arg) {
+    (void)arg;
+    for (long i = 0; i < per_round; i++) {
+        pthread_mutex_lock(&m);
+        counter++;
+        pthread_mutex_unlock(&m);
+    }
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+static void glibc_pairs(void *arg) {
+    (void)arg;
+    for (long i = 0; i < per_round; i++) {
+        glibc_lock(&m);
+        counter++;
+        glibc_unlock(&m);
+    }
 }
-
-#define ROUNDS 41
 
 static void *paired(void *arg) {
     (void)arg;
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    int (*glibc_lock)(pthread_mutex_t *) = libc ? (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_lock") : NULL;
-    int (*glibc_unlock)(pthread_mutex_t *) = libc ? (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_unlock") : NULL;
+    glibc_lock = libc ? (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_lock") : NULL;
+    glibc_unlock = libc ? (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_unlock") : NULL;
     if (!glibc_lock || !glibc_unlock) exit(2);
-    long n = iterations / ROUNDS;
-    double ratio[ROUNDS];
-    for (int r = 0; r < ROUNDS; r++) {
-        double t0 = now();
-        for (long i = 0; i < n; i++) {
-            pthread_mutex_lock(&m);
-            counter++;
-            pthread_mutex_unlock(&m);
-        }
-        double t1 = now();
-        for (long i = 0; i < n; i++) {
-            glibc_lock(&m);
-            counter++;
-            glibc_unlock(&m);
-        }
-        double t2 = now();
-        ratio[r] = (t1 - t0) / (t2 - t1);
-    }
-    qsort(ratio, ROUNDS, sizeof ratio[0], cmp_double);
-    printf("%.4f\n", ratio[ROUNDS / 2]);
-    counter = 2 * n * ROUNDS;
+    per_round = iterations / ROUNDS;
+    paired_rounds(linked_pairs, glibc_pairs, NULL);
+    counter = 2 * per_round * ROUNDS;
     return NULL;
 }
 

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "paired.h"
 
 
 static long ops = 10000000;
@@ -62,18 +62,11 @@ static unsigned long replace(Window *w, long n) {
     return sum;
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+static long per_round;
+static unsigned long paired_sum;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-#define ROUNDS 41
+static void replace_round_linked(void *w) { paired_sum += replace(((Window **)w)[0], per_round); }
+static void replace_round_own(void *w) { paired_sum += replace(((Window **)w)[1], per_round); }
 
 static void *paired(void *arg) {
     (void)arg;
@@ -87,26 +80,17 @@ static void *paired(void *arg) {
     /* Fill both windows first, so that every round replaces live blocks. */
     replace(&linked, window * 4);
     replace(&own, window * 4);
-    long n = ops / ROUNDS;
-    double ratio[ROUNDS];
-    unsigned long sum = 0;
-    for (int r = 0; r < ROUNDS; r++) {
-        double t0 = now();
-        sum += replace(&linked, n);
-        double t1 = now();
-        sum += replace(&own, n);
-        double t2 = now();
-        ratio[r] = (t1 - t0) / (t2 - t1);
-    }
-    qsort(ratio, ROUNDS, sizeof ratio[0], cmp_double);
-    printf("%.4f\n", ratio[ROUNDS / 2]);
+    per_round = ops / ROUNDS;
+    /* Both windows go through the same code: the Window says which malloc and free. */
+    Window *windows[2] = {&linked, &own};
+    paired_rounds(replace_round_linked, replace_round_own, windows);
     for (long i = 0; i < window; i++) {
         free(linked.slots[i]);
         glibc_free(own.slots[i]);
     }
     free(linked.slots);
     glibc_free(own.slots);
-    return (void *)sum;
+    return (void *)paired_sum;
 }
 
 int main(int argc, char **argv) {
