@@ -9,7 +9,9 @@ pub struct Guard(());
 impl Guard {
     /// None when the thread already holds it (we are inside rprof already).
     pub fn enter() -> Option<Guard> {
-        thread_state::with(|t| (!t.held.replace(true)).then_some(Guard(())))
+        // Lazily: a Guard built and dropped when the thread already holds it would release
+        // the outer holder's guard.
+        thread_state::with(|t| (!t.held.replace(true)).then(|| Guard(())))
     }
 }
 
@@ -34,4 +36,20 @@ pub fn unprofiled<R>(f: impl FnOnce() -> R) -> R {
 /// Marks the calling thread as rprof's for good (the collector thread).
 pub fn hold_forever() {
     thread_state::with(|t| t.held.set(true));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nested_enter_leaves_the_outer_guard_held() {
+        let outer = Guard::enter().expect("not held yet");
+        assert!(held());
+        assert!(Guard::enter().is_none());
+        unprofiled(|| assert!(held()));
+        assert!(held(), "still held by the outer guard");
+        drop(outer);
+        assert!(!held());
+    }
 }

@@ -180,6 +180,13 @@ fn counters(t: &ThreadState) -> &'static Counters {
     claim_counters(t)
 }
 
+/// Gives the calling thread its counter block now (when it starts).
+pub fn claim_counters_now() {
+    thread_state::with(|t| {
+        counters(t);
+    });
+}
+
 #[cold]
 #[inline(never)]
 fn claim_counters(t: &ThreadState) -> &'static Counters {

@@ -50,6 +50,8 @@ pub fn init() {
 /// Counts the calling thread as one of the program's, until it exits.
 pub fn register_current() {
     STACK.with(|s| s.set(current_stack_bounds()));
+    // Here rather than at its first malloc, which then makes no system call.
+    crate::heap::claim_counters_now();
     let key = EXIT_KEY.load(Ordering::Acquire);
     if key == 0 {
         return;
