@@ -58,7 +58,7 @@ impl Mapped {
                 0,
             )
         };
-        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+        (ptr != libc::MAP_FAILED).then(|| Mapped { ptr, len })
     }
 
     fn bytes(&self) -> &[u8] {
