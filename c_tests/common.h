@@ -15,6 +15,14 @@ __attribute__((noinline)) static unsigned long spin(unsigned long n) {
     return x;
 }
 
+/* A pseudo-random number below `bound` from the xorshift state *s (never 0). */
+static inline unsigned long random_below(unsigned long *s, unsigned long bound) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s % bound;
+}
+
 /* Prints the process's CPU time so far (user + system, getrusage) to stderr as cpu_ns=N. */
 static void report_cpu(void) {
     struct rusage ru;

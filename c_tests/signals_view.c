@@ -1,7 +1,8 @@
 /* Reports what the program sees of its signal dispositions (as CPython does before it
  * installs its SIGINT handler), then installs its own SIGTERM handler, which must win:
  * on SIGTERM it prints "caught TERM" and exits 3. With argument "prof" it also takes
- * SIGPROF for itself (setitimer) and reports how many of its own signals it got; with
+ * SIGPROF for itself (setitimer) and reports how many SIGPROFs from POSIX timers (rprof's,
+ * never its own) reached its handler; with
  * "usr2" it installs its own SIGUSR2 handler and raises SIGUSR2, which that handler must
  * receive (rprof's dump signal is taken over). With "legacy" it does the same through the
  * old interfaces: sigset for SIGUSR2 (first SIG_HOLD, then a handler, which unblocks it)
@@ -22,7 +23,14 @@ static volatile sig_atomic_t got_term, prof_count;
 static volatile unsigned long sink;
 
 static void on_term(int sig) { (void)sig; got_term = 1; }
-static void on_prof(int sig) { (void)sig; prof_count++; }
+/* Counts SIGPROFs from POSIX timers (si_code SI_TIMER): the program made none, only its
+ * setitimer, so any such signal would be rprof's leaking into its handler. */
+static volatile sig_atomic_t timer_signals;
+static void on_prof(int sig, siginfo_t *si, void *uc) {
+    (void)sig; (void)uc;
+    if (si->si_code == SI_TIMER) timer_signals++;
+    else prof_count++;
+}
 static volatile sig_atomic_t got_usr2;
 static void on_usr2(int sig) { (void)sig; got_usr2 = 1; }
 static void on_prof_sysv(int sig) { prof_count++; sysv_signal(sig, on_prof_sysv); }
@@ -56,8 +64,13 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, NULL, &sa);
     printf("TERM now=%s\n", name(sa.sa_handler));
     if (argc > 1 && strcmp(argv[1], "prof") == 0) {
-        signal(SIGPROF, on_prof);
+        struct sigaction prof;
+        memset(&prof, 0, sizeof prof);
+        prof.sa_sigaction = on_prof;
+        prof.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigaction(SIGPROF, &prof, NULL);
         own_profiling_timer();
+        printf("timer signals seen by the program: %d\n", (int)timer_signals);
     }
     if (argc > 1 && strcmp(argv[1], "legacy") == 0) {
         void (*held)(int) = sigset(SIGUSR2, SIG_HOLD);

@@ -54,7 +54,9 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rprof-collector".as_ptr()) };
     // Everything this thread allocates is rprof's own.
     crate::guard::hold_forever();
-    let mut snapshots_done = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
+    // Requests count from 0 at load and at fork (before this thread starts): one that came
+    // before this thread first ran is still served.
+    let mut snapshots_done = 0;
     while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);
         sys::futex_wait(&WAKE, seen, DRAIN_INTERVAL_NS);

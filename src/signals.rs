@@ -119,6 +119,11 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
             let program_runs_its_own =
                 handler != libc::SIG_DFL && (handler != libc::SIG_IGN || fatal);
             if program_runs_its_own {
+                if sig == libc::SIGPROF && !m.displaced {
+                    // Timers go before the program's handler comes: a signal of ours that
+                    // is generated later would reach it.
+                    cpu::stop();
+                }
                 let rc = real::sigaction(sig, act, std::ptr::null_mut());
                 if rc != 0 {
                     return Some(Err(rc));
@@ -146,7 +151,6 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
     }
     if displaced_now {
         if sig == libc::SIGPROF {
-            cpu::stop();
             warning!("the program installed its own SIGPROF handler; CPU profiling stops here (samples so far are kept)");
         } else {
             warning!("the program installed its own handler for signal {sig}; it no longer writes rprof snapshots");

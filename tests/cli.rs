@@ -8,9 +8,11 @@ use std::process::Command;
 use common::*;
 
 fn rprof() -> Command {
-    let bin = root().join("target/release/rprof");
+    let bin = release_dir().join("rprof");
     assert!(bin.exists(), "build with `cargo build --release` first");
-    Command::new(bin)
+    let mut cmd = Command::new(bin);
+    clear_rprof_env(&mut cmd);
+    cmd
 }
 
 /// The table rows of a -top report (from the column header on).

@@ -77,13 +77,28 @@ fn mutex_waits_at_waiter_and_holder() {
         0.10,
     );
     assert_leaf(&mutex, "holder_section", "pthread_mutex_unlock");
-    // Every sample names its lock; there is one lock here.
-    let locks: std::collections::HashSet<_> = mutex
-        .sample
-        .iter()
-        .filter_map(|s| mutex.label_str(s, "lock"))
-        .collect();
-    assert_eq!(locks.len(), 1, "{locks:?}");
+    // Every sample names its lock, the mutex whose address the program printed.
+    let address = r
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("lock=").map(str::to_owned))
+        .unwrap();
+    for (p, site) in [(&block, "waiter_site"), (&mutex, "holder_section")] {
+        let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+        let at_site: Vec<_> = p
+            .sample
+            .iter()
+            .filter(|s| {
+                p.frames(s, &locs, &funcs)
+                    .iter()
+                    .any(|f| f.function == site)
+            })
+            .collect();
+        assert!(!at_site.is_empty());
+        for s in at_site {
+            assert_eq!(p.label_str(s, "lock"), Some(address.as_str()), "{site}");
+        }
+    }
     if let Some(top) = go_pprof_top(&r.files_of("mutex")[0], &["-sample_index=delay"]) {
         assert!(
             top.contains("holder_section") && top.contains("pthread_mutex_unlock"),
@@ -144,46 +159,176 @@ fn no_contention_means_empty_profiles() {
     assert!(profile(&r, "mutex").sample.is_empty());
 }
 
-/// At RPROF_BLOCK_RATE = 100 ms each ~50 ms wait d is kept with probability d/100 ms and
-/// then counts as 100 ms/d contentions of 100 ms: the total of the 20 waits W ≈ 1 s is
-/// unbiased, with standard deviation 100 ms · sqrt(20 · 1/2 · 1/2) ≈ 224 ms (bound: 4.5 of
-/// those). Exactly, each kept wait contributes its own length per contention, so the
-/// delay per contention is the mean kept wait (checked to 10 %). Waits at least the rate
-/// (the 200 ms semaphore wait) are always kept as they are.
+/// A list the program printed on stderr as `name=v1,v2,...`.
+fn printed_list(r: &Run, name: &str) -> Vec<f64> {
+    let line = r
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {name}= in stderr: {}", r.stderr()));
+    line.split(',').map(|v| v.parse().unwrap()).collect()
+}
+
+/// Asserts `got` within 5 standard deviations `sd` of `truth`.
+fn assert_within_sd(what: &str, got: f64, truth: f64, sd: f64) {
+    assert!(
+        (got - truth).abs() <= 5.0 * sd,
+        "{what}: {got:.0} vs {truth:.0} ± {:.0} (5 sd; {:.1}% of the truth)",
+        5.0 * sd,
+        500.0 * sd / truth
+    );
+}
+
+/// 1000 waits of about 1.5 ms each (the program prints every one) at RPROF_BLOCK_RATE =
+/// 3 ms and RPROF_MUTEX_FRACTION = 2.
+///
+/// Block: a wait d < r is kept with probability d/r and then counted as r/d waits of r ns,
+/// so its contribution X has E[X] = d and Var[X] = r² · (d/r)(1 − d/r) = d(r − d); a wait
+/// d ≥ r is kept as it is (variance 0). The total over the waits is unbiased for Σd with
+/// variance Σ d(r − d) over the short ones, about 1000 · 1.5 ms · 1.5 ms: sd ≈ 47 ms of
+/// 1.5 s (3 %), bound 5 sd. The rate is twice the wait because that maximises how far a
+/// biased estimate lands outside the bound: keeping short waits without the r/d scaling
+/// gives Σd²/r ≈ half the truth (10 sd off); dropping them gives 0. The contentions are
+/// unbiased for the number of waits, with variance Σ (r/d − 1) over the short ones.
+///
+/// Mutex: each unlock that ends a wait is charged with the time c from the waiter's start
+/// to the unlock (the program prints every c), kept with probability 1/f and scaled by f:
+/// E = Σc, Var = Σ c²(f − 1), sd ≈ 47 ms (3 %). An estimate not scaled by f is half.
 #[test]
-fn sampled_block_profile_is_unbiased() {
+fn sampled_block_and_mutex_profiles_are_unbiased() {
     let prog = build("contention");
+    let (rate, fraction) = (3_000_000.0, 2.0);
     let r = run(
         "contention-sampled",
         &prog,
-        &["mutex"],
+        &["sampled", "1000", "1500"],
         &[
-            ("RPROF_BLOCK_RATE", "100000000"),
-            ("RPROF_MUTEX_FRACTION", "1"),
+            ("RPROF_BLOCK_RATE", "3000000"),
+            ("RPROF_MUTEX_FRACTION", "2"),
         ],
     );
-    assert!(r.output.status.success());
-    let b = summarize(&profile(&r, "block"), "delay");
-    let got = b.cum("waiter_site");
-    let waited = printed(&r, "wait_ns");
-    assert!((got - waited).abs() <= 1008 * MS, "{got} vs {waited}");
-    let counts = summarize(&profile(&r, "block"), "contentions").cum("waiter_site");
-    if counts > 0 {
-        let per_wait = got / counts;
-        assert_within("delay per contention", per_wait, waited / 20, 0.10);
-    }
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let waits = printed_list(&r, "waits");
+    let charged = printed_list(&r, "charged");
+    assert_eq!(waits.len(), 1000);
+    let short = || waits.iter().filter(|&&d| d > 0.0 && d < rate);
+    assert!(
+        short().count() > 500,
+        "most waits are shorter than the rate: {:?}",
+        &waits[..10]
+    );
 
+    let block = profile(&r, "block");
+    let truth: f64 = waits.iter().sum();
+    let sd = short().map(|d| d * (rate - d)).sum::<f64>().sqrt();
+    let got = summarize(&block, "delay").cum("waiter_site") as f64;
+    assert_within_sd("sampled block delay", got, truth, sd);
+    let count_sd = short().map(|d| rate / d - 1.0).sum::<f64>().sqrt();
+    let counted = summarize(&block, "contentions").cum("waiter_site") as f64;
+    let waited = waits.iter().filter(|&&d| d > 0.0).count() as f64;
+    assert_within_sd("sampled block contentions", counted, waited, count_sd);
+
+    let mutex = profile(&r, "mutex");
+    let truth: f64 = charged.iter().sum();
+    let sd = (charged.iter().map(|c| c * c).sum::<f64>() * (fraction - 1.0)).sqrt();
+    let got = summarize(&mutex, "delay").cum("sampled_holder_section") as f64;
+    assert_within_sd("sampled mutex delay", got, truth, sd);
+}
+
+#[test]
+fn long_waits_are_kept_as_they_are_at_any_rate() {
+    // The 200 ms semaphore wait and the 500 ms join are above a 100 ms rate: always kept,
+    // each once, with its own delay.
+    let prog = build("contention");
     let r = run(
         "contention-sampled-sem",
         &prog,
         &["sem_join"],
         &[("RPROF_BLOCK_RATE", "100000000")],
     );
-    let b = summarize(&profile(&r, "block"), "delay");
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let block = profile(&r, "block");
+    let b = summarize(&block, "delay");
     assert_within(
         "long wait kept as is",
         b.cum("sem_waiter_site"),
         printed(&r, "sem_ns"),
+        0.10,
+    );
+    assert_within(
+        "join kept as is",
+        b.cum("join_site"),
+        printed(&r, "join_ns"),
+        0.10,
+    );
+    let c = summarize(&block, "contentions");
+    assert_eq!((c.cum("sem_waiter_site"), c.cum("join_site")), (1, 1));
+}
+
+/// Every timed and clock variant, a writer blocked by a reader, a contended spin lock and a
+/// barrier: each 40 ms wait is recorded at its site, starting at the call itself.
+#[test]
+fn every_wait_variant_is_recorded_at_its_call() {
+    let r = record_all("variants");
+    let block = profile(&r, "block");
+    let b = summarize(&block, "delay");
+    let c = summarize(&block, "contentions");
+    for call in [
+        "pthread_mutex_timedlock",
+        "pthread_mutex_clocklock",
+        "pthread_rwlock_wrlock",
+        "pthread_rwlock_timedrdlock",
+        "pthread_rwlock_timedwrlock",
+        "pthread_rwlock_clockrdlock",
+        "pthread_rwlock_clockwrlock",
+        "pthread_cond_timedwait",
+        "pthread_cond_clockwait",
+        "sem_timedwait",
+        "sem_clockwait",
+        "pthread_spin_lock",
+        "pthread_barrier_wait",
+    ] {
+        let site = format!("site_{}", call.strip_prefix("pthread_").unwrap_or(call));
+        let waited = printed(&r, &format!("{call}_ns"));
+        assert!(waited >= 35 * MS, "{call}: the program waited {waited} ns");
+        assert_within(&format!("{call} at {site}"), b.cum(&site), waited, 0.10);
+        assert_eq!(c.cum(&site), 1, "{call}: one wait");
+        assert_leaf(&block, &site, call);
+    }
+}
+
+#[test]
+fn zero_rate_or_fraction_turns_that_profile_off() {
+    let prog = build("contention");
+    let r = run(
+        "contention-block-off",
+        &prog,
+        &["mutex"],
+        &[("RPROF_BLOCK_RATE", "0"), ("RPROF_MUTEX_FRACTION", "1")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(r.files_of("block").is_empty(), "{:?}", r.files());
+    let m = summarize(&profile(&r, "mutex"), "delay");
+    assert_within(
+        "mutex without block",
+        m.cum("holder_section"),
+        printed(&r, "wait_ns"),
+        0.10,
+    );
+
+    let r = run(
+        "contention-mutex-off",
+        &prog,
+        &["mutex"],
+        &[("RPROF_BLOCK_RATE", "1"), ("RPROF_MUTEX_FRACTION", "0")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(r.files_of("mutex").is_empty(), "{:?}", r.files());
+    let b = summarize(&profile(&r, "block"), "delay");
+    assert_within(
+        "block without mutex",
+        b.cum("waiter_site"),
+        printed(&r, "wait_ns"),
         0.10,
     );
 }

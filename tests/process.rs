@@ -5,7 +5,8 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -58,12 +59,17 @@ fn exec_started_program_is_profiled_into_its_own_file() {
 }
 
 /// Starts long_running, waits for its "ready" line, and returns the child and its stdout.
-fn start_long_running(
-    dir: &std::path::Path,
+fn start_long_running(dir: &Path, seconds: &str) -> (Child, BufReader<ChildStdout>) {
+    start_long_running_with(dir, seconds, &[])
+}
+
+fn start_long_running_with(
+    dir: &Path,
     seconds: &str,
-) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    env: &[(&str, &str)],
+) -> (Child, BufReader<ChildStdout>) {
     let prog = build("long_running");
-    let mut child = spawn(&prog, &[seconds], &[], dir);
+    let mut child = spawn(&prog, &[seconds], env, dir);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -71,7 +77,7 @@ fn start_long_running(
     (child, out)
 }
 
-fn rest_of(mut out: BufReader<std::process::ChildStdout>) -> String {
+fn rest_of(mut out: BufReader<ChildStdout>) -> String {
     let mut s = String::new();
     std::io::Read::read_to_string(&mut out, &mut s).unwrap();
     s
@@ -87,13 +93,7 @@ fn dump_signal_writes_numbered_snapshots_that_add_up() {
         kill(pid, "USR2");
         // The snapshot appears while the program keeps running.
         let path = dir.join(format!("rprof.{pid}.cpu.{n}.pb.gz"));
-        for _ in 0..50 {
-            if path.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(path.exists(), "snapshot {n} missing");
+        assert!(appears(&path), "snapshot {n} missing");
     }
     let stdout = rest_of(out);
     let status = child.wait().unwrap();
@@ -194,25 +194,58 @@ fn program_taking_sigprof_stops_cpu_profiling_with_a_warning() {
     let r = run("sigprof", &prog, &["prof"], &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert!(r.stdout().contains("own SIGPROF handler ran"));
+    // None of rprof's timer signals reached the program's handler: its timers stopped.
+    assert!(
+        r.stdout()
+            .contains("timer signals seen by the program: 0\n"),
+        "{}",
+        r.stdout()
+    );
     let warnings = r.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("SIGPROF"));
     assert_eq!(r.files_of("cpu").len(), 1);
 }
 
+/// Spawns `sh -c "trap '' INT; exec signals_view"` (as a shell's background job or nohup
+/// starts a program) and reads its report up to "waiting".
+fn start_signals_view_with_sigint_ignored(dir: &Path) -> (Child, BufReader<ChildStdout>, String) {
+    let prog = build("signals_view");
+    let mut child = command(
+        Path::new("/bin/sh"),
+        &["-c", &format!("trap '' INT; exec {}", prog.display())],
+        &[],
+        dir,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 || line == "waiting\n" {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    (child, out, seen)
+}
+
 #[test]
 fn ignored_sigint_stays_ignored() {
-    // A shell's background job, or nohup, starts a program with signals ignored.
-    let prog = build("signals_view");
     let dir = out_dir("ignored");
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("trap '' INT; exec {}", prog.display()))
-        .env("LD_PRELOAD", lib())
-        .env("RPROF_OUT", dir.join("rprof"))
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("INT=ignore\n"));
+    let (mut child, out, seen) = start_signals_view_with_sigint_ignored(&dir);
+    assert!(seen.starts_with("INT=ignore\n"), "{seen}");
+    // SIGINT does nothing to it, as without rprof; its own SIGTERM handler then ends it.
+    kill(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(200));
+    kill(child.id(), "TERM");
+    let rest = rest_of(out);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{status:?}: it survived SIGINT");
+    assert_eq!(rest, "caught TERM\n");
 }
 
 #[test]
@@ -272,4 +305,234 @@ fn legacy_signal_interfaces_see_and_keep_the_programs_view() {
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings.iter().any(|w| w.contains("signal 12")));
     assert!(warnings.iter().any(|w| w.contains("SIGPROF")));
+}
+
+/// Waits up to 5 s for `path` to exist.
+fn appears(path: &Path) -> bool {
+    for _ in 0..250 {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The dump signal given by RPROF_SIGNAL writes a snapshot; the default one (SIGUSR2) is
+/// then the program's again, and its default action ends the program.
+fn snapshot_signal_is(value: &str, kill_arg: &str) {
+    let dir = out_dir(&format!("signal-{value}"));
+    let (mut child, out) = start_long_running_with(&dir, "20", &[("RPROF_SIGNAL", value)]);
+    let pid = child.id();
+    // At once: a request that comes before the collector thread first runs is served too.
+    kill(pid, kill_arg);
+    if !appears(&dir.join(format!("rprof.{pid}.cpu.1.pb.gz"))) {
+        child.kill().unwrap();
+        let mut e = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut e).unwrap();
+        panic!("RPROF_SIGNAL={value}: no snapshot after kill -{kill_arg}: {e}");
+    }
+    kill(pid, "USR2");
+    rest_of(out);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(12),
+        "{status:?}: SIGUSR2's default action"
+    );
+}
+
+#[test]
+fn rprof_signal_chooses_the_snapshot_signal() {
+    snapshot_signal_is("USR1", "USR1");
+    snapshot_signal_is("SIGUSR1", "USR1");
+    snapshot_signal_is("10", "USR1");
+    // glibc's SIGRTMIN is 34.
+    snapshot_signal_is("RTMIN+2", "36");
+}
+
+#[test]
+fn rprof_signal_none_leaves_every_signal_to_the_program() {
+    let dir = out_dir("signal-none");
+    let (mut child, out) = start_long_running_with(&dir, "20", &[("RPROF_SIGNAL", "none")]);
+    std::thread::sleep(Duration::from_millis(200));
+    kill(child.id(), "USR2");
+    rest_of(out);
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(12), "{status:?}");
+    assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+}
+
+#[test]
+fn rprof_log_levels() {
+    let prog = build("cpu_split");
+    let lines = |level: &str| {
+        let r = run(
+            &format!("log-{level}"),
+            &prog,
+            &["40"],
+            &[("RPROF_LOG", level), ("RPROF_CPU_HZ", "fast")],
+        );
+        assert!(r.output.status.success());
+        assert_eq!(r.output.stdout, run_plain(&prog, &["40"]).stdout);
+        // Every line rprof writes is an rprof: line; the program wrote only cpu_ns=.
+        let other: Vec<String> = r
+            .stderr()
+            .lines()
+            .filter(|l| !l.starts_with("rprof:") && !l.starts_with("cpu_ns="))
+            .map(String::from)
+            .collect();
+        assert!(other.is_empty(), "{other:?}");
+        r.warnings()
+    };
+    let bad = |l: &String| l.contains("RPROF_CPU_HZ") && l.contains("fast");
+    let profiling = |l: &String| l.starts_with("rprof: profiling pid ");
+    assert!(lines("off").is_empty());
+    let warn = lines("warn");
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(bad(&warn[0]));
+    let info = lines("info");
+    assert!(
+        info.iter().any(bad) && info.iter().any(profiling),
+        "{info:?}"
+    );
+    let debug = lines("debug");
+    assert!(
+        debug.iter().any(bad) && debug.iter().any(profiling) && debug.len() > info.len(),
+        "debug: {debug:?}\ninfo: {info:?}"
+    );
+}
+
+#[test]
+fn rprof_profiles_selects_the_files() {
+    let prog = build("phases");
+    for (list, kinds) in [
+        ("cpu", vec!["cpu"]),
+        ("heap,mutex", vec!["heap", "mutex"]),
+        ("block", vec!["block"]),
+        (
+            "cpu,heap,block,mutex",
+            vec!["block", "cpu", "heap", "mutex"],
+        ),
+    ] {
+        let dir = out_dir("profiles");
+        let out = command(&prog, &[], &[("RPROF_PROFILES", list)], &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"\n\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+        let written: Vec<String> = files_in(&dir)
+            .iter()
+            .map(|f| {
+                f.to_string_lossy()
+                    .split('.')
+                    .nth_back(2)
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(written, kinds, "RPROF_PROFILES={list}");
+    }
+}
+
+/// A summary of one kind's file: the site function's value of sample type `index`.
+fn site_value(path: &Path, index: &str, site: &str) -> i64 {
+    summarize(&load(path), index).cum(site)
+}
+
+#[test]
+fn dump_signal_writes_every_kind_heap_block_mutex_cumulative() {
+    use std::io::Write;
+    let prog = build("phases");
+    let dir = out_dir("phases");
+    let mut child = command(
+        &prog,
+        &[],
+        &[
+            ("RPROF_HEAP_RATE", "1"),
+            ("RPROF_BLOCK_RATE", "1"),
+            ("RPROF_MUTEX_FRACTION", "1"),
+        ],
+        &dir,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for n in 1..=2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("phase {n}\n"));
+        kill(pid, "USR2");
+        for kind in ["cpu", "heap", "block", "mutex"] {
+            let path = dir.join(format!("rprof.{pid}.{kind}.{n}.pb.gz"));
+            assert!(appears(&path), "{} missing", path.display());
+        }
+        stdin.write_all(b"\n").unwrap();
+    }
+    assert_eq!(rest_of(out), "done\n");
+    assert!(child.wait().unwrap().success());
+    let file = |kind: &str, n: Option<u32>| match n {
+        Some(n) => dir.join(format!("rprof.{pid}.{kind}.{n}.pb.gz")),
+        None => dir.join(format!("rprof.{pid}.{kind}.pb.gz")),
+    };
+    const MIB: i64 = 1 << 20;
+    // Heap: cumulative allocations, in-use as of each dump.
+    for (n, one_inuse, two_alloc) in [
+        (Some(1), 10 * MIB, 0),
+        (Some(2), 0, 20 * MIB),
+        (None, 0, 20 * MIB),
+    ] {
+        let f = file("heap", n);
+        assert_eq!(
+            site_value(&f, "alloc_space", "phase_one_alloc"),
+            10 * MIB,
+            "{n:?}"
+        );
+        assert_eq!(
+            site_value(&f, "inuse_space", "phase_one_alloc"),
+            one_inuse,
+            "{n:?}"
+        );
+        assert_eq!(
+            site_value(&f, "alloc_space", "phase_two_alloc"),
+            two_alloc,
+            "{n:?}"
+        );
+        assert_eq!(
+            site_value(&f, "inuse_space", "phase_two_alloc"),
+            two_alloc,
+            "{n:?}"
+        );
+    }
+    // Block and mutex: cumulative, five waits a phase.
+    for (kind, one, two) in [
+        ("block", "phase_one_wait", "phase_two_wait"),
+        ("mutex", "phase_one_hold", "phase_two_hold"),
+    ] {
+        for (n, twos) in [(Some(1), 0), (Some(2), 5), (None, 5)] {
+            let f = file(kind, n);
+            assert_eq!(site_value(&f, "contentions", one), 5, "{kind} {n:?}");
+            assert_eq!(site_value(&f, "contentions", two), twos, "{kind} {n:?}");
+            assert!(
+                site_value(&f, "delay", one) >= 5 * 15_000_000,
+                "{kind} {n:?}"
+            );
+        }
+    }
+    // CPU: each file the window since the previous one.
+    let cpu = |n, f| site_value(&file("cpu", n), "cpu", f);
+    assert!(cpu(Some(1), "phase_one_burn") > 0 && cpu(Some(1), "phase_two_burn") == 0);
+    assert!(cpu(Some(2), "phase_one_burn") == 0 && cpu(Some(2), "phase_two_burn") > 0);
+    assert!(cpu(None, "phase_one_burn") == 0 && cpu(None, "phase_two_burn") == 0);
 }

@@ -14,9 +14,18 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The release build's directory (`<target>/release`), wherever the target directory is
+/// (CARGO_TARGET_DIR moves it; cargo puts CARGO_TARGET_TMPDIR at `<target>/tmp`).
+pub fn release_dir() -> PathBuf {
+    scratch()
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target directory")
+        .join("release")
+}
+
 /// librprof.so from the release build (scripts/test.sh builds it before the tests run).
 pub fn lib() -> PathBuf {
-    let p = root().join("target/release/librprof.so");
+    let p = release_dir().join("librprof.so");
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --release` first (scripts/test.sh does)",
@@ -31,7 +40,7 @@ fn scratch() -> PathBuf {
 
 static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
-/// Compiles c_tests/<name>.c (or .cpp) with `-O2 -g` and no frame pointers, once per run.
+/// Compiles c_tests/<name>.c (or .cpp, or .rs with rustc) with `-O2 -g` and no frame pointers, once per run.
 pub fn build(name: &str) -> PathBuf {
     let out_dir = scratch().join("c_tests");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -42,6 +51,19 @@ pub fn build(name: &str) -> PathBuf {
         return out;
     }
     let c = root().join(format!("c_tests/{name}.c"));
+    let rust = root().join(format!("c_tests/{name}.rs"));
+    if rust.exists() {
+        // Optimised, with debug info, no frame pointers (the default), as a release build.
+        let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .args(["-C", "opt-level=2", "-g", "-o"])
+            .arg(&out)
+            .arg(&rust)
+            .status()
+            .expect("rustc is needed");
+        assert!(status.success(), "compiling {}", rust.display());
+        built.insert(name.to_owned());
+        return out;
+    }
     let library = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so"));
     let (src, compiler) = if let Some(lib) = library {
         (root().join(format!("c_tests/{lib}.c")), "cc")
@@ -136,16 +158,25 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// A command for `prog` under librprof.so writing to `dir` (RPROF_OUT=<dir>/rprof).
+/// Removes every `RPROF_*` variable of the test's own environment from `cmd`, so that
+/// a caller's settings never leak into a run.
+pub fn clear_rprof_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("RPROF_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A command for `prog` under librprof.so writing to `dir` (RPROF_OUT=<dir>/rprof), with
+/// no `RPROF_*` variable but those in `env`.
 pub fn command(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {
     let mut cmd = Command::new(prog);
+    clear_rprof_env(&mut cmd);
     cmd.args(args)
         .env("LD_PRELOAD", lib())
-        .env("RPROF_OUT", dir.join("rprof"))
-        .env_remove("RPROF_PROFILES")
-        .env_remove("RPROF_CPU_HZ")
-        .env_remove("RPROF_LOG")
-        .env_remove("RPROF_SIGNAL");
+        .env("RPROF_OUT", dir.join("rprof"));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -261,10 +292,31 @@ pub fn assert_within(what: &str, value: i64, truth: i64, rel: f64) {
     );
 }
 
-/// `go tool pprof -top` on a file, when `go` is installed.
+/// Whether an optional tool the test needs is there. Missing under CI (CI=true), the
+/// test fails, since `.ci/run` installs it; elsewhere it says that it skips that part.
+pub fn have_tool(what: &str, present: bool, install: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{what} is missing under CI: .ci/run must install {install}"
+        );
+        eprintln!("skipped: {what} is not installed (install {install})");
+    }
+    present
+}
+
+/// Whether `go` (for `go tool pprof`) is installed; see `have_tool`.
+pub fn have_go() -> bool {
+    let present = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    have_tool("go", present, "golang-go")
+}
+
+/// `go tool pprof -top` on a file, when `go` is installed (see `have_tool`).
 pub fn go_pprof_top(path: &Path, extra: &[&str]) -> Option<String> {
-    let probe = Command::new("go").arg("version").output().ok()?;
-    if !probe.status.success() {
+    if !have_go() {
         return None;
     }
     let out = Command::new("go")
