@@ -9,7 +9,8 @@
  *   leak_posix_memalign / leak_aligned_alloc / leak_memalign / leak_valloc: one block each
  *   kept_after_failed_realloc  malloc(5000), then a realloc far too large fails: the
  *                    5000 B block stays allocated and is leaked
- * Prints one line to stdout. */
+ * keep_live's blocks are written to, so they are resident. Prints one line to stdout, and
+ * to stderr its resident set at the end (rss=N hwm=N, bytes, from /proc/self/status). */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,11 @@ static void check(void *p) {
 }
 
 __attribute__((noinline)) void keep_live(void **out) {
-    for (int i = 0; i < 32; i++) { out[i] = malloc(2 * MiB); check(out[i]); }
+    for (int i = 0; i < 32; i++) {
+        out[i] = malloc(2 * MiB);
+        check(out[i]);
+        memset(out[i], 1, 2 * MiB);
+    }
 }
 
 __attribute__((noinline)) void churn(int n) {
@@ -84,5 +89,14 @@ int main(int argc, char **argv) {
     leak_valloc();
     kept_after_failed_realloc();
     printf("heap_sites done\n");
+    long long rss = -1, hwm = -1;
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "VmRSS: %lld", &rss);
+        sscanf(line, "VmHWM: %lld", &hwm);
+    }
+    if (f) fclose(f);
+    fprintf(stderr, "rss=%lld hwm=%lld\n", rss * 1024, hwm * 1024);
     return 0;
 }

@@ -15,7 +15,8 @@ mod burner {
 
     #[inline(never)]
     pub fn generic_burn<T: Into<u64>>(n: T) -> u64 {
-        burn_rust(n.into())
+        // Not a tail call, so this frame stays on the stack.
+        burn_rust(n.into()) ^ 1
     }
 }
 

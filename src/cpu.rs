@@ -327,3 +327,46 @@ impl CpuData {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples that find the ring full are counted, drained as `lost`, and written as a
+    /// sample of the synthetic frame `rprof::lost_samples` standing for all of them.
+    #[test]
+    fn lost_samples_reach_the_written_profile() {
+        assert!(RING.init());
+        let pushed = 5000u64;
+        let pc = lost_samples_reach_the_written_profile as *const () as u64;
+        for _ in 0..pushed {
+            RING.push(2, |rec| {
+                rec.depth = 1;
+                rec.pcs[0] = pc;
+            });
+        }
+        let mut data = CpuData::default();
+        data.drain_ring();
+        assert!(data.lost > 0, "5000 samples cannot fit the ring");
+        let kept: u64 = data.counts.values().sum();
+        assert_eq!(kept + data.lost, 2 * pushed);
+        let mut symbolizer = Symbolizer::new();
+        let p = crate::pprof::cpu_profile(&data, &mut symbolizer, 4_000_000, 0, 1);
+        let bytes = rprof_profile::encode_gzip(&p);
+        let p = rprof_profile::decode(&bytes).unwrap();
+        rprof_profile::check_valid(&p).unwrap();
+        let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+        let lost: Vec<_> = p
+            .sample
+            .iter()
+            .filter(|s| {
+                p.frames(s, &locs, &funcs)
+                    .iter()
+                    .any(|f| f.function == rprof_profile::names::LOST_SAMPLES_FRAME)
+            })
+            .collect();
+        assert_eq!(lost.len(), 1);
+        let n = data.lost as i64;
+        assert_eq!(lost[0].value, vec![n, n * 4_000_000]);
+    }
+}

@@ -18,7 +18,12 @@ const RATE: f64 = 524_288.0;
 
 /// Standard deviation of the estimated bytes of `count` blocks of `size` at the default rate.
 fn sigma(count: f64, size: f64) -> f64 {
-    let p = 1.0 - (-size / RATE).exp();
+    sigma_at(RATE, count, size)
+}
+
+/// The same at sampling rate `rate`.
+fn sigma_at(rate: f64, count: f64, size: f64) -> f64 {
+    let p = 1.0 - (-size / rate).exp();
     size * (count * (1.0 - p) / p).sqrt()
 }
 
@@ -336,4 +341,113 @@ fn counts_stay_exact_across_thread_exits() {
     let (m0, f0) = counts("0");
     let (m1, f1) = counts("100");
     assert_eq!((m1 - m0, f1 - f0), (2100 * 100, 2100 * 100));
+}
+
+/// At RPROF_HEAP_RATE = 4096 the same program gives many samples, so tight bounds test the
+/// unbiasing itself: mixed_site's 16 MiB of 16-byte blocks are each sampled with
+/// probability 1 − exp(−16/4096) ≈ 0.4 %, about 4100 samples, relative sd 1.6 % (bound
+/// 7.8 %); its 1 MiB blocks are always sampled. Counting each sample once, or correcting
+/// one bucket of both sizes by their average size (jeprof's way), lands far outside.
+#[test]
+fn low_rate_estimates_are_tight() {
+    let prog = build("heap_sites");
+    let r = run("heap-4096", &prog, &[], &[("RPROF_HEAP_RATE", "4096")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let p = heap_file(&r);
+    assert_eq!(p.period, 4096);
+    let rate = 4096.0;
+    let sites = by_leaf_and_size(&p);
+    let within = |what: &str, got: i64, truth: f64, sd: f64| {
+        assert!(
+            (got as f64 - truth).abs() <= 5.0 * sd,
+            "{what}: {got} vs {truth} ± {:.0} (5 sd)",
+            5.0 * sd
+        );
+    };
+    let small = sites[&("mixed_site".to_owned(), 16)];
+    let n = 1_048_576.0;
+    within(
+        "mixed_site 16 B in use",
+        small[3],
+        16.0 * n,
+        sigma_at(rate, n, 16.0),
+    );
+    within(
+        "mixed_site 16 B objects",
+        small[2],
+        n,
+        sigma_at(rate, n, 16.0) / 16.0,
+    );
+    let big = sites[&("mixed_site".to_owned(), MIB)];
+    within(
+        "mixed_site 1 MiB in use",
+        big[3],
+        8.0 * MIB as f64,
+        sigma_at(rate, 8.0, MIB as f64),
+    );
+    let s_alloc = summarize(&p, "alloc_space");
+    within(
+        "churn allocated",
+        s_alloc.flat("churn"),
+        1600.0 * 65536.0,
+        sigma_at(rate, 1600.0, 65536.0),
+    );
+}
+
+/// The statistics at rate 1 against what heap_sites did (argument 64): TotalAlloc is the
+/// bytes it asked for plus the C library's few own allocations (stdio's buffer: at most
+/// 64 KiB), HeapObjects the blocks still live at exit plus at most 16 of the C library's,
+/// and RSS as the program itself read it just before exit, plus what writing the
+/// profile took.
+#[test]
+fn statistics_match_what_the_program_did() {
+    let prog = build("heap_sites");
+    let r = run("heap-stats", &prog, &["64"], &[("RPROF_HEAP_RATE", "1")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let p = heap_file(&r);
+    let nsmall: i64 = 1_048_576 / 64;
+    let requested = 32 * 2 * MIB
+        + 25 * 65536
+        + 8 * (nsmall + 8)
+        + 8 * MIB
+        + nsmall * 16
+        + 256 * 1024
+        + 100
+        + 300_000
+        + 200_000
+        + 409_600
+        + 123_456
+        + 333_333
+        + 5000;
+    let total = statistic(&p, "TotalAlloc");
+    assert!(
+        (requested..=requested + 65536).contains(&total),
+        "TotalAlloc {total}, the program asked for {requested}"
+    );
+    let (mallocs, frees) = (statistic(&p, "Mallocs"), statistic(&p, "Frees"));
+    let objects = statistic(&p, "HeapObjects");
+    assert_eq!(objects, mallocs - frees);
+    let live = 32 + 1 + 8 + nsmall + 1 + 1 + 4 + 1;
+    assert!(
+        (live..=live + 16).contains(&objects),
+        "HeapObjects {objects}, {live} blocks live"
+    );
+    let stderr = r.stderr();
+    let line = stderr.lines().find(|l| l.starts_with("rss=")).unwrap();
+    let nums: Vec<i64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (rss, hwm) = (nums[0], nums[1]);
+    assert!(rss > 64 * MIB, "{line}");
+    let comments = p.comments().join("\n");
+    let rss_line = comments.lines().find(|l| l.starts_with("RSS = ")).unwrap();
+    let got: Vec<i64> = rss_line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        (rss - 4 * MIB..=rss + 64 * MIB).contains(&got[0]) && got[1] >= hwm && got[1] >= got[0],
+        "{rss_line} vs the program's {line}"
+    );
 }
