@@ -3,6 +3,7 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -147,8 +148,11 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
 /// Two CPU profiles of cpu_split (400 and 800 units) and a heap profile.
 fn two_runs() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let prog = build("cpu_split");
-    let a = run("cli-a", &prog, &["400"], &[]);
-    let b = run("cli-b", &prog, &["800"], &[]);
+    // 250 Hz: about 130 and 260 samples, so that burn_three's 3/4 never ties burn_one's
+    // 1/4 (the --cum order below).
+    let hz = [("RPROF_CPU_HZ", "250")];
+    let a = run("cli-a", &prog, &["400"], &hz);
+    let b = run("cli-b", &prog, &["800"], &hz);
     let heap = build("heap_sites");
     // Every allocation recorded: at the default rate churn's 25 blocks of 64 KiB would all
     // go unsampled about 4 % of the time.
@@ -201,10 +205,14 @@ fn flame_writes_well_formed_svg_with_the_functions() {
     }
 }
 
-#[test]
-fn diff_matches_go_pprof_diff_base() {
-    let (a, b, _) = two_runs();
-    let out = rprof().arg("diff").arg(&a).arg(&b).output().unwrap();
+/// `rprof diff` and `go tool pprof -top -diff_base` give the same table.
+fn assert_diff_matches_go(base: &Path, new: &Path, index: Option<&str>) -> Vec<String> {
+    let mut cmd = rprof();
+    cmd.arg("diff").arg(base).arg(new);
+    if let Some(i) = index {
+        cmd.args(["--sample-index", i]);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -212,11 +220,51 @@ fn diff_matches_go_pprof_diff_base() {
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let ours = table(&text);
-    // 800 units minus 400 units: all the growth is in spin, under burn_three and burn_one.
-    assert!(ours[1].ends_with(" spin"), "{text}");
-    if let Some(go) = go_pprof_top(&b, &[&format!("-diff_base={}", a.display())]) {
+    let mut extra = vec![format!("-diff_base={}", base.display())];
+    if let Some(i) = index {
+        extra.push(format!("-sample_index={i}"));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    if let Some(go) = go_pprof_top(new, &extra) {
         assert_eq!(ours, table(&go), "rprof diff:\n{text}\ngo:\n{go}");
     }
+    ours
+}
+
+#[test]
+fn diff_matches_go_pprof_diff_base() {
+    let (a, b, _) = two_runs();
+    // 800 units minus 400 units: all the growth is in spin, under burn_three and burn_one.
+    let ours = assert_diff_matches_go(&a, &b, None);
+    assert!(ours[1].ends_with(" spin"), "{ours:?}");
+    // 400 minus 800: negative rows, whose percentages pprof prints without a sign.
+    let ours = assert_diff_matches_go(&b, &a, None);
+    assert!(
+        ours[1].starts_with('-') && ours[1].ends_with(" spin"),
+        "{ours:?}"
+    );
+    let pct = ours[1].split_whitespace().nth(1).unwrap();
+    assert!(!pct.starts_with('-'), "{ours:?}");
+}
+
+#[test]
+fn diff_of_heap_profiles_with_a_sample_index() {
+    let heap = build("heap_sites");
+    let files: Vec<_> = ["64", "32"]
+        .iter()
+        .map(|div| {
+            let r = run("cli-heap-diff", &heap, &[div], &[("RPROF_HEAP_RATE", "1")]);
+            r.files_of("heap")[0].clone()
+        })
+        .collect();
+    // Dividing the small loops by 32 instead of 64 doubles churn's and mixed_site's small
+    // blocks: 25 more blocks of 64 KiB allocated at churn, 16384 more of 16 B at mixed_site.
+    let ours = assert_diff_matches_go(&files[0], &files[1], Some("alloc_space"));
+    let churn = ours.iter().find(|r| r.ends_with(" churn")).unwrap();
+    assert!(churn.starts_with("1.56MB "), "{ours:?}");
+    let ours = assert_diff_matches_go(&files[1], &files[0], Some("alloc_objects"));
+    let mixed = ours.iter().find(|r| r.ends_with(" mixed_site")).unwrap();
+    assert!(mixed.starts_with("-16384 "), "{ours:?}");
 }
 
 #[test]
@@ -315,4 +363,194 @@ fn inspect_and_top_options() {
         samples[1].ends_with(" spin") && !samples[1].contains("ms"),
         "{samples:?}"
     );
+}
+
+/// (function, width in %, fg:w) of every frame drawn in a flame graph.
+fn flame_frames(svg: &str) -> Vec<(String, f64, i64)> {
+    let mut out = Vec::new();
+    for part in svg.split("<g><title>").skip(1) {
+        let name = part.split(" (").next().unwrap().to_owned();
+        let attr = |a: &str| {
+            let start = part.find(&format!(" {a}=\"")).unwrap() + a.len() + 3;
+            let len = part[start..].find('"').unwrap();
+            part[start..start + len].trim_end_matches('%').to_owned()
+        };
+        out.push((
+            name,
+            attr("width").parse().unwrap(),
+            attr("fg:w").parse().unwrap(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn flame_graph_widths_are_the_values() {
+    let (cpu, _, heap) = two_runs();
+    for (file, index, functions) in [
+        (&cpu, "cpu", vec!["burn_three", "burn_one", "work", "main"]),
+        (
+            &heap,
+            "alloc_space",
+            vec!["keep_live", "churn", "mixed_site"],
+        ),
+    ] {
+        let out = file.with_extension(format!("{index}.svg"));
+        let st = rprof()
+            .arg("flame")
+            .arg(file)
+            .args(["--sample-index", index, "-o"])
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let frames = flame_frames(&std::fs::read_to_string(&out).unwrap());
+        let s = summarize(&load(file), index);
+        let all = frames.iter().find(|f| f.0 == "all").unwrap();
+        assert_eq!(all.2, s.total, "the root is the total");
+        for f in &functions {
+            // Each of these functions is on a stack once: its frames add up to its cum.
+            let drawn: i64 = frames.iter().filter(|x| x.0 == *f).map(|x| x.2).sum();
+            assert_eq!(drawn, s.cum(f), "{f} in {}", out.display());
+            assert!(drawn > 0, "{f}");
+        }
+        for (name, width, w) in &frames {
+            let expect = *w as f64 * 100.0 / s.total as f64;
+            assert!(
+                (width - expect).abs() < 0.001,
+                "{name}: {width}% for {w} of {}",
+                s.total
+            );
+        }
+    }
+}
+
+#[test]
+fn run_options_set_the_profiles_and_rates() {
+    let heap = build("heap_sites");
+    let dir = out_dir("cli-options");
+    let out = rprof()
+        .args([
+            "run",
+            "--profiles",
+            "cpu,heap",
+            "--cpu-hz",
+            "250",
+            "--heap-rate",
+            "4096",
+            "-o",
+        ])
+        .arg(dir.join("p"))
+        .arg("--")
+        .arg(&heap)
+        .arg("64")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = files_in(&dir);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(
+        load(&files_of(&dir, "cpu")[0]).period,
+        4_000_000,
+        "1e9 / 250 Hz"
+    );
+    assert_eq!(load(&files_of(&dir, "heap")[0]).period, 4096);
+
+    let contention = build("contention");
+    let dir = out_dir("cli-options-locks");
+    let out = rprof()
+        .args(["run", "--block-rate", "0", "--mutex-fraction", "1", "-o"])
+        .arg(dir.join("p"))
+        .arg("--")
+        .arg(&contention)
+        .arg("mutex")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let waited: i64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("wait_ns=")?.parse().ok())
+        .unwrap();
+    assert!(
+        files_of(&dir, "block").is_empty(),
+        "block rate 0: no block file"
+    );
+    let m = summarize(&load(&files_of(&dir, "mutex")[0]), "delay");
+    // Every contention recorded (fraction 1), so the total is what the waiter waited.
+    assert_within(
+        "mutex delay at fraction 1",
+        m.cum("holder_section"),
+        waited,
+        0.10,
+    );
+}
+
+#[test]
+fn run_uses_rprof_lib() {
+    let dir = out_dir("cli-lib");
+    let copy = dir.join("other-librprof.so");
+    std::fs::copy(lib(), &copy).unwrap();
+    // The shell itself is the preloaded process: it finds the copy in its own mappings.
+    let out = rprof()
+        .env("RPROF_LIB", &copy)
+        .args(["run", "-o"])
+        .arg(dir.join("p"))
+        .args(["--", "sh", "-c", "grep -c other-librprof.so /proc/$$/maps"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let count: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(count > 0);
+    assert!(!files_in(&dir).is_empty());
+
+    let marker = dir.join("ran");
+    let out = rprof()
+        .env("RPROF_LIB", "/nonexistent/librprof.so")
+        .args(["run", "--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("rprof: ") && stderr.contains("RPROF_LIB=/nonexistent/librprof.so"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the program is not run");
+}
+
+#[test]
+fn run_forwards_sigint() {
+    let prog = build("long_running");
+    let dir = out_dir("cli-sigint");
+    let mut child = rprof()
+        .args(["run", "-o"])
+        .arg(dir.join("p"))
+        .arg("--")
+        .arg(&prog)
+        .arg("20")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(child.id(), "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(2),
+        "rprof dies of the program's SIGINT"
+    );
+    let cpu = files_of(&dir, "cpu");
+    assert_eq!(cpu.len(), 1, "the final files are written: {cpu:?}");
+    assert!(summarize(&load(&cpu[0]), "cpu").cum("loop_burn") > 0);
 }

@@ -5,9 +5,9 @@
 //! tick per thread (250/s on common kernels), so n is taken as CPU seconds × min(hz, 250)
 //! × 0.8, a conservative count of the signals actually delivered. The programs draw the
 //! length of each pass of their work at random, so that passes do not keep step with the
-//! tick and each signal is an independent draw. The runs are long enough (about 3 s of
-//! CPU, n ≈ 600) that the bounds mean something: ±0.09 around a share of 3/4, ±0.09
-//! around 1/4.
+//! tick and each signal is an independent draw. The runs are long enough (about 5 s of
+//! CPU, n ≈ 1000) that the bounds mean something: ±0.07 around a share of 3/4 (a ratio
+//! between 2.2:1 and 4.3:1), ±0.07 around 1/4.
 
 mod common;
 
@@ -20,9 +20,9 @@ fn independent_samples(cpu_ns: i64, hz: f64) -> f64 {
 #[test]
 fn three_to_one_split_and_total_cpu() {
     let prog = build("cpu_split");
-    let r = run("split", &prog, &["2400"], &[("RPROF_CPU_HZ", "1000")]);
+    let r = run("split", &prog, &["4000"], &[("RPROF_CPU_HZ", "1000")]);
     assert!(r.output.status.success(), "{}", r.stderr());
-    assert_eq!(r.output.stdout, run_plain(&prog, &["2400"]).stdout);
+    assert_eq!(r.output.stdout, run_plain(&prog, &["4000"]).stdout);
     let files = r.files_of("cpu");
     assert_eq!(files.len(), 1, "{files:?}");
     let p = load(&files[0]);
@@ -103,7 +103,7 @@ fn default_rate_matches_cpu_time() {
 #[test]
 fn threads_each_get_their_share() {
     let prog = build("threads_equal");
-    let r = run("threads", &prog, &["600"], &[("RPROF_CPU_HZ", "1000")]);
+    let r = run("threads", &prog, &["1000"], &[("RPROF_CPU_HZ", "1000")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.stdout(), "threads_equal done\n");
     let p = load(&r.files_of("cpu")[0]);

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use rprof_profile::Profile;
 
-use crate::top::{formatter, rows, sample_index, sort_by_flat, write_table, Row};
+use crate::top::{drop_small, formatter, rows, sample_index, sort_by_flat, write_table, Row};
 use crate::units;
 
 pub fn report(
@@ -43,8 +43,10 @@ pub fn report(
         .filter(|r| r.flat != 0 || r.cum != 0)
         .collect();
     sort_by_flat(&mut rows);
+    drop_small(&mut rows);
     rows.truncate(limit.unwrap_or(usize::MAX));
-    let fmt = formatter(rows.iter(), &unit);
+    // pprof's total of a diff is the base's.
+    let fmt = formatter(rows.iter(), base_total, &unit);
     let mut s = String::new();
     let _ = writeln!(s, "Type: {name}");
     let _ = writeln!(

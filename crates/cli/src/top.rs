@@ -94,13 +94,9 @@ pub fn report(p: &Profile, file: &str, o: &TopOptions<'_>) -> Result<String, Str
     if o.by_cum {
         rows.sort_by(|a, b| b.cum.abs().cmp(&a.cum.abs()).then(a.name.cmp(&b.name)));
     }
-    // pprof drops nodes whose cum is at most 0.5% of the total.
-    let cutoff = (total.abs() as f64 * 0.005) as i64;
-    let all = rows.len();
-    rows.retain(|r| r.cum.abs() > cutoff);
-    let dropped = all - rows.len();
+    let dropped = drop_small(&mut rows);
     let shown_rows: Vec<&Row> = rows.iter().take(o.limit.unwrap_or(usize::MAX)).collect();
-    let fmt = formatter(shown_rows.iter().copied(), &unit);
+    let fmt = formatter(shown_rows.iter().copied(), total, &unit);
 
     let mut s = String::new();
     // As pprof: the main binary's name (the first mapping), else the file's.
@@ -142,7 +138,11 @@ pub fn report(p: &Profile, file: &str, o: &TopOptions<'_>) -> Result<String, Str
         fmt(total)
     );
     if dropped > 0 {
-        let _ = writeln!(s, "Dropped {dropped} nodes (cum <= {})", fmt(cutoff));
+        let _ = writeln!(
+            s,
+            "Dropped {dropped} nodes (cum <= {})",
+            fmt(node_cutoff(total))
+        );
     }
     if shown_rows.len() < rows.len() {
         let _ = writeln!(
@@ -175,38 +175,58 @@ pub fn format_time(nanos: i64) -> String {
     )
 }
 
+/// Drops rows as pprof's `newTrimmedGraph` drops nodes: those whose |cum| is below 0.5 %
+/// of the sum of every row's flat (the total, or in a diff the net change); returns how
+/// many.
+pub fn drop_small(rows: &mut Vec<Row>) -> usize {
+    let cutoff = node_cutoff(rows.iter().map(|r| r.flat).sum());
+    let all = rows.len();
+    rows.retain(|r| r.cum.abs() >= cutoff);
+    all - rows.len()
+}
+
+/// 0.5 % of `total`, pprof's default node fraction.
+pub fn node_cutoff(total: i64) -> i64 {
+    (total.abs() as f64 * 0.005) as i64
+}
+
 /// pprof's FlatNameOrder: |flat| descending, then name.
 pub fn sort_by_flat(rows: &mut [Row]) {
     rows.sort_by(|a, b| b.flat.abs().cmp(&a.flat.abs()).then(a.name.cmp(&b.name)));
 }
 
-/// Formats values in the one unit pprof would pick for these rows.
+/// Formats values in the one unit pprof would pick for these rows of a report whose
+/// total is `total`.
 pub fn formatter<'a>(
     rows: impl Iterator<Item = &'a Row>,
+    total: i64,
     unit: &str,
 ) -> Box<dyn Fn(i64) -> String> {
-    let values: Vec<i64> = rows.flat_map(|r| [r.flat, r.cum]).collect();
-    let out_unit = units::report_unit(&values, unit);
+    let min = rows
+        .map(|r| {
+            if r.flat != 0 {
+                r.flat.abs()
+            } else {
+                r.cum.abs()
+            }
+        })
+        .filter(|&v| v > 0)
+        .min()
+        .unwrap_or(0);
+    let out_unit = units::report_unit(min, total, unit);
     let unit = unit.to_owned();
     Box::new(move |v| units::format(v, &unit, out_unit))
 }
 
-/// The column header and one line per row, as pprof prints them; percentages of `total`
-/// (negative ones, in a diff, with a leading minus).
+/// The column header and one line per row, as pprof prints them; percentages of `total`,
+/// absolute values as pprof's (a negative row of a diff shows `12.50%`, its value `-5ms`).
 pub fn write_table<'a>(
     s: &mut String,
     rows: impl IntoIterator<Item = &'a Row>,
     total: i64,
     fmt: &dyn Fn(i64) -> String,
 ) {
-    let pct = |v: i64| {
-        let p = units::percent(v, total);
-        if v < 0 {
-            format!("{:>6}", format!("-{}", p.trim()))
-        } else {
-            p
-        }
-    };
+    let pct = |v: i64| units::percent(v, total);
     let _ = writeln!(
         s,
         "{:>10} {:>6} {:>6} {:>10} {:>6}",

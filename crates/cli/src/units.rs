@@ -38,13 +38,13 @@ pub fn auto_unit(value: i64, unit: &str) -> Option<&'static str> {
     )
 }
 
-/// pprof's choice of one output unit for a report: the unit of the smallest value, or of
-/// 100 × the smallest when the largest would need a bigger unit.
-pub fn report_unit(values: &[i64], unit: &str) -> Option<&'static str> {
-    let nonzero: Vec<i64> = values.iter().map(|v| v.abs()).filter(|&v| v > 0).collect();
-    let (Some(&min), Some(&max)) = (nonzero.iter().min(), nonzero.iter().max()) else {
-        return auto_unit(0, unit);
-    };
+/// pprof's choice of one output unit for a report (`selectOutputUnit`): `min` is the
+/// smallest value shown (each row's flat, or its cum where flat is 0), `max` the report's
+/// total. The unit of the smallest, or of 100 × the smallest when the total needs a bigger
+/// unit and is over 100 times the smallest.
+pub fn report_unit(min: i64, max: i64, unit: &str) -> Option<&'static str> {
+    let max = max.abs();
+    let min = if min == 0 { max } else { min.abs() };
     let (min_u, max_u) = (auto_unit(min, unit), auto_unit(max, unit));
     if min_u != max_u && min * 100 < max {
         auto_unit(min * 100, unit)
@@ -127,17 +127,20 @@ mod tests {
         // As pprof: the smallest value's unit, unless the largest needs a bigger one and
         // is over 100 times the smallest.
         assert_eq!(
-            report_unit(&[10_000_000, 2_000_000_000], "nanoseconds"),
+            report_unit(10_000_000, 2_000_000_000, "nanoseconds"),
             Some("s")
         );
         assert_eq!(
-            report_unit(&[10_000_000, 500_000_000], "nanoseconds"),
+            report_unit(10_000_000, 500_000_000, "nanoseconds"),
             Some("ms")
         );
         assert_eq!(
-            report_unit(&[1_000_000_000, 2_000_000_000], "nanoseconds"),
+            report_unit(1_000_000_000, 2_000_000_000, "nanoseconds"),
             Some("s")
         );
+        // The total counts: 128 kB beside a total of 75 MB is shown as 0.12MB.
+        assert_eq!(report_unit(128 << 10, 75 << 20, "bytes"), Some("MB"));
+        assert_eq!(report_unit(0, 75 << 20, "bytes"), Some("MB"));
         assert_eq!(percent(1, 1), "  100%");
         assert_eq!(percent(5231, 10000), "52.31%");
         assert_eq!(percent(5, 1000), "  0.5%");
