@@ -1,5 +1,4 @@
-//! The collector thread: drains the signal-side buffers every 100 ms and carries out dump
-//! requests that signal handlers can only record.
+//! The collector thread: carries out dump requests that signal handlers can only record.
 //!
 //! Handlers talk to it through three counters and a futex word, all async-signal-safe:
 //! `SNAPSHOT_REQUESTS` (the dump signal), `FATAL_REQUESTED`/`FATAL_DONE` (SIGINT/SIGTERM
@@ -22,13 +21,14 @@ static FATAL_DONE: AtomicU32 = AtomicU32::new(0);
 static STOP: AtomicU32 = AtomicU32::new(0);
 static THREAD: AtomicU64 = AtomicU64::new(0);
 
-const DRAIN_INTERVAL_NS: u64 = 100_000_000;
+/// Requests wake the thread; this bounds a sleep in case a wake-up is ever missed.
+const IDLE_WAIT_NS: u64 = 1_000_000_000;
 
 /// Starts the collector thread with every signal blocked, so that process-directed
 /// signals go to the program's threads, and without a CPU timer (it is not the program's).
 pub fn start() {
     let Some(create) = real::pthread_create() else {
-        warning!("pthread_create not found; snapshots and periodic draining are off");
+        warning!("pthread_create not found; snapshots are off");
         return;
     };
     // SAFETY: sigset_t is plain data; the calls below only read/write our locals.
@@ -59,13 +59,12 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut snapshots_done = 0;
     while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);
-        sys::futex_wait(&WAKE, seen, DRAIN_INTERVAL_NS);
+        sys::futex_wait(&WAKE, seen, IDLE_WAIT_NS);
         if STOP.load(Ordering::Acquire) != 0 {
             break;
         }
         // A panic here must not take the host down: report it and keep collecting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            dump::drain();
             if FATAL_REQUESTED.load(Ordering::Acquire) != 0 {
                 dump::final_dump();
                 FATAL_DONE.store(1, Ordering::Release);

@@ -14,11 +14,11 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::log::{debug, warning};
-use crate::signal_safe::ring::{Record, Ring};
+use crate::signal_safe::trace_store::TraceStore;
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
 use crate::symbolize::Symbolizer;
@@ -37,7 +37,11 @@ static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
 /// Timer ids + 1 of armed threads; 0 is a free slot.
 static TIMERS: [AtomicU64; TIMER_SLOTS] = [const { AtomicU64::new(0) }; TIMER_SLOTS];
 
-pub static RING: Ring = Ring::new();
+/// Every CPU sample since load (or fork), folded by stack where it was taken.
+pub static STORE: TraceStore = TraceStore::new();
+/// Entries of STORE from this one on may hold addresses not yet pinned (see
+/// `pin_unloadable`).
+static PIN_FROM: AtomicUsize = AtomicUsize::new(0);
 
 /// Signals handled and the samples they stood for (1 + overruns), for the log.
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
@@ -50,8 +54,8 @@ thread_local! {
 
 /// Prepares sampling at `hz`. Not signal-safe; call once at load before arming threads.
 pub fn init(hz: u32) -> bool {
-    if !RING.init() {
-        warning!("cannot map the sample buffer; CPU profiling is off");
+    if !STORE.init() {
+        warning!("cannot map the sample store; CPU profiling is off");
         return false;
     }
     PERIOD_NS.store(1_000_000_000 / u64::from(hz.max(1)), Ordering::Relaxed);
@@ -63,7 +67,7 @@ pub fn period_ns() -> u64 {
     PERIOD_NS.load(Ordering::Relaxed)
 }
 
-/// The SIGPROF handler. Async-signal-safe: it walks the stack into a preallocated ring slot.
+/// The SIGPROF handler. Async-signal-safe: it walks the stack straight into the store.
 pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
@@ -81,11 +85,9 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
         let sp = regs.0[7]?;
         (sp >= b.lo && sp < b.hi).then_some(StackBounds { lo: sp, hi: b.hi })
     });
-    RING.push(weight, |rec: &mut Record| {
-        let w = unwind::walk(&regs, stack, &mut rec.pcs);
-        rec.depth = w.depth as u16;
-        rec.truncated = w.truncated;
-        rec.thread_name = sys::thread_name();
+    STORE.record(u64::from(weight), sys::thread_name(), |pcs| {
+        let w = unwind::walk(&regs, stack, pcs);
+        (w.depth, w.truncated)
     });
 }
 
@@ -264,14 +266,15 @@ pub fn signal_counts() -> (u64, u64) {
 }
 
 /// In a fork child: the parent's timers do not exist here (POSIX timers are not inherited),
-/// so the table is cleared without deleting, and the ring forgets the parent's samples.
+/// so the table is cleared without deleting, and the store forgets the parent's samples.
 pub fn reset_after_fork() {
     for t in &TIMERS {
         t.store(0, Ordering::Relaxed);
     }
     SIGNALS.store(0, Ordering::Relaxed);
     WEIGHT.store(0, Ordering::Relaxed);
-    RING.reset_after_fork();
+    STORE.reset_after_fork();
+    PIN_FROM.store(0, Ordering::Relaxed);
 }
 
 /// Key of one aggregated CPU sample: the stack (leaf first; addresses, or pinned frame
@@ -284,70 +287,101 @@ pub struct StackKey {
     pub thread: String,
 }
 
-/// Samples folded by stack since the last dump.
+/// A reading of the CPU source: the cumulative count of every store entry (by index) and
+/// of lost samples. Readings only grow; the difference of two is the window between them.
+#[derive(Default, Clone)]
+pub struct CpuSnapshot {
+    counts: Vec<u64>,
+    lost: u64,
+}
+
+/// Reads the CPU source now. Not for signal context.
+pub fn snapshot() -> CpuSnapshot {
+    let mut counts = Vec::with_capacity(STORE.len());
+    STORE.for_each(0, |i, _, n| {
+        counts.resize(i, 0);
+        counts.push(n);
+    });
+    CpuSnapshot {
+        counts,
+        lost: STORE.lost(),
+    }
+}
+
+/// The samples of one window, folded by stack.
 #[derive(Default)]
 pub struct CpuData {
     pub counts: HashMap<StackKey, u64>,
     pub lost: u64,
-    /// Addresses seen since the last pin that lie in objects a dlclose may unmap.
-    unloadable: HashSet<u64>,
 }
 
-impl CpuData {
-    /// Moves every finished record from the ring into the counts.
-    pub fn drain_ring(&mut self) {
-        RING.drain(|rec| {
-            let len = rec.thread_name.iter().position(|&b| b == 0).unwrap_or(16);
-            let pcs = rec.stack().to_vec();
-            for &pc in &pcs {
-                if crate::symbolize::may_unload(pc) {
-                    self.unloadable.insert(pc);
-                }
-            }
-            let key = StackKey {
-                pcs,
-                truncated: rec.truncated,
-                thread: String::from_utf8_lossy(&rec.thread_name[..len]).into_owned(),
-            };
-            *self.counts.entry(key).or_insert(0) += u64::from(rec.weight);
-        });
-        self.lost += RING.take_lost();
-    }
-
-    /// Before a dlclose: resolves addresses in unloadable objects while they are mapped.
-    pub fn pin_unloadable(&mut self, symbolizer: &mut Symbolizer) {
-        if self.unloadable.is_empty() {
+/// The samples taken between two readings (`before` taken first).
+pub fn window(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuData {
+    let mut data = CpuData {
+        counts: HashMap::new(),
+        lost: after.lost.saturating_sub(before.lost),
+    };
+    STORE.for_each(0, |i, trace, _| {
+        let now = after.counts.get(i).copied().unwrap_or(0);
+        let then = before.counts.get(i).copied().unwrap_or(0);
+        if now <= then {
             return;
         }
-        let ids = symbolizer.pin(self.unloadable.drain().collect());
-        let counts = std::mem::take(&mut self.counts);
-        for (mut key, n) in counts {
-            crate::symbolize::repin(std::iter::once(&mut key.pcs), &ids);
-            *self.counts.entry(key).or_insert(0) += n;
-        }
+        let len = trace.thread_name.iter().position(|&b| b == 0).unwrap_or(16);
+        let key = StackKey {
+            pcs: trace.pcs.to_vec(),
+            truncated: trace.truncated,
+            thread: String::from_utf8_lossy(&trace.thread_name[..len]).into_owned(),
+        };
+        // Two entries may hold one trace (a race between writers, or pinning): merged here.
+        *data.counts.entry(key).or_insert(0) += now - then;
+    });
+    data
+}
+
+/// Before a dlclose: names the addresses in objects that may be unmapped, in entries not
+/// pinned before, while they are still mapped (pinning replaces each by a frame id).
+pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
+    let from = PIN_FROM.load(Ordering::Relaxed);
+    let upto = STORE.len();
+    let mut addrs = Vec::new();
+    STORE.for_each(from, |_, trace, _| {
+        addrs.extend(
+            trace.pcs.iter().copied().filter(|&pc| {
+                pc & crate::symbolize::PINNED == 0 && crate::symbolize::may_unload(pc)
+            }),
+        );
+    });
+    if !addrs.is_empty() {
+        addrs.sort_unstable();
+        addrs.dedup();
+        let ids = symbolizer.pin(addrs);
+        STORE.rewrite(from, |pc| ids.get(&pc).copied());
     }
+    PIN_FROM.store(upto, Ordering::Relaxed);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Samples that find the ring full are counted, drained as `lost`, and written as a
+    /// Samples that find the store full are counted, read as `lost`, and written as a
     /// sample of the synthetic frame `rprof::lost_samples` standing for all of them.
     #[test]
     fn lost_samples_reach_the_written_profile() {
-        assert!(RING.init());
-        let pushed = 5000u64;
+        assert!(STORE.init());
+        let before = snapshot();
+        let pushed = crate::signal_safe::trace_store::MAX_ENTRIES as u64 + 500;
         let pc = lost_samples_reach_the_written_profile as *const () as u64;
-        for _ in 0..pushed {
-            RING.push(2, |rec| {
-                rec.depth = 1;
-                rec.pcs[0] = pc;
+        for i in 0..pushed {
+            STORE.record(2, [0; 16], |pcs| {
+                pcs[0] = pc;
+                pcs[1] = i;
+                (2, false)
             });
         }
-        let mut data = CpuData::default();
-        data.drain_ring();
-        assert!(data.lost > 0, "5000 samples cannot fit the ring");
+        let data = window(&before, &snapshot());
+        assert!(data.lost > 0, "more distinct stacks than the store holds");
         let kept: u64 = data.counts.values().sum();
         assert_eq!(kept + data.lost, 2 * pushed);
         let mut symbolizer = Symbolizer::new();

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::cpu::{self, CpuData};
+use crate::cpu::{self, CpuSnapshot};
 use crate::log::{info, warning};
 use crate::pprof;
 use crate::signal_safe::sys;
@@ -26,7 +26,8 @@ pub struct DumpState {
     heap_enabled: bool,
     block_enabled: bool,
     mutex_enabled: bool,
-    cpu: CpuData,
+    /// The CPU source as read for the previous file: the next file is the difference.
+    cpu_before: CpuSnapshot,
     symbolizer: Symbolizer,
     snapshots: u32,
     window_start_unix: i64,
@@ -45,7 +46,7 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         heap_enabled,
         block_enabled: false,
         mutex_enabled: false,
-        cpu: CpuData::default(),
+        cpu_before: CpuSnapshot::default(),
         symbolizer: Symbolizer::new(),
         snapshots: 0,
         window_start_unix: pprof::unix_now_ns(),
@@ -62,13 +63,6 @@ pub fn enable_contention(block: bool, mutex: bool) {
     }
 }
 
-/// Moves finished samples out of the signal-side buffers.
-pub fn drain() {
-    if let Some(s) = STATE.lock().as_mut() {
-        s.cpu.drain_ring();
-    }
-}
-
 /// Before the real dlclose: resolve what has been sampled in objects that may be unloaded,
 /// while they are still mapped. Waits a bounded time for the lock,
 /// since a library destructor may call dlclose while the loader lock is held.
@@ -77,8 +71,7 @@ pub fn before_dlclose() {
         return;
     };
     if let Some(s) = guard.as_mut() {
-        s.cpu.drain_ring();
-        s.cpu.pin_unloadable(&mut s.symbolizer);
+        cpu::pin_unloadable(&mut s.symbolizer);
         crate::heap::pin_unloadable(&mut s.symbolizer);
         crate::contention::pin_unloadable(&mut s.symbolizer);
     }
@@ -115,7 +108,7 @@ pub fn final_dump() {
 /// In a fork child: start afresh, so the child's files cover only the child.
 pub fn reset_after_fork() {
     if let Some(s) = STATE.lock().as_mut() {
-        s.cpu = CpuData::default();
+        s.cpu_before = CpuSnapshot::default();
         s.snapshots = 0;
         s.window_start_unix = pprof::unix_now_ns();
         s.window_start_mono = sys::monotonic_ns();
@@ -127,16 +120,17 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
     if s.cpu_enabled {
-        s.cpu.drain_ring();
+        let now = cpu::snapshot();
+        let window = cpu::window(&s.cpu_before, &now);
         let profile = pprof::cpu_profile(
-            &s.cpu,
+            &window,
             &mut s.symbolizer,
             cpu::period_ns(),
             s.window_start_unix,
             duration,
         );
         write_profile(&s.prefix, "cpu", seq, &profile);
-        s.cpu = CpuData::default();
+        s.cpu_before = now;
     }
     if s.heap_enabled {
         // Heap profiles are cumulative from the start of the program, as Go's are.

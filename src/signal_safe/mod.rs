@@ -9,9 +9,9 @@
 //! and the loaded objects that `_dl_find_object` reports.
 
 mod cfi;
-pub mod ring;
 mod rule_cache;
 pub mod sys;
+pub mod trace_store;
 /// The stack walk itself; `cfi` parses the unwind tables, `rule_cache` remembers rules.
 pub mod unwind;
 

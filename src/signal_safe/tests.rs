@@ -1,12 +1,12 @@
 //! Proof that the sampling path allocates nothing: a counting global allocator wraps the
-//! system one for this test binary, and the stack walk plus ring write of a real context
+//! system one for this test binary, and the stack walk plus store write of a real context
 //! must not move its counter.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::ring::Ring;
+use super::trace_store::TraceStore;
 use super::unwind::{self, StackBounds};
 
 struct Counting;
@@ -47,8 +47,8 @@ fn nested(depth: u32, f: &mut dyn FnMut()) {
 #[test]
 fn sampling_path_walks_real_stacks_without_allocating() {
     assert!(unwind::init(), "glibc without _dl_find_object");
-    let ring = Ring::new();
-    assert!(ring.init());
+    let store = TraceStore::new();
+    assert!(store.init());
     let bounds = crate::threads::current_stack_bounds().expect("stack bounds");
     let mut depth = 0;
     nested(10, &mut || {
@@ -60,17 +60,20 @@ fn sampling_path_walks_real_stacks_without_allocating() {
         // SAFETY: a ucontext_t as a signal handler would receive it.
         let regs = unsafe { unwind::regs_from_ucontext((&uc as *const libc::ucontext_t).cast()) };
         let sp = regs.0[7].unwrap();
-        ring.push(1, |rec| {
-            let w = unwind::walk(
-                &regs,
-                Some(StackBounds {
-                    lo: sp,
-                    hi: bounds.hi,
-                }),
-                &mut rec.pcs,
-            );
-            rec.depth = w.depth as u16;
-        });
+        // Twice: a new entry, then a count added to it.
+        for _ in 0..2 {
+            store.record(1, [0; 16], |pcs| {
+                let w = unwind::walk(
+                    &regs,
+                    Some(StackBounds {
+                        lo: sp,
+                        hi: bounds.hi,
+                    }),
+                    pcs,
+                );
+                (w.depth, w.truncated)
+            });
+        }
         COUNTING.with(|c| c.set(false));
     });
     assert_eq!(
@@ -78,27 +81,12 @@ fn sampling_path_walks_real_stacks_without_allocating() {
         0,
         "the sampling path allocated"
     );
-    ring.drain(|rec| depth = rec.depth);
+    let mut count = 0;
+    store.for_each(0, |_, t, n| {
+        depth = t.pcs.len();
+        count += n;
+    });
+    assert_eq!((store.len(), count), (1, 2));
     // At least the ten `nested` frames and the test function below them.
     assert!(depth > 12, "walked only {depth} frames");
-}
-
-#[test]
-fn a_full_ring_counts_lost_samples_by_weight() {
-    let ring = Ring::new();
-    assert!(ring.init());
-    let mut pushed = 0u64;
-    for _ in 0..5000 {
-        ring.push(3, |rec| rec.depth = 0);
-        pushed += 3;
-    }
-    let mut kept = 0u64;
-    ring.drain(|rec| kept += u64::from(rec.weight));
-    let lost = ring.take_lost();
-    assert!(lost > 0);
-    assert_eq!(
-        kept + lost,
-        pushed,
-        "every sample is kept or counted as lost"
-    );
 }
