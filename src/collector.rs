@@ -66,7 +66,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         // A panic here must not take the host down: report it and keep collecting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if FATAL_REQUESTED.load(Ordering::Acquire) != 0 {
-                dump::final_dump();
+                dump::final_dump(dump::Ending::Dying);
                 FATAL_DONE.store(1, Ordering::Release);
                 sys::futex_wake(&FATAL_DONE);
             }

@@ -86,11 +86,21 @@ pub fn snapshot() {
     }
     s.snapshots += 1;
     let n = s.snapshots;
-    write_profiles(s, Some(n));
+    write_profiles(s, Some(n), Ending::Exit);
+}
+
+/// How the process is ending when the final files are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A normal exit: every thread can still run.
+    Exit,
+    /// A fatal signal: the thread it interrupted will never run again and may hold any lock
+    /// of its own, the allocator's among them.
+    Dying,
 }
 
 /// Writes the final files (at exit, or before dying of SIGINT/SIGTERM). Runs once.
-pub fn final_dump() {
+pub fn final_dump(ending: Ending) {
     cpu::stop();
     let mut guard = STATE.lock();
     let Some(s) = guard.as_mut() else { return };
@@ -98,7 +108,7 @@ pub fn final_dump() {
         return;
     }
     s.final_done = true;
-    write_profiles(s, None);
+    write_profiles(s, None, ending);
     if s.cpu_enabled {
         let (signals, samples) = cpu::signal_counts();
         info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
@@ -116,7 +126,7 @@ pub fn reset_after_fork() {
     }
 }
 
-fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
+fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
     if s.cpu_enabled {
@@ -134,7 +144,9 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>) {
     }
     if s.heap_enabled {
         // Heap profiles are cumulative from the start of the program, as Go's are.
-        let profile = pprof::heap_profile(&mut s.symbolizer);
+        // The allocator's own figures take its lock: not when a thread may have died in it.
+        let allocator_figures = ending == Ending::Exit;
+        let profile = pprof::heap_profile(&mut s.symbolizer, allocator_figures);
         write_profile(&s.prefix, "heap", seq, &profile);
     }
     if s.block_enabled || s.mutex_enabled {

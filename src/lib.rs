@@ -111,7 +111,7 @@ fn register_process_hooks() {
 
 /// Normal exit (return from main, exit(), the last thread's pthread_exit).
 extern "C" fn on_exit() {
-    guard::unprofiled(dump::final_dump);
+    guard::unprofiled(|| dump::final_dump(dump::Ending::Exit));
 }
 
 /// Holds our locks across fork so the child never inherits one held by a vanished thread.
@@ -121,9 +121,12 @@ extern "C" fn before_fork() {
     heap::TABLE.raw_lock();
     heap::MORE_BLOCKS.raw_lock();
     contention::TABLE.raw_lock();
+    // Last: the holders of the locks above may allocate.
+    signal_safe::own_alloc::OWN.raw_lock();
 }
 
 extern "C" fn after_fork_parent() {
+    signal_safe::own_alloc::OWN.raw_unlock();
     contention::TABLE.raw_unlock();
     heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();
@@ -133,6 +136,7 @@ extern "C" fn after_fork_parent() {
 
 /// The child starts its own profile: its own timers, collector thread and files.
 extern "C" fn after_fork_child() {
+    signal_safe::own_alloc::OWN.raw_unlock();
     contention::TABLE.raw_unlock();
     heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();

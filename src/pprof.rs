@@ -199,7 +199,9 @@ fn is_allocation_function(name: &str) -> bool {
 /// The heap profile in Go's shape: alloc_objects, alloc_space, inuse_objects, inuse_space;
 /// period space/bytes = the sampling rate; a numeric label `bytes` with the object size;
 /// values unbiased per (stack, size) bucket. Comments carry exact allocation statistics.
-pub fn heap_profile(symbolizer: &mut Symbolizer) -> Profile {
+/// `allocator_figures`: whether to add the allocator's own statistics (glibc's
+/// `mallinfo2`, which takes every arena's lock).
+pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Profile {
     let rate = heap::rate();
     let buckets = heap::buckets();
     let b = Builder::new(
@@ -237,14 +239,14 @@ pub fn heap_profile(symbolizer: &mut Symbolizer) -> Profile {
             &[("bytes", bucket.size as i64, "")],
         );
     }
-    for c in heap_statistics() {
+    for c in heap_statistics(allocator_figures) {
         enc.builder().add_comment(&c);
     }
     enc.finish()
 }
 
 /// MemStats-like lines: exact counts, glibc's own figures, the process's RSS.
-fn heap_statistics() -> Vec<String> {
+fn heap_statistics(allocator_figures: bool) -> Vec<String> {
     let (mallocs, frees, bytes) = heap::totals();
     let mut out = vec![
         format!("Mallocs = {mallocs} (allocation calls since start, exact)"),
@@ -259,7 +261,10 @@ fn heap_statistics() -> Vec<String> {
     out.push(format!(
         "rprof: {looked_up} of {frees} frees passed the page test and were looked up ({sampled} were sampled blocks); the others took no lock"
     ));
-    if let Some(m) = crate::maps::glibc_mallinfo2() {
+    if let Some(m) = allocator_figures
+        .then(crate::maps::glibc_mallinfo2)
+        .flatten()
+    {
         out.push(format!(
             "glibc mallinfo2: arena = {} bytes, mmapped (hblkhd) = {} bytes, in use (uordblks) = {} bytes, free (fordblks) = {} bytes, releasable (keepcost) = {} bytes",
             m[0], m[1], m[2], m[3], m[4]

@@ -9,6 +9,7 @@
 //! and the loaded objects that `_dl_find_object` reports.
 
 mod cfi;
+pub mod own_alloc;
 mod rule_cache;
 pub mod sys;
 pub mod trace_store;
