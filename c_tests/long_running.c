@@ -1,6 +1,8 @@
 /* Burns CPU in loop_burn until the given number of seconds (default 3) of wall time has
  * passed, printing "tick N" to stdout each 100 ms of progress; exits 0. Tests send it the
- * dump signal while it runs, or SIGTERM/SIGINT to end it. */
+ * dump signal while it runs, or SIGTERM/SIGINT to end it. At the end it prints to stderr
+ * how many threads the process has (threads=N, from /proc/self/task): it starts none. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <time.h>
 #include "common.h"
@@ -29,6 +31,11 @@ int main(int argc, char **argv) {
         }
     }
     report_cpu();
+    int threads = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
+    if (d) closedir(d);
+    fprintf(stderr, "threads=%d\n", threads);
     printf("finished\n");
     return 0;
 }

@@ -1,4 +1,15 @@
-//! The collector thread: carries out dump requests that signal handlers can only record.
+//! Carries out the dumps that signal handlers ask for: on rprof's collector thread in a
+//! process that has started threads, else on the spot, in the handler itself.
+//!
+//! No thread in a single-threaded process: glibc keeps its single-threaded fast paths
+//! (stdio and mutexes without atomics) only while a process has one thread, and `setpriv`
+//! or `unshare -U` need one. The collector thread starts when the program creates its
+//! first thread (`ensure_started`, from the pthread_create hook). Until then the dump
+//! signal and a fatal SIGINT/SIGTERM are served by the handler on the program's only
+//! thread, which is safe when that thread was not inside rprof (its guard, rprof's
+//! allocator lock): rprof then needs no lock the interrupted code may hold, since its
+//! memory is its own. Otherwise the work is deferred to the moment the thread leaves rprof
+//! (`guard::defer`), a few instructions later.
 //!
 //! Handlers talk to it through three counters and a futex word, all async-signal-safe:
 //! `SNAPSHOT_REQUESTS` (the dump signal), `FATAL_REQUESTED`/`FATAL_DONE` (SIGINT/SIGTERM
@@ -8,9 +19,13 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use std::sync::atomic::AtomicBool;
+
 use crate::dump;
+use crate::guard;
 use crate::interpose::real;
 use crate::log::warning;
+use crate::signal_safe::own_alloc::OWN;
 use crate::signal_safe::sys;
 
 static WAKE: AtomicU32 = AtomicU32::new(0);
@@ -20,13 +35,33 @@ static FATAL_DONE: AtomicU32 = AtomicU32::new(0);
 /// Set to make the collector thread return; its pthread_t (+1) while it runs.
 static STOP: AtomicU32 = AtomicU32::new(0);
 static THREAD: AtomicU64 = AtomicU64::new(0);
+/// The collector thread was started (or is not to be).
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// Snapshot requests served so far (by the collector thread or on the spot).
+static SNAPSHOTS_SERVED: AtomicU32 = AtomicU32::new(0);
+/// The fatal signal whose final dump was deferred (0: none).
+static FATAL_SIGNAL: AtomicU32 = AtomicU32::new(0);
+/// Stack a dump on the spot needs below the interrupted frame.
+const STACK_NEEDED: u64 = 256 << 10;
 
 /// Requests wake the thread; this bounds a sleep in case a wake-up is ever missed.
 const IDLE_WAIT_NS: u64 = 1_000_000_000;
 
+/// Starts the collector thread if it is not running yet: when the program creates its
+/// first thread (or has threads at load).
+pub fn ensure_started() {
+    if !STARTED.swap(true, Ordering::AcqRel) {
+        start();
+    }
+}
+
+fn running() -> bool {
+    THREAD.load(Ordering::Acquire) != 0
+}
+
 /// Starts the collector thread with every signal blocked, so that process-directed
 /// signals go to the program's threads, and without a CPU timer (it is not the program's).
-pub fn start() {
+fn start() {
     let Some(create) = real::pthread_create() else {
         warning!("pthread_create not found; snapshots are off");
         return;
@@ -54,9 +89,6 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rprof-collector".as_ptr()) };
     // Everything this thread allocates is rprof's own.
     crate::guard::hold_forever();
-    // Requests count from 0 at load and at fork (before this thread starts): one that came
-    // before this thread first ran is still served.
-    let mut snapshots_done = 0;
     while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);
         sys::futex_wait(&WAKE, seen, IDLE_WAIT_NS);
@@ -70,9 +102,9 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
                 FATAL_DONE.store(1, Ordering::Release);
                 sys::futex_wake(&FATAL_DONE);
             }
+            // A request that came before this thread first ran is served too.
             let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
-            if requested != snapshots_done {
-                snapshots_done = requested;
+            if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
                 dump::snapshot();
             }
         }));
@@ -104,29 +136,104 @@ fn wake() {
 /// Async-signal-safe. Asks for a snapshot of every profile.
 pub fn request_snapshot() {
     SNAPSHOT_REQUESTS.fetch_add(1, Ordering::AcqRel);
-    wake();
-}
-
-/// Async-signal-safe. Asks for the final files and waits up to `timeout_ns` for them.
-pub fn request_final_dump_and_wait(timeout_ns: u64) {
-    FATAL_REQUESTED.store(1, Ordering::Release);
-    wake();
-    let deadline = sys::monotonic_ns() + timeout_ns;
-    while FATAL_DONE.load(Ordering::Acquire) == 0 {
-        let now = sys::monotonic_ns();
-        if now >= deadline {
-            return;
-        }
-        sys::futex_wait(&FATAL_DONE, 0, (deadline - now).min(50_000_000));
+    if running() {
+        wake();
+    } else {
+        serve_here();
     }
 }
 
-/// In a fork child: the collector thread did not survive the fork; forget requests meant
-/// for the parent and start a new one.
-pub fn restart_after_fork() {
+/// Async-signal-safe. SIGINT/SIGTERM at their default action: writes the final files
+/// (waiting a bounded time for the collector thread when there is one), then dies of `sig`
+/// as the default action would. Returns only when the dump had to be deferred.
+pub fn on_fatal_signal(sig: i32, timeout_ns: u64) {
+    FATAL_REQUESTED.store(1, Ordering::Release);
+    if running() {
+        wake();
+        let deadline = sys::monotonic_ns() + timeout_ns;
+        while FATAL_DONE.load(Ordering::Acquire) == 0 {
+            let now = sys::monotonic_ns();
+            if now >= deadline {
+                break;
+            }
+            sys::futex_wait(&FATAL_DONE, 0, (deadline - now).min(50_000_000));
+        }
+        die_of(sig);
+    }
+    FATAL_SIGNAL.store(sig as u32, Ordering::Release);
+    serve_here();
+}
+
+/// Async-signal-safe. Dies of `sig` by its default action (the files are written).
+fn die_of(sig: i32) {
+    // SAFETY: plain data and async-signal-safe calls (sigaction, pthread_sigmask, tgkill).
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        real::sigaction(sig, &dfl, std::ptr::null_mut());
+        sys::tgkill_self(sys::gettid(), sig);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Whether a dump can run right here, in a handler that interrupted the program: not inside
+/// rprof (no rprof lock or its allocator held by this thread, and no other thread exists),
+/// and stack enough below.
+fn safe_here() -> bool {
+    if guard::held() || OWN.is_locked() {
+        return false;
+    }
+    let probe = 0u8;
+    let sp = std::ptr::addr_of!(probe) as u64;
+    crate::threads::stack_bounds().is_some_and(|b| sp > b.lo && sp - b.lo >= STACK_NEEDED)
+}
+
+/// Async-signal-safe: runs the requested dumps now if that is safe, else defers them.
+fn serve_here() {
+    if safe_here() {
+        serve_now();
+    } else {
+        guard::defer();
+    }
+}
+
+/// Carries out what was asked for, on this thread (no collector thread runs).
+fn serve_now() {
+    let Some(_g) = guard::Guard::enter() else {
+        guard::defer();
+        return;
+    };
+    crate::cpu::own_work(true);
+    let fatal = FATAL_SIGNAL.swap(0, Ordering::AcqRel);
+    if fatal != 0 {
+        dump::final_dump(dump::Ending::Dying);
+        die_of(fatal as i32);
+    }
+    let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
+    if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
+        dump::snapshot();
+    }
+    crate::cpu::own_work(false);
+}
+
+/// Deferred work, once the thread has left rprof (see `guard::set_deferred_handler`).
+pub fn serve_deferred() {
+    if !running() {
+        serve_now();
+    }
+}
+
+/// In a fork child: the collector thread did not survive the fork, and the child has one
+/// thread; requests meant for the parent are forgotten.
+pub fn reset_after_fork() {
     THREAD.store(0, Ordering::Relaxed);
+    STARTED.store(false, Ordering::Relaxed);
     SNAPSHOT_REQUESTS.store(0, Ordering::Relaxed);
+    SNAPSHOTS_SERVED.store(0, Ordering::Relaxed);
     FATAL_REQUESTED.store(0, Ordering::Relaxed);
     FATAL_DONE.store(0, Ordering::Relaxed);
-    start();
+    FATAL_SIGNAL.store(0, Ordering::Relaxed);
 }

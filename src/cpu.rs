@@ -43,6 +43,16 @@ pub static STORE: TraceStore = TraceStore::new();
 /// `pin_unloadable`).
 static PIN_FROM: AtomicUsize = AtomicUsize::new(0);
 
+/// True while rprof dumps on the program's only thread (no collector thread): the samples
+/// its timer takes meanwhile are rprof's, not the program's, and are dropped.
+static OWN_WORK: AtomicBool = AtomicBool::new(false);
+
+/// Async-signal-safe. Marks the start (true) and end of rprof's own work on a program
+/// thread.
+pub fn own_work(on: bool) {
+    OWN_WORK.store(on, Ordering::Release);
+}
+
 /// Signals handled and the samples they stood for (1 + overruns), for the log.
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
 static WEIGHT: AtomicU64 = AtomicU64::new(0);
@@ -76,6 +86,9 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
     };
     if !ACTIVE.load(Ordering::Acquire) || uc.is_null() {
         return;
+    }
+    if OWN_WORK.load(Ordering::Relaxed) {
+        return; // rprof's own dump on the program's only thread: not the program's CPU
     }
     SIGNALS.fetch_add(1, Ordering::Relaxed);
     WEIGHT.fetch_add(u64::from(weight), Ordering::Relaxed);
@@ -275,6 +288,7 @@ pub fn reset_after_fork() {
     WEIGHT.store(0, Ordering::Relaxed);
     STORE.reset_after_fork();
     PIN_FROM.store(0, Ordering::Relaxed);
+    OWN_WORK.store(false, Ordering::Relaxed);
 }
 
 /// Key of one aggregated CPU sample: the stack (leaf first; addresses, or pinned frame

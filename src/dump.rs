@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::cpu::{self, CpuSnapshot};
-use crate::log::{info, warning};
+use crate::log::{debug, info, warning};
 use crate::pprof;
 use crate::signal_safe::sys;
 use crate::symbolize::Symbolizer;
@@ -113,6 +113,10 @@ pub fn final_dump(ending: Ending) {
         let (signals, samples) = cpu::signal_counts();
         info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
     }
+    debug!(
+        "rprof's own memory: {} bytes mapped",
+        crate::signal_safe::own_alloc::mapped_bytes()
+    );
 }
 
 /// In a fork child: start afresh, so the child's files cover only the child.

@@ -1,7 +1,26 @@
 //! The per-thread reentrancy guard: while it is held, the thread's allocations are rprof's
 //! own and pass straight to the real allocator, unprofiled and without recursion.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
 use crate::thread_state;
+
+/// Work a signal handler could not do on the spot because the thread it interrupted was
+/// inside rprof (see `defer`): done when that thread releases its guard.
+static DEFERRED: AtomicU32 = AtomicU32::new(0);
+/// What does it; set once at load.
+static ON_DEFERRED: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the function that carries out deferred work (once, at load).
+pub fn set_deferred_handler(f: fn()) {
+    let _ = ON_DEFERRED.set(f);
+}
+
+/// Async-signal-safe. Notes that deferred work waits for the next release of a guard.
+pub fn defer() {
+    DEFERRED.store(1, Ordering::Release);
+}
 
 /// Held while rprof itself runs on a thread (dumps, logging, the sampled path of a hook).
 pub struct Guard(());
@@ -18,6 +37,11 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         thread_state::with(|t| t.held.set(false));
+        if DEFERRED.load(Ordering::Acquire) != 0 && DEFERRED.swap(0, Ordering::AcqRel) != 0 {
+            if let Some(f) = ON_DEFERRED.get() {
+                f();
+            }
+        }
     }
 }
 

@@ -84,7 +84,10 @@ fn start() {
         cpu::arm_other_threads();
     }
     register_process_hooks();
-    collector::start();
+    guard::set_deferred_handler(collector::serve_deferred);
+    if threads::others_at_load() {
+        collector::ensure_started();
+    }
     info!(
         "profiling pid {} into {}.{}.*.pb.gz (cpu {} Hz, heap rate {})",
         std::process::id(),
@@ -148,6 +151,6 @@ extern "C" fn after_fork_child() {
         threads::reset_after_fork();
         dump::reset_after_fork();
         cpu::arm_current_thread();
-        collector::restart_after_fork();
+        collector::reset_after_fork();
     });
 }

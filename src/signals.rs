@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::cpu;
 use crate::interpose::real;
 use crate::log::warning;
-use crate::signal_safe::{sys, ErrnoGuard};
+use crate::signal_safe::ErrnoGuard;
 use crate::sync::Lock;
 
 type Handler = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
@@ -244,20 +244,9 @@ extern "C" fn on_dump_signal(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_vo
     collector::request_snapshot();
 }
 
-/// Async-signal-safe. SIGINT/SIGTERM at their default action: have the collector thread
-/// write the final files (waiting a bounded time), then die of the same signal.
+/// Async-signal-safe. SIGINT/SIGTERM at their default action: write the final files, then
+/// die of the same signal (or, when the thread was inside rprof, as soon as it leaves).
 extern "C" fn on_fatal_signal(sig: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
-    collector::request_final_dump_and_wait(FATAL_DUMP_TIMEOUT_NS);
-    // SAFETY: plain data and async-signal-safe calls (sigaction, pthread_sigmask, tgkill).
-    unsafe {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        real::sigaction(sig, &dfl, std::ptr::null_mut());
-        sys::tgkill_self(sys::gettid(), sig);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    collector::on_fatal_signal(sig, FATAL_DUMP_TIMEOUT_NS);
 }

@@ -89,6 +89,8 @@ pub unsafe fn create(
     if EXIT_KEY.load(Ordering::Acquire) == 0 {
         return real(thread, attr, routine, arg);
     }
+    // The process is becoming multi-threaded: dumps move to rprof's own thread.
+    crate::guard::unprofiled(collector::ensure_started);
     let start = crate::guard::unprofiled(|| Box::into_raw(Box::new(Start { routine, arg })));
     let rc = real(thread, attr, trampoline, start.cast());
     if rc != 0 {
@@ -108,6 +110,12 @@ extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
         *start
     });
     (start.routine)(start.arg)
+}
+
+/// Whether the process had threads other than the caller when rprof loaded (a library
+/// constructor may start some). Not signal-safe.
+pub fn others_at_load() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() > 1)
 }
 
 /// The calling thread's stack span (pthread_getattr_np). Not signal-safe.

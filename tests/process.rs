@@ -108,6 +108,8 @@ fn dump_signal_writes_numbered_snapshots_that_add_up() {
         .lines()
         .find_map(|l| l.strip_prefix("cpu_ns=")?.parse().ok())
         .unwrap();
+    // Profiled for all four kinds and dumped twice, the process kept its one thread.
+    assert!(stderr.contains("threads=1\n"), "{stderr}");
     let files = files_of(&dir, "cpu");
     assert_eq!(files.len(), 3, "{files:?}");
     let mut total = 0;
@@ -578,4 +580,38 @@ fn sigterm_inside_malloc_writes_every_file_quickly() {
             load(&f);
         }
     }
+}
+
+/// Runs `prog args` with and without the library: both must succeed (when the plain run
+/// does), with the same output.
+fn same_as_without(tag: &str, prog: &str, args: &[&str]) -> bool {
+    let plain = std::process::Command::new(prog).args(args).output();
+    let Ok(plain) = plain else {
+        return have_tool(prog, false, "util-linux");
+    };
+    if !plain.status.success() {
+        eprintln!("skipped: {prog} {args:?} fails here without rprof too");
+        return false;
+    }
+    let r = run(tag, Path::new(prog), args, &[]);
+    assert!(
+        r.output.status.success(),
+        "{prog} {args:?} under rprof: {:?} {}",
+        r.output.status,
+        r.stderr()
+    );
+    assert_eq!(r.output.stdout, plain.stdout);
+    true
+}
+
+/// Tools that need a single-threaded process (glibc's setuid broadcast, a new user
+/// namespace) work under the library, which starts no thread of its own in them.
+#[test]
+fn single_threaded_tools_keep_working() {
+    same_as_without(
+        "setpriv",
+        "setpriv",
+        &["--reuid=65534", "--regid=65534", "--clear-groups", "true"],
+    );
+    same_as_without("unshare", "unshare", &["-U", "true"]);
 }
