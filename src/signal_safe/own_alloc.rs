@@ -159,7 +159,7 @@ mod tests {
             let r = a.realloc(q, grown, 100);
             assert_eq!(r, q, "shrinking stays in place");
             let b = a.alloc(big);
-            assert!(!b.is_null() && b as usize % 4096 == 0);
+            assert!(!b.is_null() && (b as usize).is_multiple_of(4096));
             b.write_bytes(1, 3 << 20);
             a.dealloc(b, big);
             a.dealloc(r, Layout::from_size_align(100, 8).unwrap());
