@@ -321,8 +321,14 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
     t.mutex.pin(&ids);
 }
 
-/// In a fork child only the forking thread exists: nobody waits on anything.
+/// In a fork child only the forking thread exists: nobody waits on anything, and the
+/// child's profiles start empty (the parent's tables are left behind, not freed).
 pub fn reset_after_fork() {
+    let mut table = TABLE.lock();
+    if table.is_some() {
+        std::mem::forget(table.replace(ContentionTable::default()));
+    }
+    drop(table);
     TIMED_WAITERS.store(0, Ordering::Relaxed);
     for s in &WAITING {
         s.busy.store(false, Ordering::Relaxed);

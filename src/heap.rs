@@ -472,6 +472,37 @@ pub fn release_thread() {
     });
 }
 
+/// In a fork child (one thread): the child's profile starts empty. Sampled blocks inherited
+/// from the parent are no longer tracked, so their frees are not counted as samples' frees;
+/// the exact counters start from zero (a free of an inherited block still counts in
+/// Frees, which cannot tell it from the child's own). The parent's table is left behind
+/// untouched, not freed: the time taken does not depend on the parent's history.
+pub fn reset_after_fork() {
+    let me = crate::signal_safe::sys::gettid();
+    let mine = thread_state::with(|t| t.block.get() as *const Counters);
+    let more = MORE_BLOCKS.lock();
+    for c in BLOCKS.iter().chain(more.iter().copied()) {
+        c.mallocs.store(0, Ordering::Relaxed);
+        c.frees.store(0, Ordering::Relaxed);
+        c.bytes.store(0, Ordering::Relaxed);
+        // The forking thread keeps its block (under its new id); the parent's other
+        // threads do not exist here, so their blocks are free again.
+        c.retiring.store(false, Ordering::Relaxed);
+        let owner = if std::ptr::eq(c, mine) { me } else { 0 };
+        c.owner.store(owner, Ordering::Relaxed);
+    }
+    drop(more);
+    for w in &PAGE_BITS {
+        w.store(0, Ordering::Relaxed);
+    }
+    FREES_LOOKED_UP.store(0, Ordering::Relaxed);
+    FREES_OF_SAMPLES.store(0, Ordering::Relaxed);
+    let mut table = TABLE.lock();
+    if table.is_some() {
+        std::mem::forget(table.replace(HeapTable::default()));
+    }
+}
+
 /// Exact totals since the program started: (allocation calls, frees, bytes requested).
 pub fn totals() -> (u64, u64, u64) {
     let more = MORE_BLOCKS.lock();

@@ -147,6 +147,7 @@ extern "C" fn after_fork_child() {
     signals::MANAGED.raw_unlock();
     guard::unprofiled(|| {
         cpu::reset_after_fork();
+        heap::reset_after_fork();
         contention::reset_after_fork();
         threads::reset_after_fork();
         dump::reset_after_fork();

@@ -451,3 +451,37 @@ fn statistics_match_what_the_program_did() {
         "{rss_line} vs the program's {line}"
     );
 }
+
+/// At rate 1 a forked child's heap file holds exactly its own allocations: 16 blocks of
+/// 2 MiB at child_site, none of the parent's (inherited blocks are not counted, nor their
+/// frees), and Mallocs counts the child's calls only.
+#[test]
+fn forked_child_heap_holds_exactly_its_own_allocations() {
+    let prog = build("heap_fork");
+    let r = run("heap-fork-exact", &prog, &[], &[("RPROF_HEAP_RATE", "1")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let child: u32 = r
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("child=")?.parse().ok())
+        .unwrap();
+    let p = r.final_profile(child, "heap");
+    let sites = by_leaf_and_size(&p);
+    assert_eq!(
+        sites[&("child_site".to_owned(), 2 * MIB)],
+        [16, 32 * MIB, 16, 32 * MIB]
+    );
+    assert!(
+        !sites.keys().any(|(f, _)| f == "parent_site"),
+        "{:?}",
+        sites.keys()
+    );
+    let alloc = summarize(&p, "alloc_space");
+    assert!(
+        alloc.total - 32 * MIB <= 64 << 10,
+        "the child allocated 32 MiB and the C library's few: {}",
+        alloc.total
+    );
+    let mallocs = statistic(&p, "Mallocs");
+    assert!((16..=32).contains(&mallocs), "Mallocs = {mallocs}");
+}
