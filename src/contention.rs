@@ -203,13 +203,15 @@ pub fn timed_wait<R>(
 }
 
 fn register(object: usize, start: u64) {
+    // Counted first: while TIMED_WAITERS is 0, no slot is held or in use (see
+    // `reset_after_fork`).
+    TIMED_WAITERS.fetch_add(1, Ordering::Release);
     let s = slot(object);
     s.with(|| {
         let since = start.max(s.last_charge.load(Ordering::Relaxed));
         s.uncharged_since_sum.fetch_add(since, Ordering::Relaxed);
         s.count.fetch_add(1, Ordering::Release);
     });
-    TIMED_WAITERS.fetch_add(1, Ordering::Release);
 }
 
 fn deregister(object: usize, start: u64) {
@@ -329,11 +331,22 @@ pub fn reset_after_fork() {
         std::mem::forget(table.replace(ContentionTable::default()));
     }
     drop(table);
-    TIMED_WAITERS.store(0, Ordering::Relaxed);
+    // With no timed waiter anywhere every slot is free and clean (waiters are counted
+    // before they take a slot and after they leave it): the 128 KiB table, nearly all of
+    // it never touched, is not even read. Otherwise only slots in use are written (a page
+    // written in a fork child is copied).
+    if TIMED_WAITERS.swap(0, Ordering::Relaxed) == 0 {
+        return;
+    }
     for s in &WAITING {
-        s.busy.store(false, Ordering::Relaxed);
-        s.count.store(0, Ordering::Relaxed);
-        s.uncharged_since_sum.store(0, Ordering::Relaxed);
+        if s.busy.load(Ordering::Relaxed)
+            || s.count.load(Ordering::Relaxed) != 0
+            || s.uncharged_since_sum.load(Ordering::Relaxed) != 0
+        {
+            s.busy.store(false, Ordering::Relaxed);
+            s.count.store(0, Ordering::Relaxed);
+            s.uncharged_since_sum.store(0, Ordering::Relaxed);
+        }
     }
 }
 

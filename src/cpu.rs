@@ -36,6 +36,14 @@ static USING_ITIMER: AtomicBool = AtomicBool::new(false);
 static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
 /// Timer ids + 1 of armed threads; 0 is a free slot.
 static TIMERS: [AtomicU64; TIMER_SLOTS] = [const { AtomicU64::new(0) }; TIMER_SLOTS];
+/// Slots at and above this one were never used: scans stop there, so that pages of the
+/// table nobody touched stay untouched (reading one costs a page fault, a short process
+/// pays for each, and a fork child for each it writes).
+static TIMERS_USED: AtomicUsize = AtomicUsize::new(0);
+
+fn used_timers() -> &'static [AtomicU64] {
+    &TIMERS[..TIMERS_USED.load(Ordering::Acquire).min(TIMER_SLOTS)]
+}
 
 /// Every CPU sample since load (or fork), folded by stack where it was taken.
 pub static STORE: TraceStore = TraceStore::new();
@@ -189,8 +197,13 @@ fn arm(clock: libc::clockid_t, tid: i32) -> Option<usize> {
         t.compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     });
-    if slot.is_none() {
-        debug!("timer table full; thread {tid}'s timer is deleted only when the process ends");
+    match slot {
+        Some(i) => {
+            TIMERS_USED.fetch_max(i + 1, Ordering::AcqRel);
+        }
+        None => {
+            debug!("timer table full; thread {tid}'s timer is deleted only when the process ends")
+        }
     }
     slot
 }
@@ -229,7 +242,7 @@ fn random(seed: u64) -> u64 {
 }
 
 fn delete_slot(slot: usize) {
-    if let Some(t) = TIMERS.get(slot) {
+    if let Some(t) = TIMERS.get(slot).filter(|t| t.load(Ordering::Relaxed) != 0) {
         let id = t.swap(0, Ordering::AcqRel);
         if id != 0 {
             // SAFETY: id - 1 is a timer created by `arm` and not yet deleted (the swap above
@@ -251,7 +264,7 @@ pub fn disarm_current_thread() {
 /// installs its own SIGPROF handler.
 pub fn stop() {
     ACTIVE.store(false, Ordering::Release);
-    for slot in 0..TIMER_SLOTS {
+    for slot in 0..used_timers().len() {
         delete_slot(slot);
     }
     if USING_ITIMER.load(Ordering::Acquire) {
@@ -281,13 +294,17 @@ pub fn signal_counts() -> (u64, u64) {
 /// In a fork child: the parent's timers do not exist here (POSIX timers are not inherited),
 /// so the table is cleared without deleting, and the store forgets the parent's samples.
 pub fn reset_after_fork() {
-    for t in &TIMERS {
+    // Only slots in use are written (a page written in a fork child is copied).
+    for t in used_timers()
+        .iter()
+        .filter(|t| t.load(Ordering::Relaxed) != 0)
+    {
         t.store(0, Ordering::Relaxed);
     }
     SIGNALS.store(0, Ordering::Relaxed);
     WEIGHT.store(0, Ordering::Relaxed);
     STORE.reset_after_fork();
-    PIN_FROM.store(0, Ordering::Relaxed);
+    PIN_FROM.store(STORE.first(), Ordering::Relaxed);
     OWN_WORK.store(false, Ordering::Relaxed);
 }
 
@@ -307,6 +324,13 @@ pub struct StackKey {
 pub struct CpuSnapshot {
     counts: Vec<u64>,
     lost: u64,
+}
+
+impl CpuSnapshot {
+    /// No sample was ever counted (nor lost).
+    pub fn is_empty(&self) -> bool {
+        self.lost == 0 && self.counts.iter().all(|&n| n == 0)
+    }
 }
 
 /// Reads the CPU source now. Not for signal context.

@@ -108,7 +108,12 @@ pub fn final_dump(ending: Ending) {
         return;
     }
     s.final_done = true;
-    write_profiles(s, None, ending);
+    if s.snapshots == 0 && nothing_recorded(s) {
+        // A short process that recorded nothing leaves no files (and no time spent on them).
+        info!("nothing was recorded: no profile files written");
+    } else {
+        write_profiles(s, None, ending);
+    }
     if s.cpu_enabled {
         let (signals, samples) = cpu::signal_counts();
         info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
@@ -117,6 +122,25 @@ pub fn final_dump(ending: Ending) {
         "rprof's own memory: {} bytes mapped",
         crate::signal_safe::own_alloc::mapped_bytes()
     );
+}
+
+/// Whether every enabled profile is empty: no CPU sample (nor lost one) since the start,
+/// no sampled allocation, no recorded wait. Cheap: nothing is symbolized for it.
+fn nothing_recorded(s: &DumpState) -> bool {
+    let cpu_empty = !s.cpu_enabled || {
+        let now = cpu::snapshot();
+        now.is_empty()
+    };
+    let heap_empty = !s.heap_enabled || crate::heap::buckets().is_empty();
+    let (block, mutex) = if s.block_enabled || s.mutex_enabled {
+        crate::contention::buckets()
+    } else {
+        Default::default()
+    };
+    cpu_empty
+        && heap_empty
+        && (!s.block_enabled || block.is_empty())
+        && (!s.mutex_enabled || mutex.is_empty())
 }
 
 /// In a fork child: start afresh, so the child's files cover only the child.

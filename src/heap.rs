@@ -21,7 +21,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::guard::Guard;
 use crate::stack::{self, OwnFrames};
@@ -105,6 +105,11 @@ impl Counters {
 }
 
 static BLOCKS: [Counters; 1024] = [const { Counters::new() }; 1024];
+/// Blocks at and above this one were never claimed: a fork child's reset stops there, so
+/// that it reads (and faults in) no page nobody used.
+static BLOCKS_USED: AtomicUsize = AtomicUsize::new(0);
+/// Some bit of PAGE_BITS was ever set (else a fork child need not look at them).
+static PAGES_MARKED: AtomicBool = AtomicBool::new(false);
 /// Blocks beyond the static ones (more than 1024 threads alive at once); never freed.
 /// Held by fork's prepare handler.
 pub static MORE_BLOCKS: Lock<Vec<&'static Counters>> = Lock::new(Vec::new());
@@ -191,8 +196,11 @@ pub fn claim_counters_now() {
 #[inline(never)]
 fn claim_counters(t: &ThreadState) -> &'static Counters {
     let tid = crate::signal_safe::sys::gettid();
-    let c = match BLOCKS.iter().find(|c| c.try_claim(tid)) {
-        Some(c) => c,
+    let c = match BLOCKS.iter().position(|c| c.try_claim(tid)) {
+        Some(i) => {
+            BLOCKS_USED.fetch_max(i + 1, Ordering::AcqRel);
+            &BLOCKS[i]
+        }
         None => {
             // Allocating here re-enters malloc: hold the guard so that it passes through.
             let _g = Guard::enter();
@@ -433,6 +441,7 @@ fn track_live(table: &mut HeapTable, p: usize, b: u32) {
             .entry(w * 64 + bit.trailing_zeros() as usize)
             .or_insert(0) += 1;
         PAGE_BITS[w].fetch_or(bit, Ordering::Relaxed);
+        PAGES_MARKED.store(true, Ordering::Relaxed);
     }
 }
 
@@ -481,7 +490,12 @@ pub fn reset_after_fork() {
     let me = crate::signal_safe::sys::gettid();
     let mine = thread_state::with(|t| t.block.get() as *const Counters);
     let more = MORE_BLOCKS.lock();
-    for c in BLOCKS.iter().chain(more.iter().copied()) {
+    // Only blocks ever used are written: a page written in a fork child is copied.
+    let used = &BLOCKS[..BLOCKS_USED.load(Ordering::Acquire).min(BLOCKS.len())];
+    for c in used.iter().chain(more.iter().copied()) {
+        if c.owner.load(Ordering::Relaxed) == 0 && !std::ptr::eq(c, mine) {
+            continue;
+        }
         c.mallocs.store(0, Ordering::Relaxed);
         c.frees.store(0, Ordering::Relaxed);
         c.bytes.store(0, Ordering::Relaxed);
@@ -492,8 +506,10 @@ pub fn reset_after_fork() {
         c.owner.store(owner, Ordering::Relaxed);
     }
     drop(more);
-    for w in &PAGE_BITS {
-        w.store(0, Ordering::Relaxed);
+    if PAGES_MARKED.load(Ordering::Relaxed) {
+        for w in PAGE_BITS.iter().filter(|w| w.load(Ordering::Relaxed) != 0) {
+            w.store(0, Ordering::Relaxed);
+        }
     }
     FREES_LOOKED_UP.store(0, Ordering::Relaxed);
     FREES_OF_SAMPLES.store(0, Ordering::Relaxed);

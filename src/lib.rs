@@ -85,7 +85,9 @@ fn start() {
     }
     register_process_hooks();
     guard::set_deferred_handler(collector::serve_deferred);
-    if threads::others_at_load() {
+    let threaded = threads::others_at_load();
+    interpose::locks::set_threaded(threaded);
+    if threaded {
         collector::ensure_started();
     }
     info!(
@@ -153,5 +155,6 @@ extern "C" fn after_fork_child() {
         dump::reset_after_fork();
         cpu::arm_current_thread();
         collector::reset_after_fork();
+        interpose::locks::set_threaded(false);
     });
 }

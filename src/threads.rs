@@ -89,7 +89,9 @@ pub unsafe fn create(
     if EXIT_KEY.load(Ordering::Acquire) == 0 {
         return real(thread, attr, routine, arg);
     }
-    // The process is becoming multi-threaded: dumps move to rprof's own thread.
+    // The process is becoming multi-threaded: mutexes can be contended from now on, and
+    // dumps move to rprof's own thread.
+    crate::interpose::locks::set_threaded(true);
     crate::guard::unprofiled(collector::ensure_started);
     let start = crate::guard::unprofiled(|| Box::into_raw(Box::new(Start { routine, arg })));
     let rc = real(thread, attr, trampoline, start.cast());

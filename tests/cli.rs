@@ -506,7 +506,6 @@ fn run_uses_rprof_lib() {
     assert!(out.status.success());
     let count: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(count > 0);
-    assert!(!files_in(&dir).is_empty());
 
     let marker = dir.join("ran");
     let out = rprof()

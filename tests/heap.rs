@@ -332,7 +332,9 @@ fn counts_stay_exact_across_thread_exits() {
             &format!("churn-{k}"),
             &prog,
             &[k],
-            &[("RPROF_PROFILES", "heap")],
+            // Rate 1: the file is written even when nothing else would be sampled (a
+            // process that recorded nothing writes no file).
+            &[("RPROF_PROFILES", "heap"), ("RPROF_HEAP_RATE", "1")],
         );
         assert!(r.output.status.success(), "{}", r.stderr());
         let p = heap_file(&r);

@@ -154,7 +154,8 @@ mod libc_sig {
 fn program_sees_its_own_dispositions_and_its_handlers_win() {
     let prog = build("signals_view");
     let dir = out_dir("signals-view");
-    let mut child = spawn(&prog, &[], &[], &dir);
+    // Rate 1: its allocations make the files worth writing (it burns no CPU to speak of).
+    let mut child = spawn(&prog, &[], &[("RPROF_HEAP_RATE", "1")], &dir);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     loop {
@@ -186,14 +187,15 @@ fn program_sees_its_own_dispositions_and_its_handlers_win() {
     assert_eq!(
         files_of(&dir, "cpu").len(),
         1,
-        "profile written at its normal exit"
+        "profiles written at its normal exit"
     );
 }
 
 #[test]
 fn program_taking_sigprof_stops_cpu_profiling_with_a_warning() {
     let prog = build("signals_view");
-    let r = run("sigprof", &prog, &["prof"], &[]);
+    // Rate 1: the files are written although CPU profiling stopped before any sample.
+    let r = run("sigprof", &prog, &["prof"], &[("RPROF_HEAP_RATE", "1")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert!(r.stdout().contains("own SIGPROF handler ran"));
     // None of rprof's timer signals reached the program's handler: its timers stopped.
@@ -614,4 +616,25 @@ fn single_threaded_tools_keep_working() {
         &["--reuid=65534", "--regid=65534", "--clear-groups", "true"],
     );
     same_as_without("unshare", "unshare", &["-U", "true"]);
+}
+
+/// A process that records nothing (no CPU sample, no sampled allocation, no wait) leaves
+/// no file, and says so at RPROF_LOG=info.
+#[test]
+fn a_process_that_records_nothing_writes_no_file() {
+    let r = run(
+        "nothing",
+        Path::new("/bin/true"),
+        &[],
+        &[("RPROF_LOG", "info")],
+    );
+    assert!(r.output.status.success());
+    assert!(r.files().is_empty(), "{:?}", r.files());
+    assert!(
+        r.warnings()
+            .iter()
+            .any(|l| l.contains("nothing was recorded: no profile files written")),
+        "{:?}",
+        r.warnings()
+    );
 }

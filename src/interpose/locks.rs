@@ -110,6 +110,34 @@ static TRYJOIN: Next = Next::new(c"pthread_tryjoin_np");
 static REAL_MUTEX_LOCK: AtomicPtr<c_void> = AtomicPtr::new(lock_via_lookup as *mut c_void);
 static REAL_MUTEX_UNLOCK: AtomicPtr<c_void> = AtomicPtr::new(unlock_via_lookup as *mut c_void);
 
+/// Where the two hottest hooks jump, never null. While the process has a single thread a
+/// mutex cannot be contended by another thread, so they jump straight to glibc's own calls
+/// (a hook is then one load and an indirect jump, as a preload that only forwards); once
+/// the program has threads, and while contention is recorded, to the checking versions
+/// (`mutex_lock_checked`, `mutex_unlock_checked`). What the direct jump misses: a
+/// single-threaded program's waits on a process-shared mutex held by another process.
+static MUTEX_LOCK_ENTRY: AtomicPtr<c_void> = AtomicPtr::new(lock_via_lookup as *mut c_void);
+static MUTEX_UNLOCK_ENTRY: AtomicPtr<c_void> = AtomicPtr::new(unlock_via_lookup as *mut c_void);
+
+/// Points the hooks at the checking versions (true: the process has, or is about to have,
+/// several threads) or at glibc's calls.
+pub fn set_threaded(threaded: bool) {
+    let checked = threaded && contention::active();
+    let (lock, unlock) = if checked {
+        (
+            mutex_lock_checked as *mut c_void,
+            mutex_unlock_checked as *mut c_void,
+        )
+    } else {
+        (
+            REAL_MUTEX_LOCK.load(Ordering::Relaxed),
+            REAL_MUTEX_UNLOCK.load(Ordering::Relaxed),
+        )
+    };
+    MUTEX_LOCK_ENTRY.store(lock, Ordering::Release);
+    MUTEX_UNLOCK_ENTRY.store(unlock, Ordering::Release);
+}
+
 unsafe extern "C" fn lock_via_lookup(m: *mut c_void) -> c_int {
     next!(MUTEX_LOCK, P1)(m)
 }
@@ -223,6 +251,12 @@ fn looks_free(m: *mut c_void) -> bool {
 /// As pthread_mutex_lock(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_lock(m: *mut c_void) -> c_int {
+    let entry = MUTEX_LOCK_ENTRY.load(Ordering::Relaxed);
+    std::mem::transmute::<*mut c_void, P1>(entry)(m)
+}
+
+/// pthread_mutex_lock in a process with threads, reached by a tail call.
+unsafe extern "C" fn mutex_lock_checked(m: *mut c_void) -> c_int {
     // The uncontended path is one load of the lock word and a tail call of the real lock:
     // no stack frame, no atomic instruction of ours (the flag is read only for a busy
     // lock). Calling the real trylock here instead measured 15-20 % slower on an
@@ -293,6 +327,12 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
 /// As pthread_mutex_unlock(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut c_void) -> c_int {
+    let entry = MUTEX_UNLOCK_ENTRY.load(Ordering::Relaxed);
+    std::mem::transmute::<*mut c_void, P1>(entry)(m)
+}
+
+/// pthread_mutex_unlock in a process with threads, reached by a tail call.
+unsafe extern "C" fn mutex_unlock_checked(m: *mut c_void) -> c_int {
     // While no thread anywhere is in a timed wait, one load and a tail call of the real
     // unlock; otherwise out of line.
     if !contention::any_timed_waiter() {

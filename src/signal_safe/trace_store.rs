@@ -18,7 +18,8 @@
 //! them. What does not fit (table or arena full) is added to `lost`.
 //!
 //! Readers (`for_each`, `lost`) see every published entry with its count so far: counts
-//! only grow, so the difference of two reads is the window between them.
+//! only grow, so the difference of two reads is the window between them. A fork child
+//! starts after the entries it inherited (`first`), which it never reads or matches.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -61,6 +62,8 @@ pub struct TraceStore {
     /// Next free arena word (word 0 is never handed out).
     next_word: AtomicUsize,
     next_entry: AtomicUsize,
+    /// The first entry of this process: a fork child ignores the entries it inherited.
+    base: AtomicUsize,
     lost: AtomicU64,
 }
 
@@ -69,18 +72,13 @@ pub struct TraceStore {
 // `rewrite` (atomic stores of whole words).
 unsafe impl Sync for TraceStore {}
 
-/// Maps `bytes` of zeroed, lazily backed memory, at `fixed` if not null (replacing what is
-/// there). Null if the kernel refuses.
-fn map(bytes: usize, fixed: *mut libc::c_void) -> *mut libc::c_void {
-    let flags = libc::MAP_PRIVATE
-        | libc::MAP_ANONYMOUS
-        | libc::MAP_NORESERVE
-        | if fixed.is_null() { 0 } else { libc::MAP_FIXED };
-    // SAFETY: an anonymous private mapping; with MAP_FIXED it replaces only our own
-    // mapping of the same size at `fixed`.
+/// Maps `bytes` of zeroed, lazily backed memory. Null if the kernel refuses.
+fn map(bytes: usize) -> *mut libc::c_void {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: an anonymous private mapping of our own.
     let p = unsafe {
         libc::mmap(
-            fixed,
+            std::ptr::null_mut(),
             bytes,
             libc::PROT_READ | libc::PROT_WRITE,
             flags,
@@ -114,6 +112,7 @@ impl TraceStore {
             arena: AtomicPtr::new(std::ptr::null_mut()),
             next_word: AtomicUsize::new(1),
             next_entry: AtomicUsize::new(0),
+            base: AtomicUsize::new(0),
             lost: AtomicU64::new(0),
         }
     }
@@ -123,12 +122,9 @@ impl TraceStore {
         if !self.arena.load(Ordering::Acquire).is_null() {
             return true;
         }
-        let slots = map(SLOTS * std::mem::size_of::<Slot>(), std::ptr::null_mut());
-        let entries = map(
-            MAX_ENTRIES * std::mem::size_of::<Entry>(),
-            std::ptr::null_mut(),
-        );
-        let arena = map(ARENA_BYTES, std::ptr::null_mut());
+        let slots = map(SLOTS * std::mem::size_of::<Slot>());
+        let entries = map(MAX_ENTRIES * std::mem::size_of::<Entry>());
+        let arena = map(ARENA_BYTES);
         if slots.is_null() || entries.is_null() || arena.is_null() {
             return false;
         }
@@ -138,28 +134,13 @@ impl TraceStore {
         true
     }
 
-    /// In a fork child (one thread, no writer running): forgets everything, in time that
-    /// does not depend on what the parent stored (the mappings are replaced by fresh ones).
+    /// In a fork child (one thread, no writer running): forgets everything, in constant
+    /// time and without writing the shared pages (each page written in a child is copied):
+    /// the inherited entries are skipped from now on, and new traces get entries of their
+    /// own after them.
     pub fn reset_after_fork(&self) {
-        let (slots, entries, arena) = (
-            self.slots.load(Ordering::Acquire),
-            self.entries.load(Ordering::Acquire),
-            self.arena.load(Ordering::Acquire),
-        );
-        if arena.is_null() {
-            return;
-        }
-        let ok = !map(SLOTS * std::mem::size_of::<Slot>(), slots.cast()).is_null()
-            && !map(MAX_ENTRIES * std::mem::size_of::<Entry>(), entries.cast()).is_null()
-            && !map(ARENA_BYTES, arena.cast()).is_null();
-        if !ok {
-            // The old mappings may be gone: record nothing rather than touch them.
-            self.slots.store(std::ptr::null_mut(), Ordering::Release);
-            self.entries.store(std::ptr::null_mut(), Ordering::Release);
-            self.arena.store(std::ptr::null_mut(), Ordering::Release);
-        }
-        self.next_word.store(1, Ordering::Relaxed);
-        self.next_entry.store(0, Ordering::Relaxed);
+        self.base
+            .store(self.next_entry.load(Ordering::Relaxed), Ordering::Relaxed);
         self.lost.store(0, Ordering::Relaxed);
     }
 
@@ -302,8 +283,8 @@ impl TraceStore {
                 continue;
             }
             let e = slot.entry.load(Ordering::Acquire);
-            if e == 0 || e == u32::MAX {
-                continue; // being published, or the table was full: not a match
+            if e == 0 || e == u32::MAX || (e as usize - 1) < self.base.load(Ordering::Relaxed) {
+                continue; // being published, the table was full, or inherited: no match
             }
             let Some(entry) = self.entry(e as usize - 1) else {
                 continue;
@@ -349,16 +330,21 @@ impl TraceStore {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Published entries so far (indices 0..this).
+    /// Published entries so far (indices 0..this; those below `first` are inherited).
     pub fn len(&self) -> usize {
         self.next_entry.load(Ordering::Acquire).min(MAX_ENTRIES)
+    }
+
+    /// The first entry of this process.
+    pub fn first(&self) -> usize {
+        self.base.load(Ordering::Relaxed)
     }
 
     /// Calls `f(index, trace, count)` for every published entry from `from` on, in order of
     /// creation. Not for signal context (it runs while writers go on, which is fine).
     pub fn for_each(&self, from: usize, mut f: impl FnMut(usize, Trace<'_>, u64)) {
         let base = self.arena.load(Ordering::Acquire);
-        for i in from..self.len() {
+        for i in from.max(self.first())..self.len() {
             let Some(entry) = self.entry(i) else { return };
             let at = entry.body.load(Ordering::Acquire) as usize;
             if at == 0 {
@@ -395,7 +381,7 @@ impl TraceStore {
     /// replacement (pinning addresses of code about to be unloaded). Such entries no longer
     /// match new samples of the raw addresses, which get entries of their own.
     pub fn rewrite(&self, from: usize, map: impl Fn(u64) -> Option<u64>) {
-        for i in from..self.len() {
+        for i in from.max(self.first())..self.len() {
             let Some(entry) = self.entry(i) else { return };
             let at = entry.body.load(Ordering::Acquire) as usize;
             let Some(first) = (at != 0).then(|| self.word(at)).flatten() else {
@@ -532,9 +518,10 @@ mod tests {
         record(&store, 1, "a", &[10, 20]);
         assert_eq!(store.len(), 2);
         store.reset_after_fork();
-        assert_eq!(store.len(), 0);
         assert!(counts(&store).is_empty());
+        // The same trace as an inherited entry gets one of its own.
         record(&store, 2, "a", &[10, 20]);
         assert_eq!(counts(&store), vec![(vec![10, 20], "a".into(), 2)]);
+        assert_eq!((store.first(), store.len()), (2, 3));
     }
 }
