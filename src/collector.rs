@@ -188,7 +188,7 @@ fn safe_here() -> bool {
     }
     let probe = 0u8;
     let sp = std::ptr::addr_of!(probe) as u64;
-    crate::threads::stack_bounds().is_some_and(|b| sp > b.lo && sp - b.lo >= STACK_NEEDED)
+    crate::thread_stacks::stack_bounds().is_some_and(|b| sp > b.lo && sp - b.lo >= STACK_NEEDED)
 }
 
 /// Async-signal-safe: runs the requested dumps now if that is safe, else defers them.

@@ -102,7 +102,7 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
     WEIGHT.fetch_add(u64::from(weight), Ordering::Relaxed);
     // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
     let regs = unsafe { unwind::regs_from_ucontext(uc) };
-    let stack = crate::threads::stack_bounds().and_then(|b| {
+    let stack = crate::thread_stacks::stack_bounds().and_then(|b| {
         let sp = regs.0[7]?;
         (sp >= b.lo && sp < b.hi).then_some(StackBounds { lo: sp, hi: b.hi })
     });
@@ -145,25 +145,17 @@ pub fn arm_current_thread() {
     TIMER_SLOT.with(|t| t.set(slot.map_or(0, |s| s + 1)));
 }
 
-/// Arms timers for the threads other than the caller that exist at load. They get no stack
-/// span (it cannot be learned from outside the thread), so their samples hold the leaf only.
-pub fn arm_other_threads() {
+/// Arms timers for the threads other than the caller that exist at load (`others`). They
+/// get no stack span (it cannot be learned from outside the thread), so their samples hold
+/// the leaf only.
+pub fn arm_other_threads(others: &[i32]) {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
     }
-    let me = sys::gettid();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for tid in dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        if tid != me {
-            // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
-            let clock = (!tid << 3) | 2 | 4;
-            arm(clock, tid);
-        }
+    for &tid in others {
+        // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+        let clock = (!tid << 3) | 2 | 4;
+        arm(clock, tid);
     }
 }
 
@@ -335,14 +327,19 @@ impl CpuSnapshot {
 
 /// Reads the CPU source now. Not for signal context.
 pub fn snapshot() -> CpuSnapshot {
-    let mut counts = Vec::with_capacity(STORE.len());
-    STORE.for_each(0, |i, _, n| {
+    snapshot_of(&STORE)
+}
+
+/// Reads `store` (the CPU source's, or a test's).
+pub fn snapshot_of(store: &TraceStore) -> CpuSnapshot {
+    let mut counts = Vec::with_capacity(store.len());
+    store.for_each(0, |i, _, n| {
         counts.resize(i, 0);
         counts.push(n);
     });
     CpuSnapshot {
         counts,
-        lost: STORE.lost(),
+        lost: store.lost(),
     }
 }
 
@@ -355,11 +352,16 @@ pub struct CpuData {
 
 /// The samples taken between two readings (`before` taken first).
 pub fn window(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuData {
+    window_of(&STORE, before, after)
+}
+
+/// The samples of `store` between two of its readings.
+pub fn window_of(store: &TraceStore, before: &CpuSnapshot, after: &CpuSnapshot) -> CpuData {
     let mut data = CpuData {
         counts: HashMap::new(),
         lost: after.lost.saturating_sub(before.lost),
     };
-    STORE.for_each(0, |i, trace, _| {
+    store.for_each(0, |i, trace, _| {
         let now = after.counts.get(i).copied().unwrap_or(0);
         let then = before.counts.get(i).copied().unwrap_or(0);
         if now <= then {
@@ -403,42 +405,49 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
 mod tests {
     use super::*;
 
-    /// Samples that find the store full are counted, read as `lost`, and written as a
-    /// sample of the synthetic frame `rprof::lost_samples` standing for all of them.
-    #[test]
-    fn lost_samples_reach_the_written_profile() {
-        assert!(STORE.init());
-        let before = snapshot();
-        let pushed = crate::signal_safe::trace_store::MAX_ENTRIES as u64 + 500;
-        let pc = lost_samples_reach_the_written_profile as *const () as u64;
-        for i in 0..pushed {
-            STORE.record(2, [0; 16], |pcs| {
-                pcs[0] = pc;
-                pcs[1] = i;
-                (2, false)
-            });
-        }
-        let data = window(&before, &snapshot());
-        assert!(data.lost > 0, "more distinct stacks than the store holds");
-        let kept: u64 = data.counts.values().sum();
-        assert_eq!(kept + data.lost, 2 * pushed);
-        let mut symbolizer = Symbolizer::new();
-        let p = crate::pprof::cpu_profile(&data, &mut symbolizer, 4_000_000, 0, 1);
-        let bytes = rprof_profile::encode_gzip(&p);
-        let p = rprof_profile::decode(&bytes).unwrap();
-        rprof_profile::check_valid(&p).unwrap();
-        let (locs, funcs) = (p.location_by_id(), p.function_by_id());
-        let lost: Vec<_> = p
-            .sample
+    fn record(store: &TraceStore, pc: u64, weight: u64) {
+        store.record(weight, *b"t\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", |pcs| {
+            pcs[0] = pc;
+            (1, false)
+        });
+    }
+
+    fn total(w: &CpuData, pc: u64) -> u64 {
+        w.counts
             .iter()
-            .filter(|s| {
-                p.frames(s, &locs, &funcs)
-                    .iter()
-                    .any(|f| f.function == rprof_profile::names::LOST_SAMPLES_FRAME)
-            })
-            .collect();
-        assert_eq!(lost.len(), 1);
-        let n = data.lost as i64;
-        assert_eq!(lost[0].value, vec![n, n * 4_000_000]);
+            .filter(|(k, _)| k.pcs == [pc])
+            .map(|(_, &n)| n)
+            .sum()
+    }
+
+    /// Two consumers keep their own readings: each window holds exactly the samples taken
+    /// between its two readings, however the windows overlap, and neither disturbs the
+    /// other (nothing is drained).
+    #[test]
+    fn overlapping_windows_of_two_consumers_are_each_right() {
+        let store = TraceStore::new();
+        assert!(store.init());
+        let (a, b) = (0xa000_0001, 0xa000_0002);
+        let files_start = snapshot_of(&store);
+        record(&store, a, 3);
+        let http_start = snapshot_of(&store);
+        record(&store, a, 2);
+        record(&store, b, 5);
+        let files_end = snapshot_of(&store);
+        record(&store, b, 7);
+        let http_end = snapshot_of(&store);
+        let files = window_of(&store, &files_start, &files_end);
+        let http = window_of(&store, &http_start, &http_end);
+        assert_eq!((total(&files, a), total(&files, b)), (5, 5));
+        assert_eq!((total(&http, a), total(&http, b)), (2, 12));
+        // A window from the first reading to the last covers all of it once.
+        let all = window_of(&store, &files_start, &http_end);
+        assert_eq!((total(&all, a), total(&all, b)), (5, 12));
+        assert_eq!(
+            window_of(&store, &http_end, &snapshot_of(&store))
+                .counts
+                .len(),
+            0
+        );
     }
 }

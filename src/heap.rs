@@ -378,7 +378,9 @@ fn next_gap(t: &ThreadState) -> i64 {
     t.rng.set(x);
     let bits = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
     let u = (bits as f64 + 1.0) / (1u64 << 53) as f64;
-    (-u.ln() * rate as f64).min(1e15) as i64
+    // libm's, in Rust: librprof.so then needs no libm.so (one object less for every
+    // process to load).
+    (-libm::log(u) * rate as f64).min(1e15) as i64
 }
 
 #[cold]
@@ -580,7 +582,7 @@ pub fn scaled(b: &Bucket, rate: u64) -> [i64; 4] {
     let scale = if rate <= 1 || b.size == 0 {
         1.0
     } else {
-        1.0 / (1.0 - (-(b.size as f64) / rate as f64).exp())
+        1.0 / (1.0 - libm::exp(-(b.size as f64) / rate as f64))
     };
     let live = b.allocs.saturating_sub(b.frees);
     let v = |n: u64, size: u64| (n as f64 * size as f64 * scale).round() as i64;

@@ -31,6 +31,7 @@ mod signals;
 mod stack;
 mod symbolize;
 mod sync;
+mod thread_stacks;
 mod thread_state;
 mod threads;
 
@@ -79,13 +80,14 @@ fn start() {
     signals::install(&cfg, cpu_on);
     threads::init();
     threads::register_current();
+    let others = threads::other_thread_ids();
     if cpu_on {
         cpu::arm_current_thread();
-        cpu::arm_other_threads();
+        cpu::arm_other_threads(&others);
     }
     register_process_hooks();
     guard::set_deferred_handler(collector::serve_deferred);
-    let threaded = threads::others_at_load();
+    let threaded = !others.is_empty();
     interpose::locks::set_threaded(threaded);
     if threaded {
         collector::ensure_started();

@@ -82,11 +82,16 @@ fn parse_line(line: &str) -> Option<MapEntry> {
     })
 }
 
-/// The path of librprof.so itself, as /proc/self/maps names it.
+/// The path of librprof.so itself, as /proc/self/maps names it (looked up once).
 pub fn own_object_path() -> Option<String> {
+    static PATH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PATH.get_or_init(find_own_object_path).clone()
+}
+
+fn find_own_object_path() -> Option<String> {
     // SAFETY: Dl_info is plain data.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let here = own_object_path as *const libc::c_void;
+    let here = find_own_object_path as *const libc::c_void;
     // SAFETY: dladdr fills `info` for an address inside this library.
     if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
         return None;

@@ -308,3 +308,48 @@ pub fn contention_profile(
     }
     enc.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples that find the store full are counted, read as `lost`, and written as a
+    /// sample of the synthetic frame `rprof::lost_samples` standing for all of them.
+    #[test]
+    fn lost_samples_reach_the_written_profile() {
+        let store = crate::signal_safe::trace_store::TraceStore::new();
+        assert!(store.init());
+        let before = crate::cpu::snapshot_of(&store);
+        let pushed = crate::signal_safe::trace_store::MAX_ENTRIES as u64 + 500;
+        let pc = lost_samples_reach_the_written_profile as *const () as u64;
+        for i in 0..pushed {
+            store.record(2, [0; 16], |pcs| {
+                pcs[0] = pc;
+                pcs[1] = i;
+                (2, false)
+            });
+        }
+        let data = crate::cpu::window_of(&store, &before, &crate::cpu::snapshot_of(&store));
+        assert!(data.lost > 0, "more distinct stacks than the store holds");
+        let kept: u64 = data.counts.values().sum();
+        assert_eq!(kept + data.lost, 2 * pushed);
+        let mut symbolizer = Symbolizer::new();
+        let p = cpu_profile(&data, &mut symbolizer, 4_000_000, 0, 1);
+        let bytes = rprof_profile::encode_gzip(&p);
+        let p = rprof_profile::decode(&bytes).unwrap();
+        rprof_profile::check_valid(&p).unwrap();
+        let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+        let lost: Vec<_> = p
+            .sample
+            .iter()
+            .filter(|s| {
+                p.frames(s, &locs, &funcs)
+                    .iter()
+                    .any(|f| f.function == rprof_profile::names::LOST_SAMPLES_FRAME)
+            })
+            .collect();
+        assert_eq!(lost.len(), 1);
+        let n = data.lost as i64;
+        assert_eq!(lost[0].value, vec![n, n * 4_000_000]);
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::signal_safe::unwind::{self, Regs, MAX_DEPTH};
 use crate::symbolize;
-use crate::threads;
+use crate::thread_stacks;
 
 /// What to do with rprof's own frames at the leaf end.
 #[derive(Clone, Copy, PartialEq)]
@@ -60,7 +60,7 @@ fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
     regs.0[16] = Some(rip);
     regs.0[7] = Some(rsp);
     regs.0[6] = Some(rbp);
-    let bounds = threads::stack_bounds().and_then(|b| {
+    let bounds = thread_stacks::stack_bounds().and_then(|b| {
         (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds { lo: rsp, hi: b.hi })
     });
     unwind::walk(&regs, bounds, pcs).depth

@@ -9,28 +9,16 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use std::cell::Cell;
-
 use crate::collector;
 use crate::cpu;
 use crate::interpose::real::PthreadCreateFn;
-use crate::signal_safe::unwind::StackBounds;
+use crate::thread_stacks;
 
 type StartRoutine = extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
 
 struct Start {
     routine: StartRoutine,
     arg: *mut libc::c_void,
-}
-
-thread_local! {
-    /// This thread's stack span, recorded at registration; read by the unwinder.
-    static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
-}
-
-/// The calling thread's stack span, if it registered. Async-signal-safe.
-pub fn stack_bounds() -> Option<StackBounds> {
-    STACK.with(Cell::get)
 }
 
 /// Live threads of the program (not rprof's) that registered with [`register_current`].
@@ -49,7 +37,7 @@ pub fn init() {
 
 /// Counts the calling thread as one of the program's, until it exits.
 pub fn register_current() {
-    STACK.with(|s| s.set(current_stack_bounds()));
+    thread_stacks::record_current();
     // Here rather than at its first malloc, which then makes no system call.
     crate::heap::claim_counters_now();
     let key = EXIT_KEY.load(Ordering::Acquire);
@@ -114,27 +102,15 @@ extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     (start.routine)(start.arg)
 }
 
-/// Whether the process had threads other than the caller when rprof loaded (a library
-/// constructor may start some). Not signal-safe.
-pub fn others_at_load() -> bool {
-    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() > 1)
-}
-
-/// The calling thread's stack span (pthread_getattr_np). Not signal-safe.
-pub fn current_stack_bounds() -> Option<StackBounds> {
-    // SAFETY: attr is initialised by pthread_getattr_np before use and destroyed after.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return None;
-        }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        (rc == 0 && !addr.is_null()).then(|| StackBounds {
-            lo: addr as u64,
-            hi: addr as u64 + size as u64,
-        })
-    }
+/// The ids of the threads other than the caller (at load: a library constructor may have
+/// started some). Not signal-safe.
+pub fn other_thread_ids() -> Vec<i32> {
+    let me = crate::signal_safe::sys::gettid();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&tid| tid != me)
+        .collect()
 }
