@@ -553,3 +553,22 @@ fn run_forwards_sigint() {
     assert_eq!(cpu.len(), 1, "the final files are written: {cpu:?}");
     assert!(summarize(&load(&cpu[0]), "cpu").cum("loop_burn") > 0);
 }
+
+/// Inlined functions carry pprof's `(inline)` label in `rprof top`, as in `go tool pprof`.
+#[test]
+fn top_labels_inlined_functions_as_pprof() {
+    let prog = build("inline_burn");
+    let r = run("cli-inline", &prog, &[], &[("RPROF_CPU_HZ", "250")]);
+    assert!(r.output.status.success());
+    let file = r.files_of("cpu")[0].clone();
+    let out = rprof().arg("top").arg(&file).output().unwrap();
+    assert!(out.status.success());
+    let rows = table(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        rows.iter().any(|r| r.ends_with(" inlined_inner (inline)")),
+        "{rows:?}"
+    );
+    if let Some(go) = go_pprof_top(&file, &[]) {
+        assert_eq!(rows, table(&go));
+    }
+}

@@ -33,9 +33,13 @@ pub fn report(
                 name: r.name,
                 flat: 0,
                 cum: 0,
+                inlined: (false, false),
             });
             d.flat += sign * r.flat;
             d.cum += sign * r.cum;
+            // pprof's graph of a diff holds the edges of both profiles.
+            d.inlined.0 |= r.inlined.0;
+            d.inlined.1 |= r.inlined.1;
         }
     }
     let mut rows: Vec<Row> = diff

@@ -36,6 +36,20 @@ pub struct Row {
     pub name: String,
     pub flat: i64,
     pub cum: i64,
+    /// Reached from a caller as an inlined frame, and as a frame of its own: pprof labels a
+    /// function reached only inlined `(inline)`, both ways `(partial-inline)`.
+    pub inlined: (bool, bool),
+}
+
+impl Row {
+    /// pprof's label after the name, with its leading space, or "".
+    pub fn inline_label(&self) -> &'static str {
+        match self.inlined {
+            (true, true) => " (partial-inline)",
+            (true, false) => " (inline)",
+            _ => "",
+        }
+    }
 }
 
 /// Flat and cum per function for sample type `idx`; also the total.
@@ -43,6 +57,7 @@ pub fn rows(p: &Profile, idx: usize) -> (Vec<Row>, i64) {
     let (locs, funcs) = (p.location_by_id(), p.function_by_id());
     let mut flat: HashMap<String, i64> = HashMap::new();
     let mut cum: HashMap<String, i64> = HashMap::new();
+    let mut inlined: HashMap<String, (bool, bool)> = HashMap::new();
     let mut total = 0;
     for s in &p.sample {
         let v = s.value.get(idx).copied().unwrap_or(0);
@@ -59,11 +74,26 @@ pub fn rows(p: &Profile, idx: usize) -> (Vec<Row>, i64) {
                 *cum.entry(n).or_default() += v;
             }
         }
+        // As pprof's graph: each edge from a caller to a frame, once per sample, is inline
+        // when that frame was inlined into its caller.
+        let mut edges = HashSet::new();
+        for pair in frames.windows(2) {
+            let (callee, caller) = (name(&pair[0]), name(&pair[1]));
+            if callee != caller && edges.insert((callee.clone(), caller)) {
+                let e = inlined.entry(callee).or_insert((false, false));
+                if pair[0].inlined {
+                    e.0 = true;
+                } else {
+                    e.1 = true;
+                }
+            }
+        }
     }
     let mut rows: Vec<Row> = cum
         .into_iter()
         .map(|(name, cum)| Row {
             flat: flat.get(&name).copied().unwrap_or(0),
+            inlined: inlined.get(&name).copied().unwrap_or_default(),
             name,
             cum,
         })
@@ -237,13 +267,14 @@ pub fn write_table<'a>(
         sum += r.flat;
         let _ = writeln!(
             s,
-            "{:>10} {} {} {:>10} {}  {}",
+            "{:>10} {} {} {:>10} {}  {}{}",
             fmt(r.flat),
             pct(r.flat),
             pct(sum),
             fmt(r.cum),
             pct(r.cum),
-            r.name
+            r.name,
+            r.inline_label()
         );
     }
 }
@@ -288,6 +319,24 @@ mod tests {
         }
     }
 
+    /// As pprof: a function reached only as an inlined frame is `(inline)`, one reached
+    /// both ways `(partial-inline)`, one never inlined has no label.
+    #[test]
+    fn inline_labels() {
+        let mut b = Builder::new(&[("samples", "count")], ("samples", "count"), 1);
+        // helper inlined into outer at one place, called at another; inl only inlined.
+        let inlined = b.location(1, 0, &[line("helper"), line("inl"), line("outer")]);
+        let called = b.location(2, 0, &[line("helper")]);
+        let outer = b.location(3, 0, &[line("outer")]);
+        b.add_sample(vec![inlined], vec![1], &[], &[]);
+        b.add_sample(vec![called, outer], vec![1], &[], &[]);
+        let (rows, _) = rows(&b.finish(), 0);
+        let label = |n: &str| rows.iter().find(|r| r.name == n).unwrap().inline_label();
+        assert_eq!(label("helper"), " (partial-inline)");
+        assert_eq!(label("inl"), " (inline)");
+        assert_eq!(label("outer"), "");
+    }
+
     #[test]
     fn flat_and_cum() {
         let mut b = Builder::new(
@@ -310,7 +359,8 @@ mod tests {
             Row {
                 name: "a".into(),
                 flat: 30_000_000,
-                cum: 30_000_000
+                cum: 30_000_000,
+                inlined: (false, true)
             }
         );
         assert_eq!(
@@ -318,7 +368,8 @@ mod tests {
             Row {
                 name: "b".into(),
                 flat: 10_000_000,
-                cum: 40_000_000
+                cum: 40_000_000,
+                inlined: (false, true)
             }
         );
         assert_eq!(
@@ -326,7 +377,8 @@ mod tests {
             Row {
                 name: "main".into(),
                 flat: 0,
-                cum: 40_000_000
+                cum: 40_000_000,
+                inlined: (false, false)
             }
         );
         let text = report(

@@ -12,6 +12,8 @@ pub struct Frame<'a> {
     pub filename: &'a str,
     pub line: i64,
     pub address: u64,
+    /// Inlined into the next frame (not the last line of its location).
+    pub inlined: bool,
 }
 
 impl Profile {
@@ -65,15 +67,17 @@ impl Profile {
                     filename: "",
                     line: 0,
                     address: loc.address,
+                    inlined: false,
                 });
             }
-            for line in &loc.line {
+            for (k, line) in loc.line.iter().enumerate() {
                 let f = functions.get(&line.function_id);
                 out.push(Frame {
                     function: f.map_or("", |f| self.str(f.name)),
                     filename: f.map_or("", |f| self.str(f.filename)),
                     line: line.line,
                     address: loc.address,
+                    inlined: k + 1 < loc.line.len(),
                 });
             }
         }
