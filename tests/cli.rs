@@ -13,6 +13,7 @@ fn rprof() -> Command {
     assert!(bin.exists(), "build with `cargo build --release` first");
     let mut cmd = Command::new(bin);
     clear_rprof_env(&mut cmd);
+    default_dispositions(&mut cmd);
     cmd
 }
 

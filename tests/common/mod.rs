@@ -158,6 +158,28 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Starts `cmd` with the signals the tests send at their default action, whatever the
+/// test runner inherited (a shell's background job starts with SIGINT ignored).
+pub fn default_dispositions(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGQUIT,
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+                libc::SIGPROF,
+            ] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Removes every `RPROF_*` variable of the test's own environment from `cmd`, so that
 /// a caller's settings never leak into a run.
 pub fn clear_rprof_env(cmd: &mut Command) -> &mut Command {
@@ -174,6 +196,7 @@ pub fn clear_rprof_env(cmd: &mut Command) -> &mut Command {
 pub fn command(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {
     let mut cmd = Command::new(prog);
     clear_rprof_env(&mut cmd);
+    default_dispositions(&mut cmd);
     cmd.args(args)
         .env("LD_PRELOAD", lib())
         .env("RPROF_OUT", dir.join("rprof"));
