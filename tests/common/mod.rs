@@ -222,7 +222,10 @@ pub fn spawn(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Ch
 
 /// The program run without the library, for comparing output and status.
 pub fn run_plain(prog: &Path, args: &[&str]) -> Output {
-    Command::new(prog).args(args).output().unwrap()
+    default_dispositions(&mut Command::new(prog))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Decodes a profile file and checks its structure.
