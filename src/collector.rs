@@ -41,6 +41,8 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 static SNAPSHOTS_SERVED: AtomicU32 = AtomicU32::new(0);
 /// The fatal signal whose final dump was deferred (0: none).
 static FATAL_SIGNAL: AtomicU32 = AtomicU32::new(0);
+/// How long a fatal SIGINT/SIGTERM waits for the collector's final files before dying anyway.
+pub const FATAL_DUMP_TIMEOUT_NS: u64 = 5_000_000_000;
 /// Stack a dump on the spot needs below the interrupted frame.
 const STACK_NEEDED: u64 = 256 << 10;
 
@@ -145,23 +147,35 @@ pub fn request_snapshot() {
 
 /// Async-signal-safe. SIGINT/SIGTERM at their default action: writes the final files
 /// (waiting a bounded time for the collector thread when there is one), then dies of `sig`
-/// as the default action would. Returns only when the dump had to be deferred.
+/// as the default action would. Returns only when that had to be deferred: the signal
+/// interrupted rprof's own code on this thread, which may hold a lock the dump needs, so
+/// the dump waits until the thread has left rprof (a few instructions later).
 pub fn on_fatal_signal(sig: i32, timeout_ns: u64) {
-    FATAL_REQUESTED.store(1, Ordering::Release);
-    if running() {
-        wake();
-        let deadline = sys::monotonic_ns() + timeout_ns;
-        while FATAL_DONE.load(Ordering::Acquire) == 0 {
-            let now = sys::monotonic_ns();
-            if now >= deadline {
-                break;
-            }
-            sys::futex_wait(&FATAL_DONE, 0, (deadline - now).min(50_000_000));
-        }
-        die_of(sig);
-    }
     FATAL_SIGNAL.store(sig as u32, Ordering::Release);
+    if guard::held() {
+        guard::defer();
+        return;
+    }
+    if running() {
+        die_after_collector_dump(sig, timeout_ns);
+    }
     serve_here();
+}
+
+/// Has the collector thread write the final files, waits for it (at most `timeout_ns`),
+/// then dies of `sig`.
+fn die_after_collector_dump(sig: i32, timeout_ns: u64) {
+    FATAL_REQUESTED.store(1, Ordering::Release);
+    wake();
+    let deadline = sys::monotonic_ns() + timeout_ns;
+    while FATAL_DONE.load(Ordering::Acquire) == 0 {
+        let now = sys::monotonic_ns();
+        if now >= deadline {
+            break;
+        }
+        sys::futex_wait(&FATAL_DONE, 0, (deadline - now).min(50_000_000));
+    }
+    die_of(sig);
 }
 
 /// Async-signal-safe. Dies of `sig` by its default action (the files are written).
@@ -219,10 +233,15 @@ fn serve_now() {
     crate::cpu::own_work(false);
 }
 
-/// Deferred work, once the thread has left rprof (see `guard::set_deferred_handler`).
+/// Deferred work, once a thread has left rprof (see `guard::set_deferred_handler`).
 pub fn serve_deferred() {
     if !running() {
         serve_now();
+        return;
+    }
+    let fatal = FATAL_SIGNAL.swap(0, Ordering::AcqRel);
+    if fatal != 0 {
+        die_after_collector_dump(fatal as i32, FATAL_DUMP_TIMEOUT_NS);
     }
 }
 

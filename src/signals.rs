@@ -36,9 +36,6 @@ pub struct Managed {
 /// Guards the table of managed signals; also taken by fork's prepare handler.
 pub static MANAGED: Lock<[Option<Managed>; 4]> = Lock::new([None; 4]);
 
-/// How long a fatal SIGINT/SIGTERM waits for the final files before dying anyway.
-const FATAL_DUMP_TIMEOUT_NS: u64 = 5_000_000_000;
-
 fn install_real(sig: i32, handler: Handler) -> bool {
     // SAFETY: sigaction is plain data; zero is a valid start.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -248,5 +245,5 @@ extern "C" fn on_dump_signal(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_vo
 /// die of the same signal (or, when the thread was inside rprof, as soon as it leaves).
 extern "C" fn on_fatal_signal(sig: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
-    collector::on_fatal_signal(sig, FATAL_DUMP_TIMEOUT_NS);
+    collector::on_fatal_signal(sig, collector::FATAL_DUMP_TIMEOUT_NS);
 }

@@ -290,7 +290,9 @@ fn every_wait_variant_is_recorded_at_its_call() {
     ] {
         let site = format!("site_{}", call.strip_prefix("pthread_").unwrap_or(call));
         let waited = printed(&r, &format!("{call}_ns"));
-        assert!(waited >= 35 * MS, "{call}: the program waited {waited} ns");
+        // The helper holds 40 ms from when it says so; the program, preempted on a busy
+        // machine, may notice late and wait less: a wait of some length is all this needs.
+        assert!(waited >= 10 * MS, "{call}: the program waited {waited} ns");
         assert_within(&format!("{call} at {site}"), b.cum(&site), waited, 0.10);
         assert_eq!(c.cum(&site), 1, "{call}: one wait");
         assert_leaf(&block, &site, call);
