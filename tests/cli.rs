@@ -268,10 +268,15 @@ fn diff_of_heap_profiles_with_a_sample_index() {
     assert!(mixed.starts_with("-16384 "), "{ours:?}");
 }
 
-#[test]
-fn run_forwards_the_dump_signal_and_termination() {
+/// `rprof run -o <dir>/p -- long_running 20`, once it is running (300 ms after "ready"),
+/// and its stdout, to be kept open (the program dies of SIGPIPE once it is closed).
+fn run_long_running(
+    dir: &Path,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     let prog = build("long_running");
-    let dir = out_dir("cli-forward");
     let mut child = rprof()
         .args(["run", "-o"])
         .arg(dir.join("p"))
@@ -287,6 +292,13 @@ fn run_forwards_the_dump_signal_and_termination() {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "ready\n");
     std::thread::sleep(std::time::Duration::from_millis(300));
+    (child, out)
+}
+
+#[test]
+fn run_forwards_the_dump_signal_and_termination() {
+    let dir = out_dir("cli-forward");
+    let (mut child, _out) = run_long_running(&dir);
     kill(child.id(), "USR2");
     for _ in 0..100 {
         if files_of(&dir, "cpu")
@@ -526,23 +538,8 @@ fn run_uses_rprof_lib() {
 
 #[test]
 fn run_forwards_sigint() {
-    let prog = build("long_running");
     let dir = out_dir("cli-sigint");
-    let mut child = rprof()
-        .args(["run", "-o"])
-        .arg(dir.join("p"))
-        .arg("--")
-        .arg(&prog)
-        .arg("20")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut child, _out) = run_long_running(&dir);
     kill(child.id(), "INT");
     let status = child.wait().unwrap();
     assert_eq!(
