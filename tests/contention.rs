@@ -12,14 +12,6 @@ use rprof_profile::Profile;
 
 const MS: i64 = 1_000_000;
 
-/// A figure the program printed on stderr as `name=N`.
-fn printed(r: &Run, name: &str) -> i64 {
-    r.stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}="))?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name}= in stderr: {}", r.stderr()))
-}
-
 fn profile(r: &Run, kind: &str) -> Profile {
     let files = r.files_of(kind);
     assert_eq!(files.len(), 1, "{kind}: {files:?}");
@@ -63,7 +55,7 @@ fn mutex_waits_at_waiter_and_holder() {
     let r = record_all("mutex");
     let block = profile(&r, "block");
     let b = summarize(&block, "delay");
-    let waited = printed(&r, "wait_ns");
+    let waited = r.printed("wait_ns");
     assert!(waited >= 20 * 45 * MS, "the program waited {waited} ns");
     assert_within("block at waiter_site", b.cum("waiter_site"), waited, 0.10);
     assert_eq!(summarize(&block, "contentions").cum("waiter_site"), 20);
@@ -111,7 +103,7 @@ fn mutex_waits_at_waiter_and_holder() {
 fn rwlock_readers_wait_on_writer() {
     let r = record_all("rwlock");
     let b = summarize(&profile(&r, "block"), "delay");
-    let waited = printed(&r, "wait_ns");
+    let waited = r.printed("wait_ns");
     assert!(waited >= 2 * 10 * 45 * MS, "the readers waited {waited} ns");
     assert_within("block at reader_site", b.cum("reader_site"), waited, 0.10);
     let m = summarize(&profile(&r, "mutex"), "delay");
@@ -128,7 +120,7 @@ fn condition_variable_semaphore_and_join_waits() {
     let r = record_all("cond");
     let block = profile(&r, "block");
     let b = summarize(&block, "delay");
-    let waited = printed(&r, "wait_ns");
+    let waited = r.printed("wait_ns");
     assert!(waited >= 5 * 95 * MS, "the waiter waited {waited} ns");
     assert_within("cond wait", b.cum("cond_waiter_site"), waited, 0.10);
     assert_leaf(&block, "cond_waiter_site", "pthread_cond_wait");
@@ -139,13 +131,13 @@ fn condition_variable_semaphore_and_join_waits() {
     assert_within(
         "sem_wait",
         b.cum("sem_waiter_site"),
-        printed(&r, "sem_ns"),
+        r.printed("sem_ns"),
         0.10,
     );
     assert_within(
         "pthread_join",
         b.cum("join_site"),
-        printed(&r, "join_ns"),
+        r.printed("join_ns"),
         0.10,
     );
     assert_leaf(&block, "sem_waiter_site", "sem_wait");
@@ -252,13 +244,13 @@ fn long_waits_are_kept_as_they_are_at_any_rate() {
     assert_within(
         "long wait kept as is",
         b.cum("sem_waiter_site"),
-        printed(&r, "sem_ns"),
+        r.printed("sem_ns"),
         0.10,
     );
     assert_within(
         "join kept as is",
         b.cum("join_site"),
-        printed(&r, "join_ns"),
+        r.printed("join_ns"),
         0.10,
     );
     let c = summarize(&block, "contentions");
@@ -289,7 +281,7 @@ fn every_wait_variant_is_recorded_at_its_call() {
         "pthread_barrier_wait",
     ] {
         let site = format!("site_{}", call.strip_prefix("pthread_").unwrap_or(call));
-        let waited = printed(&r, &format!("{call}_ns"));
+        let waited = r.printed(&format!("{call}_ns"));
         // The helper holds 40 ms from when it says so; the program, preempted on a busy
         // machine, may notice late and wait less: a wait of some length is all this needs.
         assert!(waited >= 10 * MS, "{call}: the program waited {waited} ns");
@@ -314,7 +306,7 @@ fn zero_rate_or_fraction_turns_that_profile_off() {
     assert_within(
         "mutex without block",
         m.cum("holder_section"),
-        printed(&r, "wait_ns"),
+        r.printed("wait_ns"),
         0.10,
     );
 
@@ -330,7 +322,7 @@ fn zero_rate_or_fraction_turns_that_profile_off() {
     assert_within(
         "block without mutex",
         b.cum("waiter_site"),
-        printed(&r, "wait_ns"),
+        r.printed("wait_ns"),
         0.10,
     );
 }

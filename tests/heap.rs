@@ -260,11 +260,7 @@ fn forked_child_profiles_its_allocations() {
     let prog = build("heap_fork");
     let r = run("heap-fork", &prog, &[], &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
-    let child: u32 = r
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("child=")?.parse().ok())
-        .unwrap();
+    let child = r.printed("child") as u32;
     let child_p = summarize(&r.final_profile(child, "heap"), "inuse_space");
     let parent_file = r
         .files()
@@ -462,11 +458,7 @@ fn forked_child_heap_holds_exactly_its_own_allocations() {
     let prog = build("heap_fork");
     let r = run("heap-fork-exact", &prog, &[], &[("RPROF_HEAP_RATE", "1")]);
     assert!(r.output.status.success(), "{}", r.stderr());
-    let child: u32 = r
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("child=")?.parse().ok())
-        .unwrap();
+    let child = r.printed("child") as u32;
     let p = r.final_profile(child, "heap");
     let sites = by_leaf_and_size(&p);
     assert_eq!(

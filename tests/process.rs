@@ -17,11 +17,7 @@ fn forked_child_writes_its_own_profile() {
     let r = run("fork", &prog, &[], &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.output.stdout, run_plain(&prog, &[]).stdout);
-    let child: u32 = r
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("child=")?.parse().ok())
-        .expect("child pid");
+    let child = r.printed("child") as u32;
     let files = r.files_of("cpu");
     assert_eq!(files.len(), 2, "{files:?}");
     let child_p = summarize(&r.final_profile(child, "cpu"), "cpu");

@@ -118,12 +118,16 @@ impl Run {
             .map(String::from)
             .collect()
     }
-    /// The process CPU time the program reported (cpu_ns=N on stderr).
-    pub fn cpu_ns(&self) -> i64 {
+    /// A figure the program printed on stderr as `name=N`.
+    pub fn printed(&self, name: &str) -> i64 {
         self.stderr()
             .lines()
-            .find_map(|l| l.strip_prefix("cpu_ns=")?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no cpu_ns= line in stderr:\n{}", self.stderr()))
+            .find_map(|l| l.strip_prefix(&format!("{name}="))?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= line in stderr:\n{}", self.stderr()))
+    }
+    /// The process CPU time the program reported (cpu_ns=N on stderr).
+    pub fn cpu_ns(&self) -> i64 {
+        self.printed("cpu_ns")
     }
     /// Profile files written into the run's directory, sorted by name.
     pub fn files(&self) -> Vec<PathBuf> {
