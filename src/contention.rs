@@ -294,6 +294,13 @@ fn charge_unlocker(entry: usize, object: usize) {
     }
 }
 
+/// Whether (block, mutex) recorded nothing (checked without copying the buckets).
+pub fn are_empty() -> (bool, bool) {
+    TABLE.lock().as_ref().map_or((true, true), |t| {
+        (t.block.buckets.is_empty(), t.mutex.buckets.is_empty())
+    })
+}
+
 /// A copy of one profile's buckets: (block, mutex).
 pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
     TABLE

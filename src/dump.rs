@@ -127,20 +127,13 @@ pub fn final_dump(ending: Ending) {
 /// Whether every enabled profile is empty: no CPU sample (nor lost one) since the start,
 /// no sampled allocation, no recorded wait. Cheap: nothing is symbolized for it.
 fn nothing_recorded(s: &DumpState) -> bool {
-    let cpu_empty = !s.cpu_enabled || {
-        let now = cpu::snapshot();
-        now.is_empty()
-    };
-    let heap_empty = !s.heap_enabled || crate::heap::buckets().is_empty();
-    let (block, mutex) = if s.block_enabled || s.mutex_enabled {
-        crate::contention::buckets()
-    } else {
-        Default::default()
-    };
+    let cpu_empty = !s.cpu_enabled || cpu::snapshot().is_empty();
+    let heap_empty = !s.heap_enabled || crate::heap::is_empty();
+    let (block_empty, mutex_empty) = crate::contention::are_empty();
     cpu_empty
         && heap_empty
-        && (!s.block_enabled || block.is_empty())
-        && (!s.mutex_enabled || mutex.is_empty())
+        && (!s.block_enabled || block_empty)
+        && (!s.mutex_enabled || mutex_empty)
 }
 
 /// In a fork child: start afresh, so the child's files cover only the child.

@@ -541,6 +541,11 @@ pub fn free_lookups() -> (u64, u64) {
     )
 }
 
+/// No allocation was ever sampled (checked without copying the buckets).
+pub fn is_empty() -> bool {
+    TABLE.lock().as_ref().is_none_or(|t| t.buckets.is_empty())
+}
+
 /// A copy of the buckets, for writing a profile outside the lock.
 pub fn buckets() -> Vec<Bucket> {
     TABLE
