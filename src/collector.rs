@@ -27,6 +27,7 @@ use crate::interpose::real;
 use crate::log::warning;
 use crate::signal_safe::own_alloc::OWN;
 use crate::signal_safe::sys;
+use crate::sync::store_changed;
 
 static WAKE: AtomicU32 = AtomicU32::new(0);
 static SNAPSHOT_REQUESTS: AtomicU32 = AtomicU32::new(0);
@@ -247,12 +248,14 @@ pub fn serve_deferred() {
 
 /// In a fork child: the collector thread did not survive the fork, and the child has one
 /// thread; requests meant for the parent are forgotten.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
-    THREAD.store(0, Ordering::Relaxed);
-    STARTED.store(false, Ordering::Relaxed);
-    SNAPSHOT_REQUESTS.store(0, Ordering::Relaxed);
-    SNAPSHOTS_SERVED.store(0, Ordering::Relaxed);
-    FATAL_REQUESTED.store(0, Ordering::Relaxed);
-    FATAL_DONE.store(0, Ordering::Relaxed);
-    FATAL_SIGNAL.store(0, Ordering::Relaxed);
+    store_changed!(THREAD, 0);
+    store_changed!(STARTED, false);
+    store_changed!(SNAPSHOT_REQUESTS, 0);
+    store_changed!(SNAPSHOTS_SERVED, 0);
+    store_changed!(FATAL_REQUESTED, 0);
+    store_changed!(FATAL_DONE, 0);
+    store_changed!(FATAL_SIGNAL, 0);
 }

@@ -332,19 +332,25 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
 
 /// In a fork child only the forking thread exists: nobody waits on anything, and the
 /// child's profiles start empty (the parent's tables are left behind, not freed).
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
-    let mut table = TABLE.lock();
-    if table.is_some() {
+    // SAFETY: called from fork's child handler only (lib.rs).
+    let table = unsafe { TABLE.in_fork_child() };
+    if table
+        .as_ref()
+        .is_some_and(|t| !t.block.buckets.is_empty() || !t.mutex.buckets.is_empty())
+    {
         std::mem::forget(table.replace(ContentionTable::default()));
     }
-    drop(table);
     // With no timed waiter anywhere every slot is free and clean (waiters are counted
     // before they take a slot and after they leave it): the 128 KiB table, nearly all of
     // it never touched, is not even read. Otherwise only slots in use are written (a page
     // written in a fork child is copied).
-    if TIMED_WAITERS.swap(0, Ordering::Relaxed) == 0 {
+    if TIMED_WAITERS.load(Ordering::Relaxed) == 0 {
         return;
     }
+    TIMED_WAITERS.store(0, Ordering::Relaxed);
     for s in &WAITING {
         if s.busy.load(Ordering::Relaxed)
             || s.count.load(Ordering::Relaxed) != 0

@@ -22,6 +22,7 @@ use crate::signal_safe::trace_store::TraceStore;
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
 use crate::symbolize::Symbolizer;
+use crate::sync::store_changed;
 
 /// The sigev_value our timers carry, to tell their signals from any other SIGPROF.
 const TIMER_MAGIC: i32 = 0x7270_7266;
@@ -137,6 +138,8 @@ unsafe fn sample_weight(info: *const libc::siginfo_t) -> Option<u32> {
 
 /// Arms a CPU timer for the calling thread. Not signal-safe (called at load, from the
 /// pthread_create trampoline, in a fork child).
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn arm_current_thread() {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
@@ -160,6 +163,8 @@ pub fn arm_other_threads(others: &[i32]) {
 }
 
 /// Creates and starts a timer on `clock` signalling thread `tid`; returns its table slot.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 fn arm(clock: libc::clockid_t, tid: i32) -> Option<usize> {
     // SAFETY: sigevent is plain data; zero is a valid initial value.
     let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
@@ -226,11 +231,28 @@ fn timespec(ns: u64) -> libc::timespec {
 }
 
 /// A cheap random number (splitmix64 over the clock and a seed); not for cryptography.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 fn random(seed: u64) -> u64 {
-    let mut z = sys::monotonic_ns() ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut z = cycles() ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// A fast-changing number to seed `random`: the time-stamp counter where there is one (a
+/// fork child reading the vDSO clock takes a page fault for it).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
+fn cycles() -> u64 {
+    // SAFETY: rdtsc has no preconditions on x86_64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cycles() -> u64 {
+    sys::monotonic_ns()
 }
 
 fn delete_slot(slot: usize) {
@@ -285,6 +307,8 @@ pub fn signal_counts() -> (u64, u64) {
 
 /// In a fork child: the parent's timers do not exist here (POSIX timers are not inherited),
 /// so the table is cleared without deleting, and the store forgets the parent's samples.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
     // Only slots in use are written (a page written in a fork child is copied).
     for t in used_timers()
@@ -293,11 +317,11 @@ pub fn reset_after_fork() {
     {
         t.store(0, Ordering::Relaxed);
     }
-    SIGNALS.store(0, Ordering::Relaxed);
-    WEIGHT.store(0, Ordering::Relaxed);
+    store_changed!(SIGNALS, 0);
+    store_changed!(WEIGHT, 0);
     STORE.reset_after_fork();
-    PIN_FROM.store(STORE.first(), Ordering::Relaxed);
-    OWN_WORK.store(false, Ordering::Relaxed);
+    store_changed!(PIN_FROM, STORE.first());
+    store_changed!(OWN_WORK, false);
 }
 
 /// Key of one aggregated CPU sample: the stack (leaf first; addresses, or pinned frame

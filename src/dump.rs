@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::cpu::{self, CpuSnapshot};
 use crate::log::{debug, info, warning};
@@ -33,6 +34,40 @@ pub struct DumpState {
     window_start_unix: i64,
     window_start_mono: u64,
     final_done: bool,
+    /// The process this state describes: a fork child finds its parent's here, and starts
+    /// its own at its first use (`this_process`).
+    pid: u32,
+}
+
+/// When the process last forked, (CLOCK_MONOTONIC, Unix time) in nanoseconds: written by
+/// fork's prepare handler, read by the child's first dump (its window starts at the fork).
+/// A child's handler that wrote the state itself would pay a page copy and a vDSO fault
+/// in every fork; most children exec or exit before they ever dump.
+static FORK_MONO: AtomicU64 = AtomicU64::new(0);
+static FORK_UNIX: AtomicI64 = AtomicI64::new(0);
+
+/// In fork's prepare handler: remembers the moment a child's profile starts.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
+pub fn note_fork() {
+    FORK_MONO.store(sys::monotonic_ns(), Ordering::Relaxed);
+    FORK_UNIX.store(pprof::unix_now_ns(), Ordering::Relaxed);
+}
+
+/// The state of this process: in a fork child, the parent's is replaced at first use by
+/// an empty one whose window starts at the fork.
+fn this_process(slot: &mut Option<DumpState>) -> Option<&mut DumpState> {
+    let s = slot.as_mut()?;
+    let pid = std::process::id();
+    if s.pid != pid {
+        s.pid = pid;
+        s.cpu_before = CpuSnapshot::default();
+        s.snapshots = 0;
+        s.window_start_unix = FORK_UNIX.load(Ordering::Relaxed);
+        s.window_start_mono = FORK_MONO.load(Ordering::Relaxed);
+        s.final_done = false;
+    }
+    Some(s)
 }
 
 /// Guards the collected data and the file sequence. Taken by the collector thread, by the
@@ -52,12 +87,13 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         window_start_unix: pprof::unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
         final_done: false,
+        pid: std::process::id(),
     });
 }
 
 /// Turns on writing block and mutex profiles.
 pub fn enable_contention(block: bool, mutex: bool) {
-    if let Some(s) = STATE.lock().as_mut() {
+    if let Some(s) = this_process(&mut STATE.lock()) {
         s.block_enabled = block;
         s.mutex_enabled = mutex;
     }
@@ -70,7 +106,7 @@ pub fn before_dlclose() {
     let Some(mut guard) = STATE.try_lock_for(50_000_000) else {
         return;
     };
-    if let Some(s) = guard.as_mut() {
+    if let Some(s) = this_process(&mut guard) {
         cpu::pin_unloadable(&mut s.symbolizer);
         crate::heap::pin_unloadable(&mut s.symbolizer);
         crate::contention::pin_unloadable(&mut s.symbolizer);
@@ -80,7 +116,9 @@ pub fn before_dlclose() {
 /// Writes a numbered snapshot of everything since the previous dump.
 pub fn snapshot() {
     let mut guard = STATE.lock();
-    let Some(s) = guard.as_mut() else { return };
+    let Some(s) = this_process(&mut guard) else {
+        return;
+    };
     if s.final_done {
         return;
     }
@@ -103,7 +141,9 @@ pub enum Ending {
 pub fn final_dump(ending: Ending) {
     cpu::stop();
     let mut guard = STATE.lock();
-    let Some(s) = guard.as_mut() else { return };
+    let Some(s) = this_process(&mut guard) else {
+        return;
+    };
     if s.final_done {
         return;
     }
@@ -134,17 +174,6 @@ fn nothing_recorded(s: &DumpState) -> bool {
         && heap_empty
         && (!s.block_enabled || block_empty)
         && (!s.mutex_enabled || mutex_empty)
-}
-
-/// In a fork child: start afresh, so the child's files cover only the child.
-pub fn reset_after_fork() {
-    if let Some(s) = STATE.lock().as_mut() {
-        s.cpu_before = CpuSnapshot::default();
-        s.snapshots = 0;
-        s.window_start_unix = pprof::unix_now_ns();
-        s.window_start_mono = sys::monotonic_ns();
-        s.final_done = false;
-    }
 }
 
 fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {

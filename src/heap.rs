@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use crate::guard::Guard;
 use crate::stack::{self, OwnFrames};
 use crate::symbolize::{self, Symbolizer};
+use crate::sync::store_changed;
 use crate::sync::Lock;
 use crate::thread_state::{self, ThreadState};
 
@@ -488,35 +489,37 @@ pub fn release_thread() {
 /// the exact counters start from zero (a free of an inherited block still counts in
 /// Frees, which cannot tell it from the child's own). The parent's table is left behind
 /// untouched, not freed: the time taken does not depend on the parent's history.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
     let me = crate::signal_safe::sys::gettid();
     let mine = thread_state::with(|t| t.block.get() as *const Counters);
-    let more = MORE_BLOCKS.lock();
+    // SAFETY: called from fork's child handler only (lib.rs).
+    let more = unsafe { MORE_BLOCKS.in_fork_child() };
     // Only blocks ever used are written: a page written in a fork child is copied.
     let used = &BLOCKS[..BLOCKS_USED.load(Ordering::Acquire).min(BLOCKS.len())];
     for c in used.iter().chain(more.iter().copied()) {
         if c.owner.load(Ordering::Relaxed) == 0 && !std::ptr::eq(c, mine) {
             continue;
         }
-        c.mallocs.store(0, Ordering::Relaxed);
-        c.frees.store(0, Ordering::Relaxed);
-        c.bytes.store(0, Ordering::Relaxed);
+        store_changed!(c.mallocs, 0);
+        store_changed!(c.frees, 0);
+        store_changed!(c.bytes, 0);
         // The forking thread keeps its block (under its new id); the parent's other
         // threads do not exist here, so their blocks are free again.
-        c.retiring.store(false, Ordering::Relaxed);
-        let owner = if std::ptr::eq(c, mine) { me } else { 0 };
-        c.owner.store(owner, Ordering::Relaxed);
+        store_changed!(c.retiring, false);
+        store_changed!(c.owner, if std::ptr::eq(c, mine) { me } else { 0 });
     }
-    drop(more);
     if PAGES_MARKED.load(Ordering::Relaxed) {
         for w in PAGE_BITS.iter().filter(|w| w.load(Ordering::Relaxed) != 0) {
             w.store(0, Ordering::Relaxed);
         }
     }
-    FREES_LOOKED_UP.store(0, Ordering::Relaxed);
-    FREES_OF_SAMPLES.store(0, Ordering::Relaxed);
-    let mut table = TABLE.lock();
-    if table.is_some() {
+    store_changed!(FREES_LOOKED_UP, 0);
+    store_changed!(FREES_OF_SAMPLES, 0);
+    // SAFETY: as above.
+    let table = unsafe { TABLE.in_fork_child() };
+    if table.as_ref().is_some_and(|t| !t.buckets.is_empty()) {
         std::mem::forget(table.replace(HeapTable::default()));
     }
 }

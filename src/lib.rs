@@ -88,6 +88,9 @@ fn start() {
     register_process_hooks();
     guard::set_deferred_handler(collector::serve_deferred);
     let threaded = !others.is_empty();
+    if threaded {
+        threads::set_threaded();
+    }
     interpose::locks::set_threaded(threaded);
     if threaded {
         collector::ensure_started();
@@ -121,8 +124,21 @@ extern "C" fn on_exit() {
     guard::unprofiled(|| dump::final_dump(dump::Ending::Exit));
 }
 
+/// Whether `before_fork` took rprof's locks for this fork.
+static FORK_LOCKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Holds our locks across fork so the child never inherits one held by a vanished thread.
+/// A process with one thread skips them: nobody else can hold them, and every lock word
+/// written after a fork costs the parent and the child a page copy each.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 extern "C" fn before_fork() {
+    dump::note_fork();
+    let lock = !threads::single_threaded();
+    sync::store_changed!(FORK_LOCKED, lock);
+    if !lock {
+        return;
+    }
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
     heap::TABLE.raw_lock();
@@ -132,7 +148,17 @@ extern "C" fn before_fork() {
     signal_safe::own_alloc::OWN.raw_lock();
 }
 
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 extern "C" fn after_fork_parent() {
+    if FORK_LOCKED.load(std::sync::atomic::Ordering::Relaxed) {
+        release_fork_locks();
+    }
+}
+
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
+fn release_fork_locks() {
     signal_safe::own_alloc::OWN.raw_unlock();
     contention::TABLE.raw_unlock();
     heap::MORE_BLOCKS.raw_unlock();
@@ -142,19 +168,17 @@ extern "C" fn after_fork_parent() {
 }
 
 /// The child starts its own profile: its own timers, collector thread and files.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 extern "C" fn after_fork_child() {
-    signal_safe::own_alloc::OWN.raw_unlock();
-    contention::TABLE.raw_unlock();
-    heap::MORE_BLOCKS.raw_unlock();
-    heap::TABLE.raw_unlock();
-    dump::STATE.raw_unlock();
-    signals::MANAGED.raw_unlock();
+    if FORK_LOCKED.load(std::sync::atomic::Ordering::Relaxed) {
+        release_fork_locks();
+    }
     guard::unprofiled(|| {
         cpu::reset_after_fork();
         heap::reset_after_fork();
         contention::reset_after_fork();
         threads::reset_after_fork();
-        dump::reset_after_fork();
         cpu::arm_current_thread();
         collector::reset_after_fork();
         interpose::locks::set_threaded(false);

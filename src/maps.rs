@@ -82,26 +82,51 @@ fn parse_line(line: &str) -> Option<MapEntry> {
     })
 }
 
-/// The path of librprof.so itself, as /proc/self/maps names it (looked up once).
-pub fn own_object_path() -> Option<String> {
-    static PATH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    PATH.get_or_init(find_own_object_path).clone()
+/// The executable segments of every loaded object (the vDSO included), and the span of
+/// librprof.so's own, from the loader's list in memory: no /proc read, no system call.
+pub fn loaded_code() -> (Vec<(u64, u64)>, (u64, u64)) {
+    let mut objects: Vec<Vec<(u64, u64)>> = Vec::new();
+    // SAFETY: the callback only reads the phdr info the loader passes and pushes to
+    // `objects`, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(on_object_code),
+            (&mut objects as *mut Vec<Vec<(u64, u64)>>).cast(),
+        )
+    };
+    let here = loaded_code as *const () as u64;
+    let own = objects
+        .iter()
+        .find(|r| r.iter().any(|&(s, e)| (s..e).contains(&here)))
+        .map_or((0, 0), |r| {
+            r.iter()
+                .fold((u64::MAX, 0), |(s, e), &(a, b)| (s.min(a), e.max(b)))
+        });
+    (objects.concat(), own)
 }
 
-fn find_own_object_path() -> Option<String> {
-    // SAFETY: Dl_info is plain data.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let here = find_own_object_path as *const libc::c_void;
-    // SAFETY: dladdr fills `info` for an address inside this library.
-    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
-        return None;
+extern "C" fn on_object_code(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> i32 {
+    // SAFETY: dl_iterate_phdr passes a valid info and our `data` pointer.
+    let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<Vec<(u64, u64)>>)) };
+    if info.dlpi_phdr.is_null() {
+        return 0;
     }
-    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let path = std::path::Path::new(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()),
-    );
-    Some(std::fs::canonicalize(path).ok()?.display().to_string())
+    // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let code = phdrs
+        .iter()
+        .filter(|ph| ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0)
+        .map(|ph| {
+            let start = info.dlpi_addr.wrapping_add(ph.p_vaddr);
+            (start, start.wrapping_add(ph.p_memsz))
+        })
+        .collect();
+    out.push(code);
+    0
 }
 
 struct LoadedObject {

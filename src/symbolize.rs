@@ -43,16 +43,8 @@ pub fn repin<'a>(stacks: impl IntoIterator<Item = &'a mut Vec<u64>>, ids: &HashM
 
 /// Records the code loaded at startup. Call once at load.
 pub fn init() {
-    let maps = maps::executable_mappings();
-    let own_path = maps::own_object_path();
-    let own = maps
-        .iter()
-        .filter(|m| Some(&m.path) == own_path.as_ref())
-        .fold((u64::MAX, 0), |(s, e), m| (s.min(m.start), e.max(m.end)));
-    let _ = LOAD_TIME_CODE.set(LoadTimeCode {
-        startup: maps.iter().map(|m| (m.start, m.end)).collect(),
-        own,
-    });
+    let (startup, own) = maps::loaded_code();
+    let _ = LOAD_TIME_CODE.set(LoadTimeCode { startup, own });
 }
 
 /// Whether `addr` may lie in an object that a dlclose can unmap.
@@ -89,7 +81,13 @@ pub struct Symbolizer {
     pinned: Vec<Frame>,
     /// Pinned ids by (object path, file offset); ("", address) when no mapping was known.
     pinned_ids: HashMap<(String, u64), u64>,
-    own_path: Option<String>,
+}
+
+/// Whether a mapping is librprof.so's own code.
+fn is_own(m: &MapEntry) -> bool {
+    // The segment's span need not be page-aligned as the mapping's is: they overlap.
+    let (start, end) = own_code();
+    m.start < end && start < m.end
 }
 
 impl Symbolizer {
@@ -101,7 +99,6 @@ impl Symbolizer {
             mappings: Vec::new(),
             pinned: Vec::new(),
             pinned_ids: HashMap::new(),
-            own_path: maps::own_object_path(),
         }
     }
 
@@ -168,7 +165,7 @@ impl Symbolizer {
                 address: addr,
                 mapping: m.map(|m| self.intern_mapping(m)),
                 lines,
-                own: m.is_some_and(|m| Some(&m.path) == self.own_path.as_ref()),
+                own: m.is_some_and(is_own),
             });
         }
         out
@@ -191,15 +188,13 @@ impl Symbolizer {
         if let Some(lines) = self.lines.get(&key) {
             return lines.clone();
         }
-        let own_path = &self.own_path;
         let object = self
             .objects
             .entry((m.path.clone(), m.build_id.clone()))
             .or_insert_with(|| {
                 // rprof's own frames (time in its hooks) need names only; its line tables
                 // would cost megabytes of memory.
-                let own = Some(&m.path) == own_path.as_ref();
-                ObjectInfo::load(&m.path, &m.build_id, !own)
+                ObjectInfo::load(&m.path, &m.build_id, !is_own(m))
             });
         let lines = object.as_ref().map(|o| o.lines(offset)).unwrap_or_default();
         self.lines.insert(key, lines.clone());

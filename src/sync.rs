@@ -63,6 +63,18 @@ impl<T> Lock<T> {
         }
     }
 
+    /// The value, without touching the lock word: in a fork child every page written is
+    /// copied, and the lock word of a lock nobody can hold need not be written.
+    ///
+    /// # Safety
+    /// Only in fork's child handler, where the calling thread is the only one and holds
+    /// none of rprof's locks (the prepare handler took them only to release them here).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn in_fork_child(&self) -> &mut T {
+        // SAFETY: the caller guarantees that nothing else can access the value.
+        unsafe { &mut *self.value.get() }
+    }
+
     /// Takes the lock without a guard (fork's prepare handler); pair with `raw_unlock`.
     pub fn raw_lock(&self) {
         if self.try_acquire() {
@@ -105,6 +117,19 @@ impl<T> Drop for Guard<'_, T> {
         self.lock.raw_unlock();
     }
 }
+
+/// Stores a value into an atomic unless it holds it already. Fork children (and parents
+/// just after a fork) pay a page copy for every page they write, so resets write only
+/// what changes.
+macro_rules! store_changed {
+    ($atomic:expr, $value:expr) => {{
+        let v = $value;
+        if $atomic.load(std::sync::atomic::Ordering::Relaxed) != v {
+            $atomic.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+    }};
+}
+pub(crate) use store_changed;
 
 #[cfg(test)]
 mod tests {

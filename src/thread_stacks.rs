@@ -22,8 +22,45 @@ pub fn record_current() {
     STACK.with(|s| s.set(current_stack_bounds()));
 }
 
-/// The calling thread's stack span (pthread_getattr_np). Not signal-safe.
+/// The calling thread's stack span. Not signal-safe.
 pub fn current_stack_bounds() -> Option<StackBounds> {
+    let main = crate::signal_safe::sys::gettid() as u32 == std::process::id();
+    main.then(main_stack_bounds)
+        .flatten()
+        .or_else(pthread_stack_bounds)
+}
+
+/// The main thread's stack, without reading /proc/self/maps as pthread_getattr_np does
+/// for it (that read is a good part of what a short process pays at load). The kernel
+/// copies the executable's name (AT_EXECFN) first, at the very top of the stack mapping,
+/// so the page that ends it is the last one; the stack may grow down to RLIMIT_STACK.
+fn main_stack_bounds() -> Option<StackBounds> {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
+    if execfn == 0 {
+        return None;
+    }
+    // SAFETY: AT_EXECFN points to the NUL-terminated name the kernel placed on the stack.
+    let len = unsafe { libc::strlen(execfn as *const libc::c_char) } as u64;
+    let hi = (execfn + len + 1).next_multiple_of(4096);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills `lim`.
+    let limit = match unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } {
+        0 if lim.rlim_cur != libc::RLIM_INFINITY => lim.rlim_cur,
+        _ => 1 << 30,
+    };
+    let here = &lim as *const _ as u64;
+    (here < hi).then(|| StackBounds {
+        lo: hi.saturating_sub(limit.max(hi - here)),
+        hi,
+    })
+}
+
+/// The calling thread's stack span from pthread_getattr_np.
+fn pthread_stack_bounds() -> Option<StackBounds> {
     // SAFETY: attr is initialised by pthread_getattr_np before use and destroyed after.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();

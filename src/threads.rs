@@ -7,7 +7,7 @@
 //! process ends exactly as it would without rprof (and writes its files at exit).
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::collector;
 use crate::cpu;
@@ -23,6 +23,23 @@ struct Start {
 
 /// Live threads of the program (not rprof's) that registered with [`register_current`].
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the process has (or had) a thread besides the one that loaded rprof; false
+/// again in a fork child, which has one thread.
+static THREADED: AtomicBool = AtomicBool::new(false);
+
+/// No other thread exists (nor ever did since load or the last fork), so none can hold a
+/// lock of rprof's.
+pub fn single_threaded() -> bool {
+    !THREADED.load(Ordering::Acquire)
+}
+
+/// Marks the process as having threads besides the caller.
+pub fn set_threaded() {
+    if !THREADED.load(Ordering::Relaxed) {
+        THREADED.store(true, Ordering::Release);
+    }
+}
 /// pthread key (+1) whose destructor runs when a registered thread exits.
 static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 
@@ -51,8 +68,11 @@ pub fn register_current() {
 }
 
 /// In a fork child only the forking thread exists.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
-    LIVE.store(1, Ordering::Release);
+    crate::sync::store_changed!(LIVE, 1);
+    crate::sync::store_changed!(THREADED, false);
 }
 
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
@@ -79,6 +99,7 @@ pub unsafe fn create(
     }
     // The process is becoming multi-threaded: mutexes can be contended from now on, and
     // dumps move to rprof's own thread.
+    set_threaded();
     crate::interpose::locks::set_threaded(true);
     crate::guard::unprofiled(collector::ensure_started);
     let start = crate::guard::unprofiled(|| Box::into_raw(Box::new(Start { routine, arg })));
@@ -103,8 +124,15 @@ extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 /// The ids of the threads other than the caller (at load: a library constructor may have
-/// started some). Not signal-safe.
+/// started some). Not signal-safe. Reads /proc only when glibc's `__libc_single_threaded`
+/// (glibc 2.32) does not say that the process never had another thread.
 pub fn other_thread_ids() -> Vec<i32> {
+    // SAFETY: dlsym with a NUL-terminated name; the symbol, where it exists, is a char.
+    let single = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+    // SAFETY: as above; a plain byte read.
+    if !single.is_null() && unsafe { *(single as *const u8) } != 0 {
+        return Vec::new();
+    }
     let me = crate::signal_safe::sys::gettid();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();

@@ -121,6 +121,8 @@ static MUTEX_UNLOCK_ENTRY: AtomicPtr<c_void> = AtomicPtr::new(unlock_via_lookup 
 
 /// Points the hooks at the checking versions (true: the process has, or is about to have,
 /// several threads) or at glibc's calls.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
 pub fn set_threaded(threaded: bool) {
     let checked = threaded && contention::active();
     let (lock, unlock) = if checked {
@@ -134,8 +136,13 @@ pub fn set_threaded(threaded: bool) {
             REAL_MUTEX_UNLOCK.load(Ordering::Relaxed),
         )
     };
-    MUTEX_LOCK_ENTRY.store(lock, Ordering::Release);
-    MUTEX_UNLOCK_ENTRY.store(unlock, Ordering::Release);
+    // Written only when they change: this runs in every fork child.
+    if MUTEX_LOCK_ENTRY.load(Ordering::Relaxed) != lock {
+        MUTEX_LOCK_ENTRY.store(lock, Ordering::Release);
+    }
+    if MUTEX_UNLOCK_ENTRY.load(Ordering::Relaxed) != unlock {
+        MUTEX_UNLOCK_ENTRY.store(unlock, Ordering::Release);
+    }
 }
 
 unsafe extern "C" fn lock_via_lookup(m: *mut c_void) -> c_int {

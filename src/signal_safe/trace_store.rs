@@ -2,7 +2,8 @@
 //! handlers and read at any moment without draining (async-profiler's call-trace storage
 //! is the model: open addressing over hashes, trace bodies from an mmap-backed arena).
 //!
-//! Layout, all in anonymous mappings made once (`init`), touched only as they fill:
+//! Layout, all in one anonymous mapping made once (`init`), touched only as it fills and
+//! not inherited by fork children (which map their own):
 //! - `slots`: `SLOTS` open-addressing slots, each a trace hash (0: free) and the index + 1
 //!   of its entry (0: being published).
 //! - `entries`: up to `MAX_ENTRIES` entries in order of creation, each the arena offset of
@@ -19,7 +20,7 @@
 //!
 //! Readers (`for_each`, `lost`) see every published entry with its count so far: counts
 //! only grow, so the difference of two reads is the window between them. A fork child
-//! starts after the entries it inherited (`first`), which it never reads or matches.
+//! starts empty.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -72,14 +73,25 @@ pub struct TraceStore {
 // `rewrite` (atomic stores of whole words).
 unsafe impl Sync for TraceStore {}
 
-/// Maps `bytes` of zeroed, lazily backed memory. Null if the kernel refuses.
-fn map(bytes: usize) -> *mut libc::c_void {
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-    // SAFETY: an anonymous private mapping of our own.
+const SLOTS_BYTES: usize = SLOTS * std::mem::size_of::<Slot>();
+const ENTRIES_BYTES: usize = MAX_ENTRIES * std::mem::size_of::<Entry>();
+const TOTAL_BYTES: usize = SLOTS_BYTES + ENTRIES_BYTES + ARENA_BYTES;
+
+/// Maps the store's zeroed, lazily backed memory, at `at` (replacing what is there) unless
+/// null, and marks it not to be inherited by fork children. Null if the kernel refuses.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
+fn map(at: *mut libc::c_void) -> *mut u8 {
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    if !at.is_null() {
+        flags |= libc::MAP_FIXED;
+    }
+    // SAFETY: an anonymous private mapping of our own; with MAP_FIXED, `at` is the start
+    // of the store's own mapping of TOTAL_BYTES, which nothing else uses.
     let p = unsafe {
         libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
+            at,
+            TOTAL_BYTES,
             libc::PROT_READ | libc::PROT_WRITE,
             flags,
             -1,
@@ -87,10 +99,11 @@ fn map(bytes: usize) -> *mut libc::c_void {
         )
     };
     if p == libc::MAP_FAILED {
-        std::ptr::null_mut()
-    } else {
-        p
+        return std::ptr::null_mut();
     }
+    // SAFETY: advice on the mapping just made. Failure only means children inherit it.
+    unsafe { libc::madvise(p, TOTAL_BYTES, libc::MADV_DONTFORK) };
+    p.cast()
 }
 
 /// FNV-1a over words, never 0.
@@ -122,26 +135,40 @@ impl TraceStore {
         if !self.arena.load(Ordering::Acquire).is_null() {
             return true;
         }
-        let slots = map(SLOTS * std::mem::size_of::<Slot>());
-        let entries = map(MAX_ENTRIES * std::mem::size_of::<Entry>());
-        let arena = map(ARENA_BYTES);
-        if slots.is_null() || entries.is_null() || arena.is_null() {
+        let base = map(std::ptr::null_mut());
+        if base.is_null() {
             return false;
         }
-        self.slots.store(slots.cast(), Ordering::Release);
-        self.entries.store(entries.cast(), Ordering::Release);
-        self.arena.store(arena.cast(), Ordering::Release);
+        self.set_parts(base);
         true
     }
 
-    /// In a fork child (one thread, no writer running): forgets everything, in constant
-    /// time and without writing the shared pages (each page written in a child is copied):
-    /// the inherited entries are skipped from now on, and new traces get entries of their
-    /// own after them.
+    fn set_parts(&self, base: *mut u8) {
+        // SAFETY: the three parts lie within the TOTAL_BYTES just mapped, each aligned.
+        let (entries, arena) =
+            unsafe { (base.add(SLOTS_BYTES), base.add(SLOTS_BYTES + ENTRIES_BYTES)) };
+        self.slots.store(base.cast(), Ordering::Release);
+        self.entries.store(entries.cast(), Ordering::Release);
+        self.arena.store(arena.cast(), Ordering::Release);
+    }
+
+    /// In a fork child (one thread, no writer running): forgets everything in constant
+    /// time. The store's memory is not inherited (MADV_DONTFORK: a fork neither copies its
+    /// page tables nor makes the parent's next samples copy pages); the child maps fresh
+    /// memory at the same place. If it cannot, its samples count as lost.
+    #[allow(unsafe_code)]
+    #[link_section = ".text.hot.rprof_fork"]
     pub fn reset_after_fork(&self) {
-        self.base
-            .store(self.next_entry.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.lost.store(0, Ordering::Relaxed);
+        let base = self.slots.load(Ordering::Acquire);
+        if !base.is_null() && map(base.cast()).is_null() {
+            self.slots.store(std::ptr::null_mut(), Ordering::Release);
+            self.entries.store(std::ptr::null_mut(), Ordering::Release);
+            self.arena.store(std::ptr::null_mut(), Ordering::Release);
+        }
+        crate::sync::store_changed!(self.next_word, 1);
+        crate::sync::store_changed!(self.next_entry, 0);
+        crate::sync::store_changed!(self.base, 0);
+        crate::sync::store_changed!(self.lost, 0);
     }
 
     fn word(&self, i: usize) -> Option<&AtomicU64> {
@@ -519,9 +546,9 @@ mod tests {
         assert_eq!(store.len(), 2);
         store.reset_after_fork();
         assert!(counts(&store).is_empty());
-        // The same trace as an inherited entry gets one of its own.
+        assert_eq!((store.first(), store.len(), store.lost()), (0, 0, 0));
         record(&store, 2, "a", &[10, 20]);
         assert_eq!(counts(&store), vec![(vec![10, 20], "a".into(), 2)]);
-        assert_eq!((store.first(), store.len()), (2, 3));
+        assert_eq!((store.first(), store.len()), (0, 1));
     }
 }
