@@ -45,6 +45,38 @@ pub struct Config {
     /// The snapshot signal; None when `RPROF_SIGNAL=none`.
     pub dump_signal: Option<i32>,
     pub log: LogLevel,
+    /// Where to serve profiles over HTTP (`RPROF_HTTP`); None: no server.
+    pub http: Option<HttpAddr>,
+}
+
+/// An address for the profile server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpAddr {
+    /// host:port, the host an IP address.
+    Tcp(std::net::SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// Parses `RPROF_HTTP` (`%p` already replaced): `127.0.0.1:6060`, `localhost:6060`,
+/// `:6060` (loopback), `0.0.0.0:6060`, `[::1]:6060`, port 0 for any free port, or
+/// `unix:/path`.
+pub fn parse_http(v: &str) -> Option<HttpAddr> {
+    let v = v.trim();
+    if let Some(path) = v.strip_prefix("unix:") {
+        return (!path.is_empty()).then(|| HttpAddr::Unix(PathBuf::from(path)));
+    }
+    let (host, port) = v.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let ip: std::net::IpAddr = match host {
+        "" | "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        h => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?,
+    };
+    Some(HttpAddr::Tcp(std::net::SocketAddr::new(ip, port)))
 }
 
 pub const DEFAULT_CPU_HZ: u32 = 100;
@@ -202,6 +234,24 @@ impl Config {
             }
         };
 
+        let http = match get("RPROF_HTTP") {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => {
+                let expanded = v.replace("%p", &std::process::id().to_string());
+                let a = parse_http(&expanded);
+                if a.is_none() {
+                    warn(
+                        "RPROF_HTTP",
+                        &v,
+                        "is not host:port, :port or unix:/path",
+                        "no profile server",
+                    );
+                }
+                a
+            }
+        };
+
         (
             Config {
                 out_prefix,
@@ -212,6 +262,7 @@ impl Config {
                 mutex_fraction,
                 dump_signal,
                 log,
+                http,
             },
             warnings,
         )
@@ -385,6 +436,30 @@ mod tests {
             assert_eq!(w.len(), 1, "{bad}");
             assert!(w[0].starts_with("RPROF_SIGNAL="), "{}", w[0]);
         }
+    }
+
+    #[test]
+    fn http_addresses() {
+        let tcp = |s: &str| Some(HttpAddr::Tcp(s.parse().unwrap()));
+        assert_eq!(parse_http("127.0.0.1:6060"), tcp("127.0.0.1:6060"));
+        assert_eq!(parse_http("localhost:6060"), tcp("127.0.0.1:6060"));
+        assert_eq!(parse_http(":6060"), tcp("127.0.0.1:6060"));
+        assert_eq!(parse_http("0.0.0.0:0"), tcp("0.0.0.0:0"));
+        assert_eq!(parse_http("[::1]:80"), tcp("[::1]:80"));
+        assert_eq!(
+            parse_http("unix:/tmp/x.sock"),
+            Some(HttpAddr::Unix("/tmp/x.sock".into()))
+        );
+        for bad in ["6060", "host:", "example.com:80", ":99999", "unix:"] {
+            assert_eq!(parse_http(bad), None, "{bad}");
+        }
+        let (c, w) = parse(&[("RPROF_HTTP", "unix:/tmp/r.%p.sock")]);
+        let want = format!("/tmp/r.{}.sock", std::process::id());
+        assert_eq!(c.http, Some(HttpAddr::Unix(want.into())));
+        assert!(w.is_empty());
+        let (c, w) = parse(&[("RPROF_HTTP", "nowhere")]);
+        assert_eq!(c.http, None);
+        assert!(w[0].starts_with("RPROF_HTTP=\"nowhere\""), "{w:?}");
     }
 
     #[test]

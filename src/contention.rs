@@ -301,6 +301,14 @@ pub fn are_empty() -> (bool, bool) {
     })
 }
 
+/// How many buckets the block and mutex profiles have.
+pub fn bucket_counts() -> (usize, usize) {
+    TABLE
+        .lock()
+        .as_ref()
+        .map_or((0, 0), |t| (t.block.buckets.len(), t.mutex.buckets.len()))
+}
+
 /// A copy of one profile's buckets: (block, mutex).
 pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
     TABLE

@@ -17,7 +17,7 @@ use crate::cpu::{self, CpuSnapshot};
 use crate::log::{debug, info, warning};
 use crate::pprof;
 use crate::signal_safe::sys;
-use crate::symbolize::Symbolizer;
+use crate::symbolize;
 use crate::sync::Lock;
 
 /// Everything collected since the last dump, and where it goes.
@@ -29,7 +29,6 @@ pub struct DumpState {
     mutex_enabled: bool,
     /// The CPU source as read for the previous file: the next file is the difference.
     cpu_before: CpuSnapshot,
-    symbolizer: Symbolizer,
     snapshots: u32,
     window_start_unix: i64,
     window_start_mono: u64,
@@ -82,7 +81,6 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         block_enabled: false,
         mutex_enabled: false,
         cpu_before: CpuSnapshot::default(),
-        symbolizer: Symbolizer::new(),
         snapshots: 0,
         window_start_unix: pprof::unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
@@ -103,14 +101,13 @@ pub fn enable_contention(block: bool, mutex: bool) {
 /// while they are still mapped. Waits a bounded time for the lock,
 /// since a library destructor may call dlclose while the loader lock is held.
 pub fn before_dlclose() {
-    let Some(mut guard) = STATE.try_lock_for(50_000_000) else {
+    let Some(mut guard) = symbolize::SHARED.try_lock_for(50_000_000) else {
         return;
     };
-    if let Some(s) = this_process(&mut guard) {
-        cpu::pin_unloadable(&mut s.symbolizer);
-        crate::heap::pin_unloadable(&mut s.symbolizer);
-        crate::contention::pin_unloadable(&mut s.symbolizer);
-    }
+    let s = symbolize::shared(&mut guard);
+    cpu::pin_unloadable(s);
+    crate::heap::pin_unloadable(s);
+    crate::contention::pin_unloadable(s);
 }
 
 /// Writes a numbered snapshot of everything since the previous dump.
@@ -177,6 +174,8 @@ fn nothing_recorded(s: &DumpState) -> bool {
 }
 
 fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
+    let mut symbolizer = symbolize::SHARED.lock();
+    let symbolizer = symbolize::shared(&mut symbolizer);
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
     if s.cpu_enabled {
@@ -184,7 +183,7 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
         let window = cpu::window(&s.cpu_before, &now);
         let profile = pprof::cpu_profile(
             &window,
-            &mut s.symbolizer,
+            symbolizer,
             cpu::period_ns(),
             s.window_start_unix,
             duration,
@@ -196,19 +195,19 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
         // Heap profiles are cumulative from the start of the program, as Go's are.
         // The allocator's own figures take its lock: not when a thread may have died in it.
         let allocator_figures = ending == Ending::Exit;
-        let profile = pprof::heap_profile(&mut s.symbolizer, allocator_figures);
+        let profile = pprof::heap_profile(symbolizer, allocator_figures);
         write_profile(&s.prefix, "heap", seq, &profile);
     }
     if s.block_enabled || s.mutex_enabled {
         // Cumulative from the start of the program, as Go's are.
         let (block, mutex) = crate::contention::buckets();
         if s.block_enabled {
-            let p = pprof::contention_profile(&block, 1.0, &mut s.symbolizer);
+            let p = pprof::contention_profile(&block, 1.0, symbolizer);
             write_profile(&s.prefix, "block", seq, &p);
         }
         if s.mutex_enabled {
             let fraction = crate::contention::mutex_fraction() as f64;
-            let p = pprof::contention_profile(&mutex, fraction, &mut s.symbolizer);
+            let p = pprof::contention_profile(&mutex, fraction, symbolizer);
             write_profile(&s.prefix, "mutex", seq, &p);
         }
     }

@@ -549,6 +549,11 @@ pub fn is_empty() -> bool {
     TABLE.lock().as_ref().is_none_or(|t| t.buckets.is_empty())
 }
 
+/// How many buckets the heap profile has.
+pub fn bucket_count() -> usize {
+    TABLE.lock().as_ref().map_or(0, |t| t.buckets.len())
+}
+
 /// A copy of the buckets, for writing a profile outside the lock.
 pub fn buckets() -> Vec<Bucket> {
     TABLE

@@ -22,9 +22,12 @@ mod dump;
 mod fast_tls;
 mod guard;
 mod heap;
+mod http;
+mod http_pages;
 mod interpose;
 mod log;
 mod maps;
+mod own_threads;
 mod pprof;
 mod signal_safe;
 mod signals;
@@ -95,6 +98,18 @@ fn start() {
     if threaded {
         collector::ensure_started();
     }
+    if let Some(addr) = &cfg.http {
+        *http_pages::ENABLED.lock() = config::Profiles {
+            cpu: cpu_on,
+            heap: heap_on,
+            block: block_rate > 0,
+            mutex: mutex_fraction > 0,
+        };
+        if http::start(addr) {
+            // Dumps move to rprof's thread, as in any process with threads.
+            collector::ensure_started();
+        }
+    }
     info!(
         "profiling pid {} into {}.{}.*.pb.gz (cpu {} Hz, heap rate {})",
         std::process::id(),
@@ -141,6 +156,7 @@ extern "C" fn before_fork() {
     }
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
+    symbolize::SHARED.raw_lock();
     heap::TABLE.raw_lock();
     heap::MORE_BLOCKS.raw_lock();
     contention::TABLE.raw_lock();
@@ -163,6 +179,7 @@ fn release_fork_locks() {
     contention::TABLE.raw_unlock();
     heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();
+    symbolize::SHARED.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
 }
@@ -181,6 +198,7 @@ extern "C" fn after_fork_child() {
         threads::reset_after_fork();
         cpu::arm_current_thread();
         collector::reset_after_fork();
+        http::reset_after_fork();
         interpose::locks::set_threaded(false);
     });
 }

@@ -309,6 +309,171 @@ pub fn contention_profile(
     enc.finish()
 }
 
+/// `#` lines naming the frames of a stack, as Go's printStackRecord writes them (without
+/// the `+offset` after each name, which the symbolizer does not know).
+fn frame_lines(out: &mut String, stack: &[u64], frames: &HashMap<u64, Frame>) {
+    use std::fmt::Write as _;
+    for pc in stack {
+        match frames.get(pc).filter(|f| !f.lines.is_empty()) {
+            Some(f) => {
+                for l in &f.lines {
+                    let _ = writeln!(
+                        out,
+                        "#\t{:#x}\t{}\t{}:{}",
+                        f.address, l.function, l.filename, l.line
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(out, "#\t{pc:#x}\t?\t?:0");
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn addresses(stack: &[u64], frames: &HashMap<u64, Frame>) -> String {
+    stack
+        .iter()
+        .map(|pc| format!(" {:#x}", frames.get(pc).map_or(*pc, |f| f.address)))
+        .collect()
+}
+
+/// Go's `heap?debug=1` text: raw sampled counts (not unbiased), records by in-use bytes,
+/// then the `# runtime.MemStats` block.
+pub fn heap_text(symbolizer: &mut Symbolizer) -> String {
+    use std::fmt::Write as _;
+    let mut buckets = heap::buckets();
+    buckets.sort_by_key(|b| std::cmp::Reverse(b.allocs.saturating_sub(b.frees) * b.size));
+    let frames = symbolizer.resolve_all(buckets.iter().flat_map(|b| b.stack.iter().copied()));
+    let mut t = [0u64; 4];
+    for b in &buckets {
+        let live = b.allocs.saturating_sub(b.frees);
+        t[0] += live;
+        t[1] += live * b.size;
+        t[2] += b.allocs;
+        t[3] += b.allocs * b.size;
+    }
+    let mut out = format!(
+        "heap profile: {}: {} [{}: {}] @ heap/{}\n",
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        2 * heap::rate()
+    );
+    for b in &buckets {
+        let live = b.allocs.saturating_sub(b.frees);
+        let _ = writeln!(
+            out,
+            "{}: {} [{}: {}] @{}",
+            live,
+            live * b.size,
+            b.allocs,
+            b.allocs * b.size,
+            addresses(&b.stack, &frames)
+        );
+        frame_lines(&mut out, &b.stack, &frames);
+    }
+    out.push_str(&memstats_text());
+    out
+}
+
+/// Go's block (`--- contention:`) or mutex (`--- mutex:`) text. Delays are nanoseconds,
+/// so cycles/second is 1e9.
+pub fn contention_text(symbolizer: &mut Symbolizer, mutex: bool) -> String {
+    use std::fmt::Write as _;
+    let (block, mutexes) = crate::contention::buckets();
+    let buckets = if mutex { mutexes } else { block };
+    let frames = symbolizer.resolve_all(buckets.iter().flat_map(|b| b.stack.iter().copied()));
+    let mut out = String::from(if mutex {
+        "--- mutex:\n"
+    } else {
+        "--- contention:\n"
+    });
+    out.push_str("cycles/second=1000000000\n");
+    if mutex {
+        let _ = writeln!(
+            out,
+            "sampling period={}",
+            crate::contention::mutex_fraction()
+        );
+    }
+    for b in &buckets {
+        let _ = writeln!(
+            out,
+            "{} {} @{}",
+            b.delay_ns.round() as i64,
+            b.count.round() as i64,
+            addresses(&b.stack, &frames)
+        );
+        frame_lines(&mut out, &b.stack, &frames);
+    }
+    out
+}
+
+/// Go's `# runtime.MemStats` block with the meaning each field can have in a C program
+/// (README: "MemStats in a native program"): exact counters from the hooks, the
+/// allocator's own figures from glibc's mallinfo2, RSS from /proc; fields that only a
+/// garbage collector has are 0.
+pub fn memstats_text() -> String {
+    let m = memstats();
+    let mut out = String::from("\n# runtime.MemStats\n");
+    for (k, v) in &m {
+        if *k == "PauseNs" || *k == "PauseEnd" {
+            out.push_str(&format!("# {k} = [{}]\n", vec!["0"; 256].join(" ")));
+        } else if *k == "GCCPUFraction" {
+            out.push_str(&format!("# {k} = 0\n"));
+        } else if *k == "DebugGC" {
+            out.push_str(&format!("# {k} = false\n"));
+        } else if *k == "Stack" || *k == "MSpan" || *k == "MCache" {
+            out.push_str(&format!("# {k} = {v} / {v}\n"));
+        } else {
+            out.push_str(&format!("# {k} = {v}\n"));
+        }
+    }
+    out
+}
+
+/// The MemStats fields in Go's order, for the text block and `/debug/vars`.
+pub fn memstats() -> Vec<(&'static str, u64)> {
+    let (mallocs, frees, total) = heap::totals();
+    let mi = crate::maps::glibc_mallinfo2().unwrap_or_default();
+    let (arena, mmapped, inuse, free) = (mi[0] as u64, mi[1] as u64, mi[2] as u64, mi[3] as u64);
+    let heap_alloc = inuse + mmapped;
+    let heap_sys = arena + mmapped;
+    let max_rss = crate::maps::rss().map_or(0, |(_, peak)| peak);
+    vec![
+        ("Alloc", heap_alloc),
+        ("TotalAlloc", total),
+        ("Sys", heap_sys),
+        ("Lookups", 0),
+        ("Mallocs", mallocs),
+        ("Frees", frees),
+        ("HeapAlloc", heap_alloc),
+        ("HeapSys", heap_sys),
+        ("HeapIdle", free),
+        ("HeapInuse", heap_alloc),
+        ("HeapReleased", 0),
+        ("HeapObjects", mallocs.saturating_sub(frees)),
+        ("Stack", 0),
+        ("MSpan", 0),
+        ("MCache", 0),
+        ("BuckHashSys", 0),
+        ("GCSys", 0),
+        ("OtherSys", 0),
+        ("NextGC", 0),
+        ("LastGC", 0),
+        ("PauseNs", 0),
+        ("PauseEnd", 0),
+        ("NumGC", 0),
+        ("NumForcedGC", 0),
+        ("GCCPUFraction", 0),
+        ("DebugGC", 0),
+        ("MaxRSS", max_rss),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

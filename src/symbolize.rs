@@ -59,6 +59,15 @@ pub fn own_code() -> (u64, u64) {
     LOAD_TIME_CODE.get().map_or((0, 0), |c| c.own)
 }
 
+/// The one symbolizer every consumer uses (pinned frames live in it). Lock order: after
+/// `dump::STATE`, before the kinds' tables.
+pub static SHARED: crate::sync::Lock<Option<Symbolizer>> = crate::sync::Lock::new(None);
+
+/// The shared symbolizer behind a guard of `SHARED`, made at first use.
+pub fn shared(slot: &mut Option<Symbolizer>) -> &mut Symbolizer {
+    slot.get_or_insert_with(Symbolizer::new)
+}
+
 /// A resolved address.
 #[derive(Clone)]
 pub struct Frame {

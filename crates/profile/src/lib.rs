@@ -7,11 +7,13 @@
 
 mod builder;
 mod codec;
+mod delta;
 mod proto;
 mod view;
 
 pub use builder::{Builder, LineInfo, MappingInfo};
 pub use codec::{decode, encode, encode_gzip, DecodeError};
+pub use delta::subtract;
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 pub use view::{check_valid, Frame};
 

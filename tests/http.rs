@@ -1,0 +1,371 @@
+//! The profile server (RPROF_HTTP) on c_tests/http_server.c: named threads, one burning
+//! CPU in burn_cpu, one that allocated in burst_before and allocates in burst_later on
+//! SIGUSR1, two contending for a mutex in hold_lock.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdin, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rprof_profile::Profile;
+
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(tag: &str, http: &str) -> Server {
+        let prog = build("http_server");
+        let dir = out_dir(tag);
+        let mut child = command(
+            &prog,
+            &[],
+            &[("RPROF_HTTP", http), ("RPROF_MUTEX_FRACTION", "1")],
+            &dir,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        let addr = line
+            .strip_prefix("rprof: serving profiles on ")
+            .and_then(|l| l.split("/debug/pprof/").next())
+            .unwrap_or_else(|| panic!("no address line: {line:?}"))
+            .trim_start_matches("http://")
+            .to_string();
+        let stdin = child.stdin.take();
+        Server {
+            child,
+            stdin,
+            addr,
+            dir,
+        }
+    }
+
+    /// Closes stdin; the program ends normally: its output and status are as without rprof.
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// One request; returns (status, headers lower-cased, body).
+fn get(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response");
+    let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    (status, head, out[split + 4..].to_vec())
+}
+
+fn profile(body: &[u8]) -> Profile {
+    let p = rprof_profile::decode(body).expect("a profile");
+    rprof_profile::check_valid(&p).unwrap();
+    p
+}
+
+#[test]
+fn serves_go_paths_with_go_status_codes_and_types() {
+    let s = Server::start("http-paths", "127.0.0.1:0");
+    let (st, h, body) = get(&s.addr, "GET", "/debug/pprof/", b"");
+    assert_eq!(st, 200);
+    assert!(h.contains("content-type: text/html"), "{h}");
+    let page = String::from_utf8_lossy(&body);
+    for name in ["allocs", "block", "heap", "mutex", "profile", "cmdline"] {
+        assert!(page.contains(&format!(">{name}</a>")), "{name}: {page}");
+    }
+    for (path, name) in [
+        ("heap", "heap"),
+        ("allocs", "allocs"),
+        ("block", "block"),
+        ("mutex", "mutex"),
+    ] {
+        let (st, h, body) = get(&s.addr, "GET", &format!("/debug/pprof/{path}"), b"");
+        assert_eq!(st, 200, "{path}");
+        assert!(h.contains("content-type: application/octet-stream"), "{h}");
+        assert!(
+            h.contains(&format!(
+                "content-disposition: attachment; filename=\"{name}\""
+            )),
+            "{h}"
+        );
+        let p = profile(&body);
+        if path == "allocs" {
+            assert_eq!(p.str(p.default_sample_type), "alloc_space");
+        }
+    }
+    let (st, h, body) = get(&s.addr, "GET", "/debug/pprof/nothing", b"");
+    assert_eq!(
+        (st, String::from_utf8_lossy(&body).trim()),
+        (404, "Unknown profile")
+    );
+    assert!(
+        h.contains("x-go-pprof: 1") && h.contains("x-content-type-options: nosniff"),
+        "{h}"
+    );
+    let (st, _, _) = get(&s.addr, "GET", "/debug/pprof/heap?seconds=x", b"");
+    assert_eq!(st, 400);
+    let (st, _, _) = get(&s.addr, "GET", "/debug/pprof/heap?seconds=1&debug=1", b"");
+    assert_eq!(st, 400);
+    let (st, _, _) = get(&s.addr, "DELETE", "/debug/pprof/", b"");
+    assert_eq!(st, 405);
+    let (st, _, body) = get(&s.addr, "GET", "/debug/pprof/cmdline", b"");
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).ends_with("http_server"));
+    // Remote symbolization as pprof asks for it: the address of a sampled frame is named.
+    let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/heap?debug=1", b"");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let pc = text
+        .lines()
+        .find(|l| l.contains("\tburst_before\t"))
+        .and_then(|l| l.split('\t').nth(1))
+        .expect("burst_before in the heap text")
+        .to_string();
+    let (st, _, body) = get(&s.addr, "POST", "/debug/pprof/symbol", pc.as_bytes());
+    assert_eq!(st, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("num_symbols: 1\n{pc} burst_before\n")
+    );
+    assert_eq!(s.finish(), "started\nhttp_server done\n");
+}
+
+/// Go's debug=1 grammar: header, records `<n>: <bytes> [<n>: <bytes>] @ 0x…`, `#` frame
+/// lines, and the MemStats block; block and mutex with their `---` headers.
+#[test]
+fn legacy_texts_follow_go_grammar() {
+    let s = Server::start("http-text", "127.0.0.1:0");
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, h, body) = get(&s.addr, "GET", "/debug/pprof/heap?debug=1&gc=1", b"");
+    assert!(h.contains("content-type: text/plain"), "{h}");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let mut lines = text.lines();
+    let head = lines.next().unwrap();
+    let record = |l: &str| -> bool {
+        let Some((counts, addrs)) = l.split_once(" @ ") else {
+            return false;
+        };
+        let c: Vec<&str> = counts
+            .split([':', ' ', '[', ']'])
+            .filter(|x| !x.is_empty())
+            .collect();
+        c.len() == 4
+            && c.iter().all(|x| x.parse::<u64>().is_ok())
+            && addrs.split(' ').all(|a| a.starts_with("0x"))
+    };
+    assert!(
+        head.starts_with("heap profile: ") && head.ends_with(" @ heap/1048576"),
+        "{head}"
+    );
+    assert!(
+        record(&head["heap profile: ".len()..].replace(" @ heap/1048576", " @ 0x0")),
+        "{head}"
+    );
+    let mut records = 0;
+    for l in lines.by_ref() {
+        if l.starts_with("# runtime.MemStats") {
+            break;
+        }
+        if l.is_empty() || l.starts_with("#\t0x") {
+            continue;
+        }
+        assert!(record(l), "{l}");
+        records += 1;
+    }
+    assert!(records > 0);
+    let stats: Vec<&str> = lines.collect();
+    for f in [
+        "Alloc",
+        "TotalAlloc",
+        "Sys",
+        "Mallocs",
+        "Frees",
+        "HeapAlloc",
+        "HeapSys",
+        "HeapObjects",
+        "NumGC",
+        "MaxRSS",
+    ] {
+        assert!(
+            stats.iter().any(|l| l.starts_with(&format!("# {f} = "))),
+            "{f}"
+        );
+    }
+    let mallocs: u64 = stats
+        .iter()
+        .find_map(|l| l.strip_prefix("# Mallocs = "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(mallocs >= 64, "{mallocs}");
+    for (path, first) in [("mutex", "--- mutex:"), ("block", "--- contention:")] {
+        let (_, _, body) = get(&s.addr, "GET", &format!("/debug/pprof/{path}?debug=1"), b"");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(first));
+        assert_eq!(lines.next(), Some("cycles/second=1000000000"));
+        for l in lines
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("sampling period="))
+        {
+            let (v, addrs) = l.split_once(" @ ").unwrap_or_else(|| panic!("{l}"));
+            assert!(v.split(' ').all(|x| x.parse::<i64>().is_ok()), "{l}");
+            assert!(addrs.split(' ').all(|a| a.starts_with("0x")), "{l}");
+        }
+    }
+    s.finish();
+}
+
+/// A delta window holds the burst made inside it and not the one before it; a CPU window
+/// taken at the same time, and a snapshot file written meanwhile (the files' own
+/// consumer), are each right: two consumers, overlapping windows.
+#[test]
+fn delta_and_cpu_windows_overlap_with_the_files() {
+    let s = Server::start("http-delta", "127.0.0.1:0");
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = s.addr.clone();
+    let heap = std::thread::spawn(move || get(&addr, "GET", "/debug/pprof/heap?seconds=2", b""));
+    let addr = s.addr.clone();
+    let cpu = std::thread::spawn(move || get(&addr, "GET", "/debug/pprof/profile?seconds=2", b""));
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = s.child.id();
+    kill(pid, "USR1");
+    kill(pid, "USR2");
+    let (st, _, body) = heap.join().unwrap();
+    assert_eq!(st, 200);
+    let d = summarize(&profile(&body), "alloc_space");
+    assert!(d.cum("burst_later") > 0, "{:?}", d.functions());
+    assert_eq!(d.cum("burst_before"), 0, "{:?}", d.functions());
+    let (st, _, body) = cpu.join().unwrap();
+    assert_eq!(st, 200);
+    let p = profile(&body);
+    let c = summarize(&p, "cpu");
+    // The burner thread runs all the time: up to 2 s of CPU in the window (less when the
+    // other tests take the machine's two cores).
+    let burner = c.cum("burner");
+    assert!((500_000_000..=2_500_000_000).contains(&burner), "{burner}");
+    assert!(
+        (p.duration_nanos - 2_000_000_000).abs() < 300_000_000,
+        "{}",
+        p.duration_nanos
+    );
+    // The snapshot file covers the time since start, whatever the server did.
+    std::thread::sleep(Duration::from_millis(300));
+    let snap = files_of(&s.dir, "cpu");
+    assert_eq!(snap.len(), 1, "{snap:?}");
+    let f = summarize(&load(&snap[0]), "cpu");
+    assert!(f.cum("burner") > 400_000_000, "{}", f.cum("burner"));
+    s.finish();
+}
+
+#[test]
+fn garbage_and_idle_connections_leave_it_serving() {
+    let s = Server::start("http-garbage", "127.0.0.1:0");
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&s.addr).unwrap())
+        .collect();
+    for i in 0..2000u32 {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        let junk: Vec<u8> = (0..(i % 97) + 1)
+            .map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 256) as u8)
+            .collect();
+        let _ = c.write_all(&junk);
+        let _ = c.write_all(b"\r\n\r\n");
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    let (st, _, _) = get(&s.addr, "GET", "/debug/pprof/heap", b"");
+    assert_eq!(st, 200);
+    drop(idle);
+    assert_eq!(s.finish(), "started\nhttp_server done\n");
+}
+
+#[test]
+fn unix_socket_fork_child_and_failed_bind() {
+    let sock = out_dir("http-unix").join("p.sock");
+    let s = Server::start("http-unix", &format!("unix:{}", sock.display()));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    if have_tool(
+        "curl",
+        std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "curl",
+    ) {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--unix-socket"])
+            .arg(&sock)
+            .arg("http://x/debug/pprof/cmdline")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with("http_server"));
+    }
+    s.finish();
+    // A fixed port already taken: one line, and the program runs on and writes its files.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let prog = build("fork_child");
+    let r = run(
+        "http-bind",
+        &prog,
+        &[],
+        &[("RPROF_HTTP", &format!(":{port}"))],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains("cannot serve profiles on http://127.0.0.1:"),
+        "{}",
+        r.stderr()
+    );
+    // The fork child of a serving process holds no socket: not the listener, not a
+    // connection.
+    let dir = out_dir("http-fork");
+    let mut child = spawn(&prog, &[], &[("RPROF_HTTP", "127.0.0.1:0")], &dir);
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let mut checked = false;
+    for line in err.lines() {
+        let line = line.unwrap();
+        if let Some(pid) = line.strip_prefix("child=") {
+            let fds = std::fs::read_dir(format!("/proc/{}/fd", pid.trim())).unwrap();
+            for fd in fds.flatten() {
+                let target = std::fs::read_link(fd.path()).unwrap_or_default();
+                assert!(
+                    !target.to_string_lossy().starts_with("socket:"),
+                    "{target:?}"
+                );
+            }
+            checked = true;
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(checked);
+}
