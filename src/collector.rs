@@ -62,36 +62,17 @@ fn running() -> bool {
     THREAD.load(Ordering::Acquire) != 0
 }
 
-/// Starts the collector thread with every signal blocked, so that process-directed
-/// signals go to the program's threads, and without a CPU timer (it is not the program's).
+/// Starts the collector thread (a thread of rprof's own: every signal blocked, so that
+/// process-directed signals go to the program's threads, and no CPU timer).
 fn start() {
-    let Some(create) = real::pthread_create() else {
-        warning!("pthread_create not found; snapshots are off");
-        return;
-    };
-    // SAFETY: sigset_t is plain data; the calls below only read/write our locals.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        STOP.store(0, Ordering::Release);
-        let mut tid: libc::pthread_t = 0;
-        let rc = create(&mut tid, std::ptr::null(), run, std::ptr::null_mut());
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if rc == 0 {
-            THREAD.store(tid as u64 + 1, Ordering::Release);
-        } else {
-            warning!("cannot start the collector thread (error {rc}); snapshots are off");
-        }
+    STOP.store(0, Ordering::Release);
+    match crate::own_threads::spawn(c"rprof-collector", run) {
+        Ok(tid) => THREAD.store(tid + 1, Ordering::Release),
+        Err(rc) => warning!("cannot start the collector thread (error {rc}); snapshots are off"),
     }
 }
 
-extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"rprof-collector".as_ptr()) };
-    // Everything this thread allocates is rprof's own.
-    crate::guard::hold_forever();
+fn run() {
     while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);
         sys::futex_wait(&WAKE, seen, IDLE_WAIT_NS);
@@ -115,7 +96,6 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
             warning!("internal error in the collector thread; the profile may be incomplete");
         }
     }
-    std::ptr::null_mut()
 }
 
 /// Stops the collector thread and waits until it has exited (the program's last thread

@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use crate::guard::Guard;
 use crate::stack::{self, OwnFrames};
 use crate::symbolize::{self, Symbolizer};
-use crate::sync::store_changed;
-use crate::sync::Lock;
+use crate::sync::{store_changed, Lock};
 use crate::thread_state::{self, ThreadState};
 
 /// Mean bytes between samples; 0 while heap profiling is off.

@@ -48,7 +48,7 @@ pub fn start(addr: &HttpAddr) -> bool {
     } else {
         ""
     };
-    if !crate::own_threads::spawn(c"rprof-http", move || accept_loop(fd)) {
+    if !crate::own_threads::spawn_detached(c"rprof-http", move || accept_loop(fd)) {
         warning!("cannot start the profile server's thread; profile files are still written");
         return false;
     }
@@ -68,7 +68,7 @@ fn bind(addr: &HttpAddr) -> std::io::Result<(i32, String)> {
         HttpAddr::Tcp(a) => {
             let l = std::net::TcpListener::bind(a)?;
             let shown = format!("http://{}", l.local_addr()?);
-            Ok((into_fd(l), shown))
+            Ok((std::os::fd::IntoRawFd::into_raw_fd(l), shown))
         }
         HttpAddr::Unix(path) => {
             let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
@@ -118,10 +118,6 @@ fn bind(addr: &HttpAddr) -> std::io::Result<(i32, String)> {
     }
 }
 
-fn into_fd(l: impl std::os::fd::IntoRawFd) -> i32 {
-    l.into_raw_fd()
-}
-
 fn accept_loop(fd: i32) {
     loop {
         // SAFETY: accept4 on our listening socket; the new fd is ours.
@@ -152,7 +148,7 @@ fn accept_loop(fd: i32) {
             let _ = s.write_all(&r.bytes());
             continue;
         };
-        let spawned = crate::own_threads::spawn(c"rprof-http-conn", move || {
+        let spawned = crate::own_threads::spawn_detached(c"rprof-http-conn", move || {
             serve(c);
             release_slot(slot);
         });

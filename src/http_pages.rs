@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use rprof_profile::Profile;
 
+use std::sync::OnceLock;
+
+use crate::config::Profiles;
 use crate::symbolize;
 use crate::sync::Lock;
 
@@ -31,13 +34,28 @@ pub struct Response {
 /// Longest window a request may ask for (Go refuses one beyond its server's WriteTimeout).
 const MAX_SECONDS: u64 = 3600;
 
-/// Which kinds the configuration turned on (set at load).
-pub static ENABLED: Lock<crate::config::Profiles> = Lock::new(crate::config::Profiles {
-    cpu: false,
-    heap: false,
-    block: false,
-    mutex: false,
-});
+/// Which kinds the configuration turned on (set at load, before the server starts).
+pub static ENABLED: OnceLock<Profiles> = OnceLock::new();
+
+fn enabled() -> Profiles {
+    ENABLED.get().copied().unwrap_or(Profiles {
+        cpu: false,
+        heap: false,
+        block: false,
+        mutex: false,
+    })
+}
+
+/// Whether the cumulative kind behind a path (`heap`, `allocs`, `block`, `mutex`) is on.
+fn kind_on(kind: &str) -> bool {
+    let e = enabled();
+    match kind {
+        "heap" | "allocs" => e.heap,
+        "block" => e.block,
+        "mutex" => e.mutex,
+        _ => false,
+    }
+}
 
 impl Response {
     pub fn bytes(&self) -> Vec<u8> {
@@ -120,7 +138,6 @@ pub fn route(req: &Request) -> Response {
             _ => error(404, "404 page not found"),
         };
     };
-    let enabled = *ENABLED.lock();
     let debug: i64 = param(&req.query, "debug")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -130,7 +147,7 @@ pub fn route(req: &Request) -> Response {
         "cmdline" => text(cmdline().join("\0")),
         "symbol" => symbol(req),
         "profile" => {
-            if !enabled.cpu {
+            if !enabled().cpu {
                 return error(
                     500,
                     "Could not enable CPU profiling: cpu is not in RPROF_PROFILES",
@@ -146,12 +163,7 @@ pub fn route(req: &Request) -> Response {
             profile_file("profile", &cpu_window(secs))
         }
         "heap" | "allocs" | "block" | "mutex" => {
-            let on = match name {
-                "heap" | "allocs" => enabled.heap,
-                "block" => enabled.block,
-                _ => enabled.mutex,
-            };
-            if !on {
+            if !kind_on(name) {
                 return error(404, "Unknown profile");
             }
             if let Some(v) = seconds {
@@ -185,28 +197,19 @@ pub fn route(req: &Request) -> Response {
         }
         "delta_heap" | "delta_block" | "delta_mutex" => {
             let kind = &name["delta_".len()..];
-            let on = match kind {
-                "heap" => enabled.heap,
-                "block" => enabled.block,
-                _ => enabled.mutex,
-            };
-            if !on {
+            if !kind_on(kind) {
                 return error(404, "Unknown profile");
             }
-            static LAST: Lock<Option<HashMap<&'static str, Profile>>> = Lock::new(None);
+            // The previous answer on each path: the next one is the change since.
+            static LAST: Lock<Option<HashMap<String, Profile>>> = Lock::new(None);
             let now = cumulative(kind);
             let mut last = LAST.lock();
             let map = last.get_or_insert_with(HashMap::new);
-            let key: &'static str = match kind {
-                "heap" => "heap",
-                "block" => "block",
-                _ => "mutex",
-            };
-            let out = match map.get(key) {
+            let out = match map.get(kind) {
                 Some(before) => rprof_profile::subtract(now.clone(), before),
                 None => now.clone(),
             };
-            map.insert(key, now);
+            map.insert(kind.to_string(), now);
             profile_file(name, &out)
         }
         _ => error(404, "Unknown profile"),
@@ -295,7 +298,7 @@ fn symbol(req: &Request) -> Response {
 }
 
 fn index() -> Response {
-    let enabled = *ENABLED.lock();
+    let enabled = enabled();
     let mut rows = String::new();
     let mut descriptions = String::new();
     let mut add = |name: &str, count: Option<usize>, on: bool, what: &str| {

@@ -99,12 +99,12 @@ fn start() {
         collector::ensure_started();
     }
     if let Some(addr) = &cfg.http {
-        *http_pages::ENABLED.lock() = config::Profiles {
+        let _ = http_pages::ENABLED.set(config::Profiles {
             cpu: cpu_on,
             heap: heap_on,
             block: block_rate > 0,
             mutex: mutex_fraction > 0,
-        };
+        });
         if http::start(addr) {
             // Dumps move to rprof's thread, as in any process with threads.
             collector::ensure_started();

@@ -1,4 +1,4 @@
-//! Threads of rprof's own (the profile server's): started with libc's pthread_create, not
+//! Threads of rprof's own (the collector, the profile server's): started with libc's pthread_create, not
 //! through the interposed one, so that they get no CPU timer and are not the program's;
 //! every signal is blocked in them, so that process-directed signals go to the program's
 //! threads; everything they allocate is rprof's (the guard is held for good).
@@ -8,11 +8,14 @@ use crate::interpose::real;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// Starts `job` on a new thread of rprof's named `name` (at most 15 bytes); false if the
-/// thread could not be created.
-pub fn spawn(name: &'static std::ffi::CStr, job: impl FnOnce() + Send + 'static) -> bool {
+/// Starts `job` on a new, joinable thread of rprof's named `name` (at most 15 bytes);
+/// None (with the error number) if the thread could not be created.
+pub fn spawn(
+    name: &'static std::ffi::CStr,
+    job: impl FnOnce() + Send + 'static,
+) -> Result<libc::pthread_t, i32> {
     let Some(create) = real::pthread_create() else {
-        return false;
+        return Err(libc::ENOSYS);
     };
     // The process is multi-threaded from now on.
     crate::threads::set_threaded();
@@ -31,11 +34,19 @@ pub fn spawn(name: &'static std::ffi::CStr, job: impl FnOnce() + Send + 'static)
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if rc != 0 {
             drop(Box::from_raw(arg));
-            return false;
+            return Err(rc);
         }
-        libc::pthread_detach(tid);
+        Ok(tid)
     }
-    true
+}
+
+/// As `spawn`, for a thread nobody joins; whether it started.
+pub fn spawn_detached(name: &'static std::ffi::CStr, job: impl FnOnce() + Send + 'static) -> bool {
+    match spawn(name, job) {
+        // SAFETY: a thread just created, joinable, joined by nobody.
+        Ok(tid) => unsafe { libc::pthread_detach(tid) == 0 },
+        Err(_) => false,
+    }
 }
 
 extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 use std::time::Duration;
 
 use common::*;
@@ -23,17 +23,12 @@ impl Server {
     fn start(tag: &str, http: &str) -> Server {
         let prog = build("http_server");
         let dir = out_dir(tag);
-        let mut child = command(
+        let mut child = spawn_piped(
             &prog,
             &[],
             &[("RPROF_HTTP", http), ("RPROF_MUTEX_FRACTION", "1")],
             &dir,
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        );
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         err.read_line(&mut line).unwrap();

@@ -451,7 +451,7 @@ fn dump_signal_writes_every_kind_heap_block_mutex_cumulative() {
     use std::io::Write;
     let prog = build("phases");
     let dir = out_dir("phases");
-    let mut child = command(
+    let mut child = spawn_piped(
         &prog,
         &[],
         &[
@@ -460,12 +460,7 @@ fn dump_signal_writes_every_kind_heap_block_mutex_cumulative() {
             ("RPROF_MUTEX_FRACTION", "1"),
         ],
         &dir,
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());

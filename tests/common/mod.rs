@@ -224,6 +224,16 @@ pub fn spawn(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Ch
         .unwrap()
 }
 
+/// As `spawn`, with a pipe to the program's stdin too (programs that run until it closes).
+pub fn spawn_piped(prog: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Child {
+    command(prog, args, env, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The program run without the library, for comparing output and status.
 pub fn run_plain(prog: &Path, args: &[&str]) -> Output {
     default_dispositions(&mut Command::new(prog))
