@@ -1,8 +1,11 @@
 /* A small server-like program for the profile-server tests: named threads, one burning
  * CPU in burn_cpu(), one that allocated 64 x 64 KiB in burst_before() at start and does
- * the same in burst_later() on SIGUSR1, two contending for a mutex. It runs until its
- * stdin closes, then prints "http_server done" and exits 0. */
+ * the same in burst_later() on SIGUSR1, two contending for a mutex, one sleeping in
+ * nanosleep that counts how often its sleep was cut short (a thread dump must not
+ * interrupt it). It runs until its stdin closes, then prints "eintr=<count>" and
+ * "http_server done" and exits 0. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +41,17 @@ __attribute__((noinline)) static void burst_later(void) {
     for (int i = 64; i < 128; i++) { keep[i] = malloc(65536); memset(keep[i], 2, 65536); }
 }
 
+static volatile int eintr;
+
+static void *sleeper(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "sleeper");
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    while (!stop)
+        if (nanosleep(&ts, NULL) == -1 && errno == EINTR) eintr++;
+    return NULL;
+}
+
 static void on_usr1(int s) { (void)s; more = 1; }
 
 static void *allocator(void *arg) {
@@ -65,17 +79,18 @@ static void *contender(void *arg) {
 
 int main(void) {
     signal(SIGUSR1, on_usr1);
-    pthread_t t[4];
+    pthread_t t[5];
     pthread_create(&t[0], NULL, burner, NULL);
     pthread_create(&t[1], NULL, allocator, NULL);
     pthread_create(&t[2], NULL, contender, "contender-a");
     pthread_create(&t[3], NULL, contender, "contender-b");
+    pthread_create(&t[4], NULL, sleeper, NULL);
     printf("started\n");
     fflush(stdout);
     char buf[64];
     while (read(0, buf, sizeof buf) > 0) {}
     stop = 1;
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    printf("http_server done\n");
+    for (int i = 0; i < 5; i++) pthread_join(t[i], NULL);
+    printf("eintr=%d\nhttp_server done\n", eintr);
     return 0;
 }

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::log::{debug, warning};
+use crate::signal_safe::stack_requests;
 use crate::signal_safe::trace_store::TraceStore;
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
@@ -90,6 +91,15 @@ pub fn period_ns() -> u64 {
 pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
+    if unsafe { stack_requests::is_request(info) } {
+        if !uc.is_null() {
+            // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
+            let regs = unsafe { unwind::regs_from_ucontext(uc) };
+            stack_requests::answer(&regs, interrupted_stack(&regs));
+        }
+        return;
+    }
+    // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
     let Some(weight) = (unsafe { sample_weight(info) }) else {
         return;
     };
@@ -103,14 +113,19 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
     WEIGHT.fetch_add(u64::from(weight), Ordering::Relaxed);
     // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
     let regs = unsafe { unwind::regs_from_ucontext(uc) };
-    let stack = crate::thread_stacks::stack_bounds().and_then(|b| {
-        let sp = regs.0[7]?;
-        (sp >= b.lo && sp < b.hi).then_some(StackBounds { lo: sp, hi: b.hi })
-    });
+    let stack = interrupted_stack(&regs);
     STORE.record(u64::from(weight), sys::thread_name(), |pcs| {
         let w = unwind::walk(&regs, stack, pcs);
         (w.depth, w.truncated)
     });
+}
+
+/// The span of this thread's stack above the interrupted stack pointer. Async-signal-safe.
+fn interrupted_stack(regs: &unwind::Regs) -> Option<StackBounds> {
+    crate::thread_stacks::stack_bounds().and_then(|b| {
+        let sp = regs.0[7]?;
+        (sp >= b.lo && sp < b.hi).then_some(StackBounds::live(sp, b.hi))
+    })
 }
 
 /// The number of periods a SIGPROF stands for, or None if it is not from our timers.

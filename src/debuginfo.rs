@@ -222,6 +222,19 @@ impl ObjectInfo {
         out
     }
 
+    /// How far a file offset of the object lies into the function symbol containing it
+    /// (Go's `pc - entry` in its text profiles).
+    pub fn symbol_offset(&self, file_offset: u64) -> Option<u64> {
+        let svma = self
+            .segments
+            .iter()
+            .find(|&&(off, size, _)| (off..off + size).contains(&file_offset))
+            .map(|&(off, _, vaddr)| file_offset - off + vaddr)?;
+        let i = self.symbols.partition_point(|s| s.start <= svma);
+        let s = self.symbols.get(i.checked_sub(1)?)?;
+        (svma < s.end).then(|| svma - s.start)
+    }
+
     fn symbol(&self, svma: u64) -> Option<&str> {
         let i = self.symbols.partition_point(|s| s.start <= svma);
         let s = self.symbols.get(i.checked_sub(1)?)?;

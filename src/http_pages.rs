@@ -135,6 +135,7 @@ pub fn route(req: &Request) -> Response {
     let Some(name) = req.path.strip_prefix("/debug/pprof/") else {
         return match req.path.as_str() {
             "/debug/pprof" => index(),
+            "/debug/vars" => vars(),
             _ => error(404, "404 page not found"),
         };
     };
@@ -145,6 +146,8 @@ pub fn route(req: &Request) -> Response {
     match name {
         "" => index(),
         "cmdline" => text(cmdline().join("\0")),
+        "goroutine" => goroutine(debug),
+        "threadcreate" => threadcreate(debug),
         "symbol" => symbol(req),
         "profile" => {
             if !enabled().cpu {
@@ -321,34 +324,31 @@ fn index() -> Response {
     };
     let heap = crate::heap::bucket_count();
     let (block, mutex) = crate::contention::bucket_counts();
-    add(
-        "allocs",
-        Some(heap),
-        enabled.heap,
-        "A sampling of all past memory allocations",
-    );
-    add(
-        "block",
-        Some(block),
-        enabled.block,
-        "Stack traces that led to blocking on synchronization primitives",
-    );
-    add(
-        "cmdline",
-        None,
-        true,
-        "The command line invocation of the current program",
-    );
-    add("heap", Some(heap), enabled.heap, "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC before taking the heap sample.");
-    add(
-        "mutex",
-        Some(mutex),
-        enabled.mutex,
-        "Stack traces of holders of contended mutexes",
-    );
-    add("profile", None, enabled.cpu, "CPU profile. You can specify the duration in the seconds GET parameter. After you get the profile file, use the go tool pprof command to investigate the profile.");
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&t| !crate::own_threads::is_own(t))
+                .count()
+        })
+        .unwrap_or(0);
+    let created: u64 = crate::threads::creations().iter().map(|c| c.1).sum();
+    // As Go's index: name, count, and what each profile is.
+    let profiles: [(&str, Option<usize>, bool, &str); 8] = [
+        ("allocs", Some(heap), enabled.heap, "A sampling of all past memory allocations"),
+        ("block", Some(block), enabled.block, "Stack traces that led to blocking on synchronization primitives"),
+        ("cmdline", None, true, "The command line invocation of the current program"),
+        ("goroutine", Some(threads), true, "Stack traces of all current threads (a native program's goroutines). Use debug=2 as a query parameter to export in the same format as an unrecovered panic."),
+        ("heap", Some(heap), enabled.heap, "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC before taking the heap sample."),
+        ("mutex", Some(mutex), enabled.mutex, "Stack traces of holders of contended mutexes"),
+        ("profile", None, enabled.cpu, "CPU profile. You can specify the duration in the seconds GET parameter. After you get the profile file, use the go tool pprof command to investigate the profile."),
+        ("threadcreate", Some(created as usize), true, "Stack traces that led to the creation of new OS threads"),
+    ];
+    for (name, count, on, what) in profiles {
+        add(name, count, on, what);
+    }
     let body = format!(
-        "<html>\n<head>\n<title>/debug/pprof/</title>\n<style>\n.profile-name{{\n\tdisplay:inline-block;\n\twidth:6rem;\n}}\n</style>\n</head>\n<body>\n/debug/pprof/\n<br>\n<p>Set debug=1 as a query parameter to export in legacy text format</p>\n<br>\nTypes of profiles available:\n<table>\n<thead><td>Count</td><td>Profile</td></thead>\n{rows}</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n{descriptions}</ul>\n</p>\n</body>\n</html>\n"
+        "<html>\n<head>\n<title>/debug/pprof/</title>\n<style>\n.profile-name{{\n\tdisplay:inline-block;\n\twidth:6rem;\n}}\n</style>\n</head>\n<body>\n/debug/pprof/\n<br>\n<p>Set debug=1 as a query parameter to export in legacy text format</p>\n<br>\nTypes of profiles available:\n<table>\n<thead><td>Count</td><td>Profile</td></thead>\n{rows}</table>\n<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n{descriptions}</ul>\n</p>\n</body>\n</html>\n"
     );
     Response {
         status: 200,
@@ -356,6 +356,161 @@ fn index() -> Response {
         headers: Vec::new(),
         body: body.into_bytes(),
     }
+}
+
+/// Counts of identical (stack, label) records, largest first, as Go's count profiles.
+fn grouped<'a>(
+    records: impl Iterator<Item = (&'a [u64], &'a str, u64)>,
+) -> Vec<(Vec<u64>, String, u64)> {
+    let mut counts: HashMap<(Vec<u64>, String), u64> = HashMap::new();
+    for (stack, label, n) in records {
+        *counts
+            .entry((stack.to_vec(), label.to_string()))
+            .or_insert(0) += n;
+    }
+    let mut out: Vec<_> = counts.into_iter().map(|((s, l), n)| (s, l, n)).collect();
+    out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// A count profile (goroutine, threadcreate) in Go's proto shape, or its debug=1 text
+/// (`<kind> profile: total N`, records `<n> @ 0x…`, `# labels:` and `#` frame lines).
+fn count_profile(kind: &str, records: Vec<(Vec<u64>, String, u64)>, debug: i64) -> Response {
+    let mut guard = symbolize::SHARED.lock();
+    let s = symbolize::shared(&mut guard);
+    if debug > 0 {
+        let frames = s.resolve_all(records.iter().flat_map(|r| r.0.iter().copied()));
+        let total: u64 = records.iter().map(|r| r.2).sum();
+        let mut out = format!("{kind} profile: total {total}\n");
+        for (stack, label, n) in &records {
+            let _ = writeln!(out, "{n} @{}", crate::pprof::addresses(stack, &frames));
+            if !label.is_empty() {
+                let _ = writeln!(out, "# labels: {{\"thread\":{}}}", json_string(label));
+            }
+            crate::pprof::frame_lines(&mut out, stack, &frames);
+        }
+        return text(out);
+    }
+    let p = crate::pprof::count_profile(kind, &records, s);
+    profile_file(kind, &p)
+}
+
+fn goroutine(debug: i64) -> Response {
+    let threads = crate::thread_dump::capture();
+    if debug >= 2 {
+        return text(thread_dump_text(&threads));
+    }
+    let records = grouped(
+        threads
+            .iter()
+            .map(|t| (t.stack.as_slice(), t.name.as_str(), 1)),
+    );
+    count_profile("goroutine", records, debug)
+}
+
+/// `goroutine?debug=2`: a block per thread, as Go's full goroutine dump: `goroutine <tid>
+/// [<state>, thread "<name>"]:`, then per frame `function(...)` and `\t<file>:<line>
+/// +<offset>`.
+fn thread_dump_text(threads: &[crate::thread_dump::ThreadInfo]) -> String {
+    let mut guard = symbolize::SHARED.lock();
+    let s = symbolize::shared(&mut guard);
+    let frames = s.resolve_all(threads.iter().flat_map(|t| t.stack.iter().copied()));
+    let mut out = String::new();
+    for t in threads {
+        let _ = writeln!(
+            out,
+            "goroutine {} [{}, thread {}]:",
+            t.tid,
+            t.state,
+            json_string(&t.name)
+        );
+        for pc in &crate::pprof::shown(&t.stack, &frames) {
+            match frames.get(pc).filter(|f| !f.lines.is_empty()) {
+                Some(f) => {
+                    for l in &f.lines {
+                        let _ = writeln!(
+                            out,
+                            "{}(...)\n\t{}:{} +{:#x}",
+                            l.function,
+                            if l.filename.is_empty() {
+                                "?"
+                            } else {
+                                &l.filename
+                            },
+                            l.line,
+                            f.symbol_offset.unwrap_or(0)
+                        );
+                    }
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "?(...)\n\t? pc={:#x}",
+                        frames.get(pc).map_or(*pc, |f| f.address)
+                    );
+                }
+            }
+        }
+        if t.truncated {
+            out.push_str("...additional frames elided...\n");
+        }
+        if let Some(why) = t.why {
+            let _ = writeln!(out, "\t(no stack: {why})");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn threadcreate(debug: i64) -> Response {
+    let created = crate::threads::creations();
+    let records = grouped(created.iter().map(|(s, n)| (s.as_slice(), "", *n)));
+    count_profile("threadcreate", records, debug)
+}
+
+/// Go's expvar page: `cmdline` and `memstats`.
+fn vars() -> Response {
+    let args: Vec<String> = cmdline().iter().map(|a| json_string(a)).collect();
+    let mut stats = Vec::new();
+    for (k, v) in crate::pprof::memstats() {
+        let value = match k {
+            "PauseNs" | "PauseEnd" => format!("[{}]", vec!["0"; 256].join(",")),
+            "DebugGC" => "false".into(),
+            "EnableGC" => "false".into(),
+            _ => v.to_string(),
+        };
+        stats.push(format!("\"{k}\":{value}"));
+    }
+    stats.push("\"EnableGC\":false".into());
+    let body = format!(
+        "{{\n\"cmdline\": [{}],\n\"memstats\": {{{}}}\n}}\n",
+        args.join(","),
+        stats.join(",")
+    );
+    Response {
+        status: 200,
+        content_type: "application/json; charset=utf-8",
+        headers: Vec::new(),
+        body: body.into_bytes(),
+    }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Go's legacy text form (`debug=1`) of a cumulative profile.

@@ -34,6 +34,7 @@ mod signals;
 mod stack;
 mod symbolize;
 mod sync;
+mod thread_dump;
 mod thread_stacks;
 mod thread_state;
 mod threads;
@@ -157,6 +158,7 @@ extern "C" fn before_fork() {
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
     symbolize::SHARED.raw_lock();
+    threads::CREATIONS.raw_lock();
     heap::TABLE.raw_lock();
     heap::MORE_BLOCKS.raw_lock();
     contention::TABLE.raw_lock();
@@ -179,6 +181,7 @@ fn release_fork_locks() {
     contention::TABLE.raw_unlock();
     heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();
+    threads::CREATIONS.raw_unlock();
     symbolize::SHARED.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();

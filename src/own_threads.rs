@@ -6,7 +6,17 @@
 
 use crate::interpose::real;
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Kernel ids of rprof's threads alive now (0: free), so that thread dumps leave them out.
+static OWN: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+
+/// Whether `tid` is one of rprof's own threads.
+pub fn is_own(tid: i32) -> bool {
+    OWN.iter().any(|t| t.load(Ordering::Acquire) == tid)
+}
 
 /// Starts `job` on a new, joinable thread of rprof's named `name` (at most 15 bytes);
 /// None (with the error number) if the thread could not be created.
@@ -55,6 +65,14 @@ extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
     let (name, job) = *unsafe { Box::from_raw(arg as *mut (&'static std::ffi::CStr, Job)) };
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    let me = crate::signal_safe::sys::gettid();
+    let slot = OWN.iter().find(|t| {
+        t.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
     job();
+    if let Some(t) = slot {
+        t.store(0, Ordering::Release);
+    }
     std::ptr::null_mut()
 }

@@ -108,14 +108,8 @@ impl StackEncoder {
         if entries.is_empty() {
             return vec![self.builder.synthetic_location(names::LOST_SAMPLES_FRAME)];
         }
-        let mut at_leaf = true;
         let mut ids = Vec::with_capacity(entries.len() + 1);
-        for &e in entries {
-            let own = self.frames.get(&e).is_some_and(|f| f.own);
-            at_leaf &= own;
-            if own && !at_leaf {
-                continue;
-            }
+        for e in shown(entries, &self.frames) {
             ids.extend(self.location(e));
         }
         if truncated {
@@ -309,31 +303,74 @@ pub fn contention_profile(
     enc.finish()
 }
 
-/// `#` lines naming the frames of a stack, as Go's printStackRecord writes them (without
-/// the `+offset` after each name, which the symbolizer does not know).
-fn frame_lines(out: &mut String, stack: &[u64], frames: &HashMap<u64, Frame>) {
+/// The entries of a stack that profiles show: rprof's own frames are left out, except at
+/// the leaf end, where they are real time spent in rprof (its pthread_create trampoline
+/// and lock hooks sit under the program's frames otherwise).
+pub fn shown(stack: &[u64], frames: &HashMap<u64, Frame>) -> Vec<u64> {
+    let mut at_leaf = true;
+    stack
+        .iter()
+        .copied()
+        .filter(|e| {
+            let own = frames.get(e).is_some_and(|f| f.own);
+            at_leaf &= own;
+            !own || at_leaf
+        })
+        .collect()
+}
+
+/// A count profile in Go's shape (goroutine, threadcreate): `<kind>/count` samples,
+/// period type `<kind>/count`, period 1; records of (stack, thread name, count), the name
+/// as a `thread` label when there is one.
+pub fn count_profile(
+    kind: &str,
+    records: &[(Vec<u64>, String, u64)],
+    symbolizer: &mut Symbolizer,
+) -> Profile {
+    let b = Builder::new(&[(kind, names::COUNT)], (kind, names::COUNT), 1);
+    let mut enc = StackEncoder::for_stacks(b, records.iter().map(|r| r.0.as_slice()), symbolizer);
+    for (stack, label, n) in records {
+        let ids = enc.stack(stack, false);
+        let labels: Vec<(&str, &str)> = if label.is_empty() {
+            Vec::new()
+        } else {
+            vec![("thread", label.as_str())]
+        };
+        enc.builder().add_sample(ids, vec![*n as i64], &labels, &[]);
+    }
+    enc.finish()
+}
+
+/// `#` lines naming the frames of a stack, as Go's printStackRecord writes them:
+/// `#\t<pc>\t<function>+<offset into its symbol>\t<file>:<line>`, one per inlined call,
+/// or `#\t<pc>` alone where nothing is known; a blank line after.
+pub fn frame_lines(out: &mut String, stack: &[u64], frames: &HashMap<u64, Frame>) {
     use std::fmt::Write as _;
-    for pc in stack {
+    for pc in &shown(stack, frames) {
         match frames.get(pc).filter(|f| !f.lines.is_empty()) {
             Some(f) => {
                 for l in &f.lines {
                     let _ = writeln!(
                         out,
-                        "#\t{:#x}\t{}\t{}:{}",
-                        f.address, l.function, l.filename, l.line
+                        "#\t{:#x}\t{}+{:#x}\t{}:{}",
+                        f.address,
+                        l.function,
+                        f.symbol_offset.unwrap_or(0),
+                        l.filename,
+                        l.line
                     );
                 }
             }
             None => {
-                let _ = writeln!(out, "#\t{pc:#x}\t?\t?:0");
+                let _ = writeln!(out, "#\t{:#x}", frames.get(pc).map_or(*pc, |f| f.address));
             }
         }
     }
     out.push('\n');
 }
 
-fn addresses(stack: &[u64], frames: &HashMap<u64, Frame>) -> String {
-    stack
+pub fn addresses(stack: &[u64], frames: &HashMap<u64, Frame>) -> String {
+    shown(stack, frames)
         .iter()
         .map(|pc| format!(" {:#x}", frames.get(pc).map_or(*pc, |f| f.address)))
         .collect()

@@ -81,6 +81,12 @@ pub fn install(cfg: &Config, cpu_on: bool) {
     }
 }
 
+/// Whether rprof's own handler is what runs for `sig` now (not displaced by the
+/// program's): a signal rprof sends itself may then be sent safely.
+pub fn ours_installed(sig: i32) -> bool {
+    with_managed(|table| table.iter().flatten().any(|m| m.sig == sig && !m.displaced))
+}
+
 pub fn is_managed(sig: i32) -> bool {
     with_managed(|table| table.iter().flatten().any(|m| m.sig == sig))
 }

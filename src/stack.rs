@@ -60,8 +60,7 @@ fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
     regs.0[16] = Some(rip);
     regs.0[7] = Some(rsp);
     regs.0[6] = Some(rbp);
-    let bounds = thread_stacks::stack_bounds().and_then(|b| {
-        (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds { lo: rsp, hi: b.hi })
-    });
+    let bounds = thread_stacks::stack_bounds()
+        .and_then(|b| (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds::live(rsp, b.hi)));
     unwind::walk(&regs, bounds, pcs).depth
 }

@@ -76,12 +76,14 @@ pub struct Frame {
     pub mapping: Option<usize>,
     /// Innermost inlined call first; empty when nothing is known.
     pub lines: Vec<LineInfo>,
+    /// How far the address lies into its function's symbol, where the symbol is known.
+    pub symbol_offset: Option<u64>,
     /// In librprof.so itself.
     pub own: bool,
 }
 
 pub struct Symbolizer {
-    lines: HashMap<(String, u64), Vec<LineInfo>>,
+    lines: HashMap<(String, u64), (Vec<LineInfo>, Option<u64>)>,
     /// Loaded objects by (path, build ID); None when the file could not be read.
     objects: HashMap<(String, String), Option<ObjectInfo>>,
     /// Every mapping a frame of the current profile refers to.
@@ -166,14 +168,15 @@ impl Symbolizer {
         let mut out = Vec::with_capacity(addrs.len());
         for addr in addrs {
             let m = current.iter().find(|m| (m.start..m.end).contains(&addr));
-            let lines = match m {
+            let (lines, symbol_offset) = match m {
                 Some(m) => self.lines_in(m, addr),
-                None => Vec::new(),
+                None => (Vec::new(), None),
             };
             out.push(Frame {
                 address: addr,
                 mapping: m.map(|m| self.intern_mapping(m)),
                 lines,
+                symbol_offset,
                 own: m.is_some_and(is_own),
             });
         }
@@ -191,11 +194,12 @@ impl Symbolizer {
         self.mappings.len() - 1
     }
 
-    fn lines_in(&mut self, m: &MapEntry, addr: u64) -> Vec<LineInfo> {
+    /// The lines at `addr` and its offset into its symbol.
+    fn lines_in(&mut self, m: &MapEntry, addr: u64) -> (Vec<LineInfo>, Option<u64>) {
         let offset = addr - m.start + m.offset;
         let key = (m.path.clone(), offset);
-        if let Some(lines) = self.lines.get(&key) {
-            return lines.clone();
+        if let Some(found) = self.lines.get(&key) {
+            return found.clone();
         }
         let object = self
             .objects
@@ -205,9 +209,12 @@ impl Symbolizer {
                 // would cost megabytes of memory.
                 ObjectInfo::load(&m.path, &m.build_id, !is_own(m))
             });
-        let lines = object.as_ref().map(|o| o.lines(offset)).unwrap_or_default();
-        self.lines.insert(key, lines.clone());
-        lines
+        let found = object
+            .as_ref()
+            .map(|o| (o.lines(offset), o.symbol_offset(offset)))
+            .unwrap_or_default();
+        self.lines.insert(key, found.clone());
+        found
     }
 }
 

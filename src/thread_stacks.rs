@@ -53,10 +53,7 @@ fn main_stack_bounds() -> Option<StackBounds> {
         _ => 1 << 30,
     };
     let here = &lim as *const _ as u64;
-    (here < hi).then(|| StackBounds {
-        lo: hi.saturating_sub(limit.max(hi - here)),
-        hi,
-    })
+    (here < hi).then(|| StackBounds::live(hi.saturating_sub(limit.max(hi - here)), hi))
 }
 
 /// The calling thread's stack span from pthread_getattr_np.
@@ -71,9 +68,7 @@ fn pthread_stack_bounds() -> Option<StackBounds> {
         let mut size: libc::size_t = 0;
         let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
         libc::pthread_attr_destroy(&mut attr);
-        (rc == 0 && !addr.is_null()).then(|| StackBounds {
-            lo: addr as u64,
-            hi: addr as u64 + size as u64,
-        })
+        (rc == 0 && !addr.is_null())
+            .then(|| StackBounds::live(addr as u64, addr as u64 + size as u64))
     }
 }

@@ -73,6 +73,12 @@ pub fn register_current() {
 pub fn reset_after_fork() {
     crate::sync::store_changed!(LIVE, 1);
     crate::sync::store_changed!(THREADED, false);
+    // SAFETY: called from fork's child handler only (lib.rs).
+    let created = unsafe { CREATIONS.in_fork_child() };
+    if created.as_ref().is_some_and(|m| !m.is_empty()) {
+        // Left behind, not freed: the time taken does not depend on the parent's history.
+        std::mem::forget(created.take());
+    }
 }
 
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
@@ -101,6 +107,7 @@ pub unsafe fn create(
     // dumps move to rprof's own thread.
     set_threaded();
     crate::interpose::locks::set_threaded(true);
+    crate::guard::unprofiled(record_creation);
     crate::guard::unprofiled(collector::ensure_started);
     let start = crate::guard::unprofiled(|| Box::into_raw(Box::new(Start { routine, arg })));
     let rc = real(thread, attr, trampoline, start.cast());
@@ -109,6 +116,31 @@ pub unsafe fn create(
         crate::guard::unprofiled(|| drop(Box::from_raw(start)));
     }
     rc
+}
+
+/// Stacks that created threads, with how many each (Go's threadcreate profile). Taken
+/// by fork's prepare handler too.
+pub static CREATIONS: crate::sync::Lock<Option<std::collections::HashMap<Vec<u64>, u64>>> =
+    crate::sync::Lock::new(None);
+
+fn record_creation() {
+    let entry = crate::interpose::pthread_create as *const () as usize;
+    let stack = crate::stack::capture(crate::stack::OwnFrames::Entry(entry));
+    *CREATIONS
+        .lock()
+        .get_or_insert_with(Default::default)
+        .entry(stack)
+        .or_insert(0) += 1;
+}
+
+/// The stacks that created the program's threads (since the start or the fork), with
+/// their counts.
+pub fn creations() -> Vec<(Vec<u64>, u64)> {
+    CREATIONS
+        .lock()
+        .as_ref()
+        .map(|m| m.iter().map(|(s, &n)| (s.clone(), n)).collect())
+        .unwrap_or_default()
 }
 
 extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {

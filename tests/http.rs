@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdin};
+use std::process::{Child, ChildStderr, ChildStdin};
 use std::time::Duration;
 
 use common::*;
@@ -15,6 +15,8 @@ use rprof_profile::Profile;
 struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// Kept open: a program writing to a closed pipe would die of SIGPIPE.
+    stderr: BufReader<ChildStderr>,
     addr: String,
     dir: std::path::PathBuf,
 }
@@ -42,17 +44,23 @@ impl Server {
         Server {
             child,
             stdin,
+            stderr: err,
             addr,
             dir,
         }
     }
 
-    /// Closes stdin; the program ends normally: its output and status are as without rprof.
+    /// Closes stdin; the program ends normally: its output and status are as without
+    /// rprof, and no thread dump cut its sleeping thread's nanosleep short (eintr=0).
     fn finish(mut self) -> String {
         drop(self.stdin.take());
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
         let out = self.child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert!(out.status.success(), "{rest}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.ends_with("eintr=0\nhttp_server done\n"), "{stdout}");
+        stdout
     }
 }
 
@@ -62,7 +70,7 @@ fn get(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -75,7 +83,23 @@ fn get(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u
         .expect("a response");
     let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
     let status = head[9..12].parse().unwrap();
-    (status, head, out[split + 4..].to_vec())
+    let mut body = out[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        // Go's server (in the comparison test) answers in chunks: <hex size>\r\n<data>\r\n.
+        let mut plain = Vec::new();
+        let mut rest = body.as_slice();
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            plain.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = plain;
+    }
+    (status, head, body)
 }
 
 fn profile(body: &[u8]) -> Profile {
@@ -137,7 +161,7 @@ fn serves_go_paths_with_go_status_codes_and_types() {
     let text = String::from_utf8_lossy(&body).into_owned();
     let pc = text
         .lines()
-        .find(|l| l.contains("\tburst_before\t"))
+        .find(|l| l.contains("\tburst_before+0x"))
         .and_then(|l| l.split('\t').nth(1))
         .expect("burst_before in the heap text")
         .to_string();
@@ -147,7 +171,7 @@ fn serves_go_paths_with_go_status_codes_and_types() {
         String::from_utf8_lossy(&body),
         format!("num_symbols: 1\n{pc} burst_before\n")
     );
-    assert_eq!(s.finish(), "started\nhttp_server done\n");
+    assert_eq!(s.finish(), "started\neintr=0\nhttp_server done\n");
 }
 
 /// Go's debug=1 grammar: header, records `<n>: <bytes> [<n>: <bytes>] @ 0x…`, `#` frame
@@ -297,7 +321,7 @@ fn garbage_and_idle_connections_leave_it_serving() {
     let (st, _, _) = get(&s.addr, "GET", "/debug/pprof/heap", b"");
     assert_eq!(st, 200);
     drop(idle);
-    assert_eq!(s.finish(), "started\nhttp_server done\n");
+    assert_eq!(s.finish(), "started\neintr=0\nhttp_server done\n");
 }
 
 #[test]
@@ -376,4 +400,230 @@ fn unix_socket_fork_child_and_failed_bind() {
     }
     assert!(child.wait().unwrap().success());
     assert!(checked);
+}
+
+/// goroutine: every program thread (rprof's own left out) with its name, state and stack;
+/// the sleeping one is not woken (checked at the end: eintr=0). threadcreate: the stacks
+/// that created them. /debug/vars: Go's expvar JSON.
+#[test]
+fn goroutine_threadcreate_and_vars() {
+    let s = Server::start("http-goroutine", "127.0.0.1:0");
+    std::thread::sleep(Duration::from_millis(300));
+    let want = [
+        ("http_server", "main"),
+        ("burner", "burner"),
+        ("allocator", "allocator"),
+        ("contender-a", "contender"),
+        ("contender-b", "contender"),
+        ("sleeper", "sleeper"),
+    ];
+    for _ in 0..10 {
+        let (st, h, body) = get(&s.addr, "GET", "/debug/pprof/goroutine?debug=2", b"");
+        assert_eq!(st, 200);
+        assert!(h.contains("content-type: text/plain"), "{h}");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.is_empty()).collect();
+        assert_eq!(blocks.len(), want.len(), "{text}");
+        for (name, function) in want {
+            let block = blocks
+                .iter()
+                .find(|b| {
+                    b.lines()
+                        .next()
+                        .unwrap()
+                        .ends_with(&format!("thread \"{name}\"]:"))
+                })
+                .unwrap_or_else(|| panic!("no thread {name}: {text}"));
+            let head = block.lines().next().unwrap();
+            assert!(
+                head.starts_with("goroutine ") && head.contains(" ["),
+                "{head}"
+            );
+            assert!(
+                block.lines().any(|l| l == format!("{function}(...)")),
+                "{name} without {function}: {block}"
+            );
+        }
+        assert!(text.contains("thread \"sleeper\"]:"));
+        assert!(!text.contains("rprof-"), "{text}");
+    }
+    let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/goroutine", b"");
+    let p = profile(&body);
+    assert_eq!(p.sample_type_names(), ["goroutine"]);
+    let total: i64 = p.sample.iter().map(|x| x.value[0]).sum();
+    assert_eq!(total, want.len() as i64);
+    let mut names: Vec<&str> = p
+        .sample
+        .iter()
+        .filter_map(|x| p.label_str(x, "thread"))
+        .collect();
+    names.sort_unstable();
+    let mut expected: Vec<&str> = want.iter().map(|w| w.0).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/goroutine?debug=1", b"");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        text.starts_with(&format!("goroutine profile: total {}\n", want.len())),
+        "{text}"
+    );
+    let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/threadcreate?debug=1", b"");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        text.starts_with("threadcreate profile: total 5\n"),
+        "{text}"
+    );
+    assert!(text.contains("\tmain+0x"), "{text}");
+    let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/threadcreate", b"");
+    assert_eq!(profile(&body).sample_type_names(), ["threadcreate"]);
+    let (st, h, body) = get(&s.addr, "GET", "/debug/vars", b"");
+    assert_eq!(st, 200);
+    assert!(h.contains("content-type: application/json"), "{h}");
+    let vars = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        vars.contains("\"cmdline\": [\"") && vars.contains("http_server\"]"),
+        "{vars}"
+    );
+    assert!(
+        vars.contains("\"Mallocs\":") && vars.contains("\"NumGC\":0"),
+        "{vars}"
+    );
+    s.finish();
+}
+
+/// `go tool pprof` reads every profile over HTTP, and finds the burning thread's 1 s.
+#[test]
+fn go_tool_pprof_reads_every_path() {
+    if !have_go() {
+        return;
+    }
+    let s = Server::start("http-go", "127.0.0.1:0");
+    std::thread::sleep(Duration::from_millis(300));
+    let pprof = |args: &[&str], path: &str| -> String {
+        let out = std::process::Command::new("go")
+            .args(["tool", "pprof", "-top"])
+            .args(args)
+            .arg(format!("http://{}/debug/pprof/{path}", s.addr))
+            .env("PPROF_TMPDIR", &s.dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let cpu = pprof(&["-seconds=1"], "profile");
+    assert!(
+        cpu.contains("Type: cpu") && cpu.contains(" burner"),
+        "{cpu}"
+    );
+    assert!(pprof(&[], "heap").contains("Type: inuse_space"));
+    assert!(pprof(&[], "allocs").contains("Type: alloc_space"));
+    assert!(pprof(&[], "block").contains("Type: delay"));
+    assert!(pprof(&[], "mutex").contains("Type: delay"));
+    let g = pprof(&[], "goroutine");
+    assert!(
+        g.contains("Type: goroutine") && g.contains("of 6 total"),
+        "{g}"
+    );
+    s.finish();
+}
+
+/// Where Go is installed: the debug=1 texts follow what Go's own handlers print (the same
+/// MemStats fields in the same order, the same headers), and errors carry the same headers.
+#[test]
+fn texts_match_what_go_prints() {
+    if !have_go() {
+        return;
+    }
+    let exe = out_dir("go-build").join("go_pprof_server");
+    let built = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(root().join("c_tests/go_pprof_server.go"))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut go = std::process::Command::new(&exe)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(go.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let go_addr = line.trim().to_string();
+    let s = Server::start("http-vs-go", "127.0.0.1:0");
+    std::thread::sleep(Duration::from_millis(300));
+    let text = |addr: &str, path: &str| {
+        String::from_utf8_lossy(&get(addr, "GET", path, b"").2).into_owned()
+    };
+    let fields = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| {
+                l.strip_prefix("# ")?
+                    .split_once(" = ")
+                    .map(|(k, _)| k.to_string())
+            })
+            .collect()
+    };
+    let (ours, theirs) = (
+        text(&s.addr, "/debug/pprof/heap?debug=1"),
+        text(&go_addr, "/debug/pprof/heap?debug=1"),
+    );
+    assert_eq!(fields(&ours), fields(&theirs));
+    let head = |t: &str| {
+        let l = t.lines().next().unwrap_or("").to_string();
+        let shape: String = l
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        let mut squeezed = String::new();
+        for c in shape.chars() {
+            if !(c == '9' && squeezed.ends_with('9')) {
+                squeezed.push(c);
+            }
+        }
+        squeezed
+    };
+    assert_eq!(head(&ours), head(&theirs));
+    let (ours, theirs) = (
+        text(&s.addr, "/debug/pprof/mutex?debug=1"),
+        text(&go_addr, "/debug/pprof/mutex?debug=1"),
+    );
+    let prefixes = |t: &str| -> Vec<String> {
+        t.lines()
+            .take(3)
+            .map(|l| l.split('=').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(prefixes(&ours), prefixes(&theirs));
+    let (ours, theirs) = (
+        text(&s.addr, "/debug/pprof/goroutine?debug=1"),
+        text(&go_addr, "/debug/pprof/goroutine?debug=1"),
+    );
+    assert_eq!(head(&ours), head(&theirs));
+    let (_, ours, _) = get(&s.addr, "GET", "/debug/pprof/nothing", b"");
+    let (_, theirs, _) = get(&go_addr, "GET", "/debug/pprof/nothing", b"");
+    for h in [
+        "content-type: text/plain; charset=utf-8",
+        "x-content-type-options: nosniff",
+        "x-go-pprof: 1",
+    ] {
+        assert!(
+            ours.contains(h) && theirs.contains(h),
+            "{h}: {ours} / {theirs}"
+        );
+    }
+    drop(go.stdin.take());
+    go.wait().unwrap();
+    s.finish();
 }

@@ -11,6 +11,7 @@
 mod cfi;
 pub mod own_alloc;
 mod rule_cache;
+pub mod stack_requests;
 pub mod sys;
 pub mod trace_store;
 /// The stack walk itself; `cfi` parses the unwind tables, `rule_cache` remembers rules.

@@ -1,0 +1,216 @@
+//! The threads source: each program thread's id, name, state and current stack, on
+//! request (Go's goroutine profile: a native program's goroutines are its threads).
+//!
+//! A thread blocked in the kernel is not disturbed: /proc/<tid>/syscall gives its stack
+//! and instruction pointers, and its stack is copied (process_vm_readv, which cannot fault)
+//! and walked from there. Only a thread running user code is interrupted, once, by rprof's
+//! SIGPROF handler (`signal_safe::stack_requests`): a signal would make a sleeping thread's
+//! nanosleep or poll return early. rprof's own threads are left out.
+
+use crate::signal_safe::stack_requests;
+use crate::signal_safe::unwind::{self, StackBounds, MAX_DEPTH};
+use crate::sync::Lock;
+
+/// How much of a blocked thread's stack is copied to walk it.
+const COPY_BYTES: u64 = 512 << 10;
+/// How long running threads have to answer.
+const ANSWER_NS: u64 = 200_000_000;
+
+pub struct ThreadInfo {
+    pub tid: i32,
+    pub name: String,
+    /// Go-style, e.g. `running`, `sleeping, in futex`.
+    pub state: String,
+    /// Leaf first; empty when it could not be had (`why`).
+    pub stack: Vec<u64>,
+    pub truncated: bool,
+    pub why: Option<&'static str>,
+}
+
+/// Every program thread's stack now. One capture at a time. Not for signal context.
+pub fn capture() -> Vec<ThreadInfo> {
+    static ONE: Lock<()> = Lock::new(());
+    let _one = ONE.lock();
+    let signal_ok = crate::signals::ours_installed(libc::SIGPROF);
+    let mut out = Vec::new();
+    let mut running = Vec::new();
+    for tid in program_threads() {
+        let task = format!("/proc/self/task/{tid}");
+        let name = std::fs::read_to_string(format!("{task}/comm"))
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default();
+        let state_char = std::fs::read_to_string(format!("{task}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+            .unwrap_or('?');
+        let mut info = ThreadInfo {
+            tid,
+            name,
+            state: state_name(state_char).to_string(),
+            stack: Vec::new(),
+            truncated: false,
+            why: None,
+        };
+        match blocked(&task) {
+            Blocked::Running if signal_ok => {
+                info.state = "running".into();
+                running.push(out.len());
+            }
+            Blocked::Running => {
+                info.state = "running".into();
+                info.why = Some("running, and rprof's SIGPROF handler is not installed");
+            }
+            Blocked::In(syscall, stack) => {
+                if let Some(n) = syscall {
+                    info.state = format!("{}, in {}", info.state, syscall_name(n));
+                }
+                match stack {
+                    Some((stack, truncated)) => {
+                        info.stack = stack;
+                        info.truncated = truncated;
+                    }
+                    None => info.why = Some("its stack could not be read"),
+                }
+            }
+            Blocked::Unknown(why) => info.why = Some(why),
+        }
+        out.push(info);
+    }
+    for batch in running.chunks(stack_requests::SLOTS) {
+        let tids: Vec<i32> = batch.iter().map(|&i| out[i].tid).collect();
+        for (&i, a) in batch.iter().zip(stack_requests::ask(&tids, ANSWER_NS)) {
+            match a.stack {
+                Some((stack, truncated)) => {
+                    out[i].stack = stack;
+                    out[i].truncated = truncated;
+                }
+                None => out[i].why = Some("it did not answer (signals blocked?)"),
+            }
+        }
+    }
+    out
+}
+
+enum Blocked {
+    /// On a CPU, in user code: only a signal can get its stack.
+    Running,
+    /// In the kernel (in that system call, if any), with its stack walked from there.
+    In(Option<i64>, Option<(Vec<u64>, bool)>),
+    Unknown(&'static str),
+}
+
+/// Reads /proc/<tid>/syscall and, for a thread in the kernel, walks its stack; read again
+/// after the walk, the same line says the thread did not move meanwhile (else retried: a
+/// thread that woke up has changed the stack the copy was taken of).
+fn blocked(task: &str) -> Blocked {
+    let read = || std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
+    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
+    for _ in 0..8 {
+        let line = read();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (nr, sp, pc) = match words.as_slice() {
+            ["running"] => return Blocked::Running,
+            [nr, .., sp, pc] if words.len() >= 3 => (nr.parse::<i64>().ok(), hex(sp), hex(pc)),
+            _ => return Blocked::Unknown("/proc gave no registers"),
+        };
+        let (Some(sp), Some(pc)) = (sp, pc) else {
+            return Blocked::Unknown("its registers could not be read");
+        };
+        let stack = blocked_stack(pc, sp);
+        if read() == line {
+            return Blocked::In(nr.filter(|&n| n >= 0), stack);
+        }
+    }
+    Blocked::Unknown("it kept waking up while its stack was read")
+}
+
+/// The program's threads (rprof's own left out), in id order.
+fn program_threads() -> Vec<i32> {
+    let mut tids: Vec<i32> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.retain(|&t| !crate::own_threads::is_own(t));
+    tids.sort_unstable();
+    tids
+}
+
+/// Walks the stack of a thread stopped in the kernel at (pc, sp), over a copy of it.
+fn blocked_stack(pc: u64, sp: u64) -> Option<(Vec<u64>, bool)> {
+    let (_, end) = crate::maps::mapping_containing(sp)?;
+    let len = end.checked_sub(sp)?.min(COPY_BYTES) as usize;
+    let mut copy = vec![0u8; len];
+    let n = read_own_memory(sp, &mut copy);
+    if n < 8 {
+        return None;
+    }
+    let bounds = StackBounds {
+        lo: sp,
+        hi: sp + n as u64,
+        copy: copy.as_ptr(),
+    };
+    let mut pcs = [0u64; MAX_DEPTH];
+    let w = unwind::walk(&unwind::regs_at(pc, sp), Some(bounds), &mut pcs);
+    Some((pcs[..w.depth].to_vec(), w.truncated))
+}
+
+/// Copies our own memory at `addr` into `buf` without faulting (process_vm_readv);
+/// returns how many bytes were read.
+#[allow(unsafe_code)]
+fn read_own_memory(addr: u64, buf: &mut [u8]) -> usize {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: process_vm_readv writes at most buf.len() bytes into `buf` and reports an
+    // unreadable source instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(n).unwrap_or(0)
+}
+
+fn state_name(c: char) -> &'static str {
+    match c {
+        'R' => "running",
+        'S' => "sleeping",
+        'D' => "disk sleep",
+        'T' => "stopped",
+        't' => "tracing stop",
+        'Z' => "zombie",
+        'I' => "idle",
+        _ => "unknown",
+    }
+}
+
+/// The x86_64 names of the system calls threads usually wait in.
+fn syscall_name(n: i64) -> String {
+    let name = match n {
+        0 => "read",
+        1 => "write",
+        7 => "poll",
+        23 => "select",
+        34 => "pause",
+        35 => "nanosleep",
+        43 => "accept",
+        45 => "recvfrom",
+        47 => "recvmsg",
+        61 => "wait4",
+        72 => "fcntl",
+        202 => "futex",
+        230 => "clock_nanosleep",
+        232 => "epoll_wait",
+        247 => "waitid",
+        270 => "pselect6",
+        271 => "ppoll",
+        281 => "epoll_pwait",
+        288 => "accept4",
+        _ => return format!("syscall {n}"),
+    };
+    name.to_string()
+}
