@@ -472,7 +472,7 @@ fn threadcreate(debug: i64) -> Response {
 fn vars() -> Response {
     let args: Vec<String> = cmdline().iter().map(|a| json_string(a)).collect();
     let mut stats = Vec::new();
-    for (k, v) in crate::pprof::memstats() {
+    for (k, v) in crate::pprof::memstats(true) {
         let value = match k {
             "PauseNs" | "PauseEnd" => format!("[{}]", vec!["0"; 256].join(",")),
             "DebugGC" => "false".into(),

@@ -239,6 +239,64 @@ pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
     Some([m.arena, m.hblkhd, m.uordblks, m.fordblks, m.keepcost])
 }
 
+/// jemalloc's statistics [allocated, active, mapped, retained] in bytes, when the
+/// program's allocator is jemalloc (its `mallctl`, after refreshing its `epoch`).
+pub fn jemalloc_stats() -> Option<[u64; 4]> {
+    type Mallctl = unsafe extern "C" fn(
+        *const libc::c_char,
+        *mut libc::c_void,
+        *mut usize,
+        *mut libc::c_void,
+        usize,
+    ) -> libc::c_int;
+    if crate::interpose::real::malloc_is_glibc() {
+        return None;
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallctl".as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: jemalloc's mallctl has this signature.
+    let mallctl = unsafe { std::mem::transmute::<*mut libc::c_void, Mallctl>(f) };
+    let mut epoch: u64 = 1;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: "epoch" reads and writes a u64 of the length given.
+    unsafe {
+        mallctl(
+            c"epoch".as_ptr(),
+            (&mut epoch as *mut u64).cast(),
+            &mut len,
+            (&mut epoch as *mut u64).cast(),
+            len,
+        )
+    };
+    let mut out = [0u64; 4];
+    for (v, name) in out.iter_mut().zip([
+        c"stats.allocated",
+        c"stats.active",
+        c"stats.mapped",
+        c"stats.retained",
+    ]) {
+        let mut n: usize = 0;
+        let mut len = std::mem::size_of::<usize>();
+        // SAFETY: these statistics are size_t values read into `n`.
+        if unsafe {
+            mallctl(
+                name.as_ptr(),
+                (&mut n as *mut usize).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        } == 0
+        {
+            *v = n as u64;
+        }
+    }
+    Some(out)
+}
+
 /// (VmRSS, VmHWM) of the process in bytes, from /proc/self/status.
 pub fn rss() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(proc_path("status")).ok()?;

@@ -236,6 +236,16 @@ pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Pro
     for c in heap_statistics(allocator_figures) {
         enc.builder().add_comment(&c);
     }
+    // The fields of Go's MemStats block that the lines above do not give, as
+    // `/debug/pprof/heap?debug=1` has them.
+    let given = ["Mallocs", "Frees", "HeapObjects", "TotalAlloc"];
+    let rest: Vec<String> = memstats(allocator_figures)
+        .into_iter()
+        .filter(|(k, v)| !given.contains(k) && (*v != 0 || *k == "HeapReleased"))
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    enc.builder()
+        .add_comment(&format!("runtime.MemStats: {}", rest.join(", ")));
     enc.finish()
 }
 
@@ -454,7 +464,7 @@ pub fn contention_text(symbolizer: &mut Symbolizer, mutex: bool) -> String {
 /// allocator's own figures from glibc's mallinfo2, RSS from /proc; fields that only a
 /// garbage collector has are 0.
 pub fn memstats_text() -> String {
-    let m = memstats();
+    let m = memstats(true);
     let mut out = String::from("\n# runtime.MemStats\n");
     for (k, v) in &m {
         if *k == "PauseNs" || *k == "PauseEnd" {
@@ -472,28 +482,48 @@ pub fn memstats_text() -> String {
     out
 }
 
-/// The MemStats fields in Go's order, for the text block and `/debug/vars`.
-pub fn memstats() -> Vec<(&'static str, u64)> {
+/// The allocator's own figures: [allocated, in pages in use, held from the system, free
+/// but held, returned to the system], from glibc's mallinfo2 or jemalloc's statistics.
+fn allocator_figures() -> Option<[u64; 5]> {
+    if let Some(m) = crate::maps::glibc_mallinfo2() {
+        let (arena, mmapped, inuse, free) = (m[0] as u64, m[1] as u64, m[2] as u64, m[3] as u64);
+        return Some([inuse + mmapped, inuse + mmapped, arena + mmapped, free, 0]);
+    }
+    let [allocated, active, mapped, retained] = crate::maps::jemalloc_stats()?;
+    Some([
+        allocated,
+        active,
+        mapped,
+        mapped.saturating_sub(active),
+        retained,
+    ])
+}
+
+/// The MemStats fields in Go's order, for the text block, `/debug/vars` and the heap
+/// files' comments. `allocator_figures`: whether to ask the allocator (it takes its locks:
+/// not when a thread may have died holding one); its fields are 0 otherwise.
+pub fn memstats(allocator_figures_too: bool) -> Vec<(&'static str, u64)> {
     let (mallocs, frees, total) = heap::totals();
-    let mi = crate::maps::glibc_mallinfo2().unwrap_or_default();
-    let (arena, mmapped, inuse, free) = (mi[0] as u64, mi[1] as u64, mi[2] as u64, mi[3] as u64);
-    let heap_alloc = inuse + mmapped;
-    let heap_sys = arena + mmapped;
+    let [heap_alloc, heap_inuse, heap_sys, heap_idle, released] = allocator_figures_too
+        .then(allocator_figures)
+        .flatten()
+        .unwrap_or_default();
+    let stacks = crate::threads::stack_bytes();
     let max_rss = crate::maps::rss().map_or(0, |(_, peak)| peak);
     vec![
         ("Alloc", heap_alloc),
         ("TotalAlloc", total),
-        ("Sys", heap_sys),
+        ("Sys", heap_sys + stacks),
         ("Lookups", 0),
         ("Mallocs", mallocs),
         ("Frees", frees),
         ("HeapAlloc", heap_alloc),
         ("HeapSys", heap_sys),
-        ("HeapIdle", free),
-        ("HeapInuse", heap_alloc),
-        ("HeapReleased", 0),
+        ("HeapIdle", heap_idle),
+        ("HeapInuse", heap_inuse),
+        ("HeapReleased", released),
         ("HeapObjects", mallocs.saturating_sub(frees)),
-        ("Stack", 0),
+        ("Stack", stacks),
         ("MSpan", 0),
         ("MCache", 0),
         ("BuckHashSys", 0),

@@ -7,7 +7,7 @@
 //! process ends exactly as it would without rprof (and writes its files at exit).
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::collector;
 use crate::cpu;
@@ -23,6 +23,18 @@ struct Start {
 
 /// Live threads of the program (not rprof's) that registered with [`register_current`].
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The stack spans of the live registered threads, summed (MemStats' Stack).
+static STACK_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The bytes of the live threads' stacks (their whole spans, as reserved).
+pub fn stack_bytes() -> u64 {
+    STACK_BYTES.load(Ordering::Relaxed)
+}
+
+fn stack_span() -> u64 {
+    thread_stacks::stack_bounds().map_or(0, |b| b.hi - b.lo)
+}
 
 /// Whether the process has (or had) a thread besides the one that loaded rprof; false
 /// again in a fork child, which has one thread.
@@ -55,6 +67,7 @@ pub fn init() {
 /// Counts the calling thread as one of the program's, until it exits.
 pub fn register_current() {
     thread_stacks::record_current();
+    STACK_BYTES.fetch_add(stack_span(), Ordering::Relaxed);
     // Here rather than at its first malloc, which then makes no system call.
     crate::heap::claim_counters_now();
     let key = EXIT_KEY.load(Ordering::Acquire);
@@ -73,6 +86,7 @@ pub fn register_current() {
 pub fn reset_after_fork() {
     crate::sync::store_changed!(LIVE, 1);
     crate::sync::store_changed!(THREADED, false);
+    crate::sync::store_changed!(STACK_BYTES, stack_span());
     // SAFETY: called from fork's child handler only (lib.rs).
     let created = unsafe { CREATIONS.in_fork_child() };
     if created.as_ref().is_some_and(|m| !m.is_empty()) {
@@ -84,6 +98,10 @@ pub fn reset_after_fork() {
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     cpu::disarm_current_thread();
     crate::heap::release_thread();
+    STACK_BYTES.fetch_sub(
+        stack_span().min(STACK_BYTES.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         collector::stop_and_join();
     }

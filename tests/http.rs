@@ -23,14 +23,15 @@ struct Server {
 
 impl Server {
     fn start(tag: &str, http: &str) -> Server {
+        Server::start_with(tag, http, &[])
+    }
+
+    fn start_with(tag: &str, http: &str, env: &[(&str, &str)]) -> Server {
         let prog = build("http_server");
         let dir = out_dir(tag);
-        let mut child = spawn_piped(
-            &prog,
-            &[],
-            &[("RPROF_HTTP", http), ("RPROF_MUTEX_FRACTION", "1")],
-            &dir,
-        );
+        let mut all = vec![("RPROF_HTTP", http), ("RPROF_MUTEX_FRACTION", "1")];
+        all.extend_from_slice(env);
+        let mut child = spawn_piped(&prog, &[], &all, &dir);
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         err.read_line(&mut line).unwrap();
@@ -242,6 +243,7 @@ fn legacy_texts_follow_go_grammar() {
         .parse()
         .unwrap();
     assert!(mallocs >= 64, "{mallocs}");
+    check_memstats(&stats);
     for (path, first) in [("mutex", "--- mutex:"), ("block", "--- contention:")] {
         let (_, _, body) = get(&s.addr, "GET", &format!("/debug/pprof/{path}?debug=1"), b"");
         let text = String::from_utf8_lossy(&body).into_owned();
@@ -256,6 +258,49 @@ fn legacy_texts_follow_go_grammar() {
             assert!(addrs.split(' ').all(|a| a.starts_with("0x")), "{l}");
         }
     }
+    s.finish();
+}
+
+/// The program keeps 64 blocks of 64 KiB (burst_before) and has six threads: the
+/// allocator's figures hold at least those bytes, and the thread stacks are counted.
+fn check_memstats(stats: &[&str]) {
+    let field = |f: &str| -> u64 {
+        let v = stats
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("# {f} = ")))
+            .unwrap_or_else(|| panic!("no {f}"));
+        v.split(' ').next().unwrap().parse().unwrap()
+    };
+    let kept = 64 * 65536;
+    assert!(
+        field("HeapAlloc") >= kept,
+        "HeapAlloc {}",
+        field("HeapAlloc")
+    );
+    assert!(field("HeapInuse") >= field("HeapAlloc"));
+    assert!(field("HeapSys") >= field("HeapInuse"));
+    assert!(field("Stack") >= 6 * 64 * 1024, "Stack {}", field("Stack"));
+    assert!(field("Sys") >= field("HeapSys") + field("Stack"));
+    assert!(field("MaxRSS") >= kept);
+    assert_eq!(field("NumGC"), 0);
+}
+
+#[test]
+fn memstats_under_jemalloc() {
+    let jemalloc = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    if !have_tool("jemalloc", jemalloc.exists(), "libjemalloc2") {
+        return;
+    }
+    let preload = format!("{} {}", lib().display(), jemalloc.display());
+    let s = Server::start_with("http-jemalloc", "127.0.0.1:0", &[("LD_PRELOAD", &preload)]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/heap?debug=1", b"");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let stats: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# runtime.MemStats"))
+        .collect();
+    check_memstats(&stats);
     s.finish();
 }
 
@@ -445,7 +490,8 @@ fn goroutine_threadcreate_and_vars() {
             );
         }
         assert!(text.contains("thread \"sleeper\"]:"));
-        assert!(!text.contains("rprof-"), "{text}");
+        // rprof's own threads (rprof-http, rprof-collector…) are not the program's.
+        assert!(!text.contains("thread \"rprof-"), "{text}");
     }
     let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/goroutine", b"");
     let p = profile(&body);
