@@ -1,9 +1,11 @@
 //! The profile server (`RPROF_HTTP`): a consumer of the sources, like the files, serving
 //! Go's net/http/pprof paths (see `http_pages`) on threads of rprof's own.
 //!
-//! Bounds, so that no client can hold it or the program: one request per connection, at
-//! most `MAX_CONNECTIONS` served at once (more get 503), headers within `MAX_HEADER` bytes
-//! and `READ_TIMEOUT`, a POST body within `MAX_BODY`, every write within `WRITE_TIMEOUT`.
+//! Bounds, so that no client can hold it or the program: one request per connection;
+//! requests are read on the server's thread with poll (at most `MAX_PENDING` waiting, the
+//! oldest dropped first), their headers within `MAX_HEADER` bytes and `READ_TIMEOUT`; at
+//! most `MAX_CONNECTIONS` served at once, each on a thread (more get 503); a POST body
+//! within `MAX_BODY`, every write within `WRITE_TIMEOUT`.
 //! A fork child closes the listener and the connections it inherited.
 #![allow(unsafe_code)]
 
@@ -16,7 +18,10 @@ use crate::config::HttpAddr;
 use crate::http_pages::{self, Request, Response};
 use crate::log::warning;
 
+/// Requests served at once, each on a thread.
 const MAX_CONNECTIONS: usize = 32;
+/// Connections whose request has not arrived yet, on the server's thread.
+const MAX_PENDING: usize = 256;
 const MAX_HEADER: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,8 +29,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The listening socket (-1: none).
 static LISTENER: AtomicI32 = AtomicI32::new(-1);
-/// The connections being served (-1: free slot), closed by a fork child.
-static CONNECTIONS: [AtomicI32; MAX_CONNECTIONS] = [const { AtomicI32::new(-1) }; MAX_CONNECTIONS];
+/// The open connections, waiting or served (-1: free slot), closed by a fork child.
+static CONNECTIONS: [AtomicI32; MAX_PENDING + MAX_CONNECTIONS] =
+    [const { AtomicI32::new(-1) }; MAX_PENDING + MAX_CONNECTIONS];
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Binds `addr` and starts serving; whether it does. A failure is one `rprof:` line; the
@@ -118,71 +124,220 @@ fn bind(addr: &HttpAddr) -> std::io::Result<(i32, String)> {
     }
 }
 
-fn accept_loop(fd: i32) {
+/// A connection whose request has not fully arrived yet.
+struct Pending {
+    fd: i32,
+    slot: usize,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+/// Accepts connections and reads their request headers, all on the server's thread with
+/// poll(2): a silent or slow client costs a descriptor, never a thread. A complete request
+/// goes to a thread of its own (profiles with seconds=N take that long).
+fn accept_loop(listener: i32) {
+    // Non-blocking, so that accept_all takes every waiting connection and returns.
+    // SAFETY: fcntl on our own listening socket.
+    unsafe {
+        let flags = libc::fcntl(listener, libc::F_GETFL);
+        libc::fcntl(listener, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let mut pending: Vec<Pending> = Vec::new();
+    loop {
+        let mut fds: Vec<libc::pollfd> = std::iter::once(listener)
+            .chain(pending.iter().map(|p| p.fd))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let now = Instant::now();
+        let wait = pending
+            .iter()
+            .map(|p| p.deadline.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        // SAFETY: poll reads and writes `fds`, of the length given.
+        let n = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                wait.as_millis() as i32 + 1,
+            )
+        };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+        let now = Instant::now();
+        // Connections first (their indices in `fds` follow `pending`), then new ones.
+        let mut i = 0;
+        let mut next = Vec::with_capacity(pending.len());
+        for mut p in pending.drain(..) {
+            i += 1;
+            let readable = fds[i].revents != 0;
+            match if readable {
+                read_more(&mut p)
+            } else {
+                Progress::Waiting
+            } {
+                Progress::Waiting if now >= p.deadline => {
+                    finish(p, Some(http_pages::error(408, "request timeout")))
+                }
+                Progress::Waiting => next.push(p),
+                Progress::Closed => finish(p, None),
+                Progress::Bad(r) => finish(p, Some(r)),
+                Progress::Complete => hand_over(p),
+            }
+        }
+        pending = next;
+        if fds[0].revents != 0 {
+            accept_all(listener, &mut pending, now);
+        }
+    }
+}
+
+enum Progress {
+    Waiting,
+    Closed,
+    Bad(Response),
+    Complete,
+}
+
+/// Reads what arrived on a connection (it is non-blocking) and checks the header.
+fn read_more(p: &mut Pending) -> Progress {
+    let mut chunk = [0u8; 4096];
+    loop {
+        // SAFETY: read into our buffer of the length given.
+        let n = unsafe { libc::read(p.fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n == 0 {
+            return Progress::Closed;
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error().raw_os_error();
+            if e == Some(libc::EINTR) {
+                continue;
+            }
+            if e == Some(libc::EAGAIN) {
+                break;
+            }
+            return Progress::Closed;
+        }
+        p.buf.extend_from_slice(&chunk[..n as usize]);
+        if p.buf.len() > MAX_HEADER {
+            break;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    match httparse::Request::new(&mut headers).parse(&p.buf) {
+        Ok(httparse::Status::Complete(_)) => Progress::Complete,
+        Ok(httparse::Status::Partial) if p.buf.len() <= MAX_HEADER => Progress::Waiting,
+        Ok(httparse::Status::Partial) => {
+            Progress::Bad(http_pages::error(431, "request header too large"))
+        }
+        Err(_) => Progress::Bad(http_pages::error(400, "bad request")),
+    }
+}
+
+/// Accepts every connection waiting, each non-blocking, into `pending` (the oldest dropped
+/// when it is full).
+fn accept_all(listener: i32, pending: &mut Vec<Pending>, now: Instant) {
     loop {
         // SAFETY: accept4 on our listening socket; the new fd is ours.
         let c = unsafe {
             libc::accept4(
-                fd,
+                listener,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
             )
         };
         if c < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR | libc::ECONNABORTED | libc::EAGAIN) => continue,
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR | libc::ECONNABORTED) => continue,
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
+                    // Out of descriptors: give up the oldest waiting client, and wait a bit.
+                    if !pending.is_empty() {
+                        finish(pending.remove(0), None);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                    return;
                 }
                 _ => return,
             }
         }
-        let Some(slot) = take_slot(c) else {
-            // SAFETY: c is ours.
-            let mut s = unsafe { std::fs::File::from_raw_fd(c) };
-            let r = http_pages::error(503, "too many connections");
-            let _ = set_timeouts(c);
-            let _ = s.write_all(&r.bytes());
+        if pending.len() >= MAX_PENDING {
+            finish(pending.remove(0), None);
+        }
+        let Some(slot) = register(c) else {
+            // SAFETY: c is ours and registered nowhere.
+            unsafe { libc::close(c) };
             continue;
         };
-        let spawned = crate::own_threads::spawn_detached(c"rprof-http-conn", move || {
-            serve(c);
-            release_slot(slot);
+        pending.push(Pending {
+            fd: c,
+            slot,
+            buf: Vec::new(),
+            deadline: now + READ_TIMEOUT,
         });
-        if !spawned {
-            release_slot(slot);
+    }
+}
+
+/// Answers (if there is an answer) and closes a connection still on the server's thread.
+fn finish(p: Pending, response: Option<Response>) {
+    if let Some(r) = response {
+        if set_blocking_with_timeouts(p.fd).is_ok() {
+            // SAFETY: fd is the connection, owned by its slot; ManuallyDrop keeps it open.
+            let mut conn = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(p.fd) });
+            let _ = conn.write_all(&r.bytes());
         }
     }
+    unregister(p.slot);
 }
 
-fn take_slot(fd: i32) -> Option<usize> {
+/// Gives a connection whose header has arrived to a thread of its own (at most
+/// MAX_CONNECTIONS at once: more get 503).
+fn hand_over(p: Pending) {
     if ACTIVE.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
         ACTIVE.fetch_sub(1, Ordering::AcqRel);
-        return None;
+        return finish(p, Some(http_pages::error(503, "too many requests at once")));
     }
-    let slot = CONNECTIONS.iter().position(|s| {
-        s.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    });
-    if slot.is_none() {
+    let Pending { fd, slot, buf, .. } = p;
+    let spawned = crate::own_threads::spawn_detached(c"rprof-http-conn", move || {
+        serve(fd, buf);
+        unregister(slot);
         ACTIVE.fetch_sub(1, Ordering::AcqRel);
+    });
+    if !spawned {
+        ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        unregister(slot);
     }
-    slot
 }
 
-fn release_slot(slot: usize) {
+/// Records a connection's fd (so that a fork child can close it); its slot.
+fn register(fd: i32) -> Option<usize> {
+    CONNECTIONS.iter().position(|s| {
+        s.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// Closes a connection and frees its slot.
+fn unregister(slot: usize) {
     let fd = CONNECTIONS[slot].swap(-1, Ordering::AcqRel);
     if fd >= 0 {
         // SAFETY: the connection's fd, closed once (the swap makes this the only closer).
         unsafe { libc::close(fd) };
     }
-    ACTIVE.fetch_sub(1, Ordering::AcqRel);
 }
 
-fn set_timeouts(fd: i32) -> std::io::Result<()> {
+fn set_blocking_with_timeouts(fd: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl on our own socket.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
     for (opt, d) in [
         (libc::SO_RCVTIMEO, READ_TIMEOUT),
         (libc::SO_SNDTIMEO, WRITE_TIMEOUT),
@@ -208,14 +363,15 @@ fn set_timeouts(fd: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads one request from the connection `fd`, answers it and leaves `fd` to the caller.
-fn serve(fd: i32) {
-    if set_timeouts(fd).is_err() {
+/// Reads the rest of a request whose header is in `buf` (its body, if any), answers it,
+/// and leaves `fd` to the caller.
+fn serve(fd: i32, buf: Vec<u8>) {
+    if set_blocking_with_timeouts(fd).is_err() {
         return;
     }
     // SAFETY: fd is the connection, owned by the caller's slot; ManuallyDrop keeps it open.
     let mut conn = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-    let response = match read_request(&mut *conn) {
+    let response = match read_request(&mut *conn, buf) {
         Ok(Some(req)) => http_pages::route(&req),
         Ok(None) => return,
         Err(r) => r,
@@ -225,55 +381,34 @@ fn serve(fd: i32) {
     unsafe { libc::shutdown(conn.as_raw_fd(), libc::SHUT_WR) };
 }
 
-fn read_request(conn: &mut impl Read) -> Result<Option<Request>, Response> {
+/// The request whose complete header is in `buf`, its body read from `conn`.
+fn read_request(conn: &mut impl Read, mut buf: Vec<u8>) -> Result<Option<Request>, Response> {
     let deadline = Instant::now() + READ_TIMEOUT;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let (head_len, method, target, content_length) = loop {
-        if Instant::now() > deadline {
-            return Err(http_pages::error(408, "request timeout"));
-        }
-        let n = match conn.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return Ok(None),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let length = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| {
-                        std::str::from_utf8(h.value)
-                            .ok()?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()
-                    })
-                    .unwrap_or(0);
-                break (
-                    len,
-                    req.method.unwrap_or("").to_string(),
-                    req.path.unwrap_or("/").to_string(),
-                    length,
-                );
-            }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEADER => continue,
-            Ok(httparse::Status::Partial) => {
-                return Err(http_pages::error(431, "request header too large"))
-            }
-            Err(_) => return Err(http_pages::error(400, "bad request")),
-        }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(&buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        _ => return Err(http_pages::error(400, "bad request")),
     };
+    let content_length = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let method = req.method.unwrap_or("").to_string();
+    let target = req.path.unwrap_or("/").to_string();
     if content_length > MAX_BODY {
         return Err(http_pages::error(413, "request body too large"));
     }
     let mut body = buf.split_off(head_len);
+    let mut chunk = [0u8; 4096];
     while body.len() < content_length {
         if Instant::now() > deadline {
             return Err(http_pages::error(408, "request timeout"));

@@ -42,6 +42,9 @@ impl Server {
             .trim_start_matches("http://")
             .to_string();
         let stdin = child.stdin.take();
+        if http.starts_with("0.0.0.0:") {
+            assert!(line.contains("other hosts can reach it"), "{line}");
+        }
         Server {
             child,
             stdin,
@@ -111,7 +114,8 @@ fn profile(body: &[u8]) -> Profile {
 
 #[test]
 fn serves_go_paths_with_go_status_codes_and_types() {
-    let s = Server::start("http-paths", "127.0.0.1:0");
+    // Every interface, said in the address line (checked by Server::start).
+    let s = Server::start("http-paths", "0.0.0.0:0");
     let (st, h, body) = get(&s.addr, "GET", "/debug/pprof/", b"");
     assert_eq!(st, 200);
     assert!(h.contains("content-type: text/html"), "{h}");
@@ -154,6 +158,11 @@ fn serves_go_paths_with_go_status_codes_and_types() {
     assert_eq!(st, 400);
     let (st, _, _) = get(&s.addr, "DELETE", "/debug/pprof/", b"");
     assert_eq!(st, 405);
+    let (st, _, body) = get(&s.addr, "GET", "/debug/pprof/symbol", b"");
+    assert_eq!(
+        (st, String::from_utf8_lossy(&body).as_ref()),
+        (200, "num_symbols: 1\n")
+    );
     let (st, _, body) = get(&s.addr, "GET", "/debug/pprof/cmdline", b"");
     assert_eq!(st, 200);
     assert!(String::from_utf8_lossy(&body).ends_with("http_server"));
@@ -304,17 +313,28 @@ fn memstats_under_jemalloc() {
     s.finish();
 }
 
-/// A delta window holds the burst made inside it and not the one before it; a CPU window
-/// taken at the same time, and a snapshot file written meanwhile (the files' own
-/// consumer), are each right: two consumers, overlapping windows.
+/// A delta window holds the burst made inside it and not the one before it; two CPU
+/// windows taken at the same time, and a snapshot file written meanwhile (the files' own
+/// consumer), are each right: several consumers, overlapping windows. Pyroscope's
+/// delta_heap gives the change since its previous request.
 #[test]
 fn delta_and_cpu_windows_overlap_with_the_files() {
     let s = Server::start("http-delta", "127.0.0.1:0");
     std::thread::sleep(Duration::from_millis(300));
-    let addr = s.addr.clone();
-    let heap = std::thread::spawn(move || get(&addr, "GET", "/debug/pprof/heap?seconds=2", b""));
-    let addr = s.addr.clone();
-    let cpu = std::thread::spawn(move || get(&addr, "GET", "/debug/pprof/profile?seconds=2", b""));
+    let first = summarize(
+        &profile(&get(&s.addr, "GET", "/debug/pprof/delta_heap", b"").2),
+        "alloc_space",
+    );
+    assert!(first.cum("burst_before") > 0, "{:?}", first.functions());
+    let request = |path: &'static str| {
+        let addr = s.addr.clone();
+        std::thread::spawn(move || get(&addr, "GET", path, b""))
+    };
+    let heap = request("/debug/pprof/heap?seconds=2");
+    let cpus = [
+        request("/debug/pprof/profile?seconds=2"),
+        request("/debug/pprof/profile?seconds=2"),
+    ];
     std::thread::sleep(Duration::from_millis(500));
     let pid = s.child.id();
     kill(pid, "USR1");
@@ -324,34 +344,50 @@ fn delta_and_cpu_windows_overlap_with_the_files() {
     let d = summarize(&profile(&body), "alloc_space");
     assert!(d.cum("burst_later") > 0, "{:?}", d.functions());
     assert_eq!(d.cum("burst_before"), 0, "{:?}", d.functions());
-    let (st, _, body) = cpu.join().unwrap();
-    assert_eq!(st, 200);
-    let p = profile(&body);
-    let c = summarize(&p, "cpu");
-    // The burner thread runs all the time: up to 2 s of CPU in the window (less when the
-    // other tests take the machine's two cores).
-    let burner = c.cum("burner");
-    assert!((500_000_000..=2_500_000_000).contains(&burner), "{burner}");
-    assert!(
-        (p.duration_nanos - 2_000_000_000).abs() < 300_000_000,
-        "{}",
-        p.duration_nanos
+    for cpu in cpus {
+        let (st, _, body) = cpu.join().unwrap();
+        assert_eq!(st, 200);
+        let p = profile(&body);
+        let c = summarize(&p, "cpu");
+        // The burner thread runs all the time: up to 2 s of CPU in the window (less when
+        // the other tests take the machine's two cores).
+        let burner = c.cum("burner");
+        assert!((500_000_000..=2_500_000_000).contains(&burner), "{burner}");
+        assert!(
+            (p.duration_nanos - 2_000_000_000).abs() < 300_000_000,
+            "{}",
+            p.duration_nanos
+        );
+    }
+    let second = summarize(
+        &profile(&get(&s.addr, "GET", "/debug/pprof/delta_heap", b"").2),
+        "alloc_space",
     );
+    assert!(second.cum("burst_later") > 0, "{:?}", second.functions());
+    assert_eq!(second.cum("burst_before"), 0, "{:?}", second.functions());
     // The snapshot file covers the time since start, whatever the server did.
     std::thread::sleep(Duration::from_millis(300));
     let snap = files_of(&s.dir, "cpu");
     assert_eq!(snap.len(), 1, "{snap:?}");
     let f = summarize(&load(&snap[0]), "cpu");
-    assert!(f.cum("burner") > 400_000_000, "{}", f.cum("burner"));
+    assert!(f.cum("burner") > 100_000_000, "{}", f.cum("burner"));
     s.finish();
 }
 
 #[test]
 fn garbage_and_idle_connections_leave_it_serving() {
     let s = Server::start("http-garbage", "127.0.0.1:0");
-    let idle: Vec<TcpStream> = (0..20)
+    // More silent clients than requests served at once (32), and slow ones that send a
+    // header a byte at a time: they hold descriptors, not the server.
+    let idle: Vec<TcpStream> = (0..60)
         .map(|_| TcpStream::connect(&s.addr).unwrap())
         .collect();
+    let mut slow: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(&s.addr).unwrap())
+        .collect();
+    for c in &mut slow {
+        c.write_all(b"GET /debug/pprof/heap HT").unwrap();
+    }
     for i in 0..2000u32 {
         let mut c = TcpStream::connect(&s.addr).unwrap();
         let junk: Vec<u8> = (0..(i % 97) + 1)
@@ -365,7 +401,18 @@ fn garbage_and_idle_connections_leave_it_serving() {
     }
     let (st, _, _) = get(&s.addr, "GET", "/debug/pprof/heap", b"");
     assert_eq!(st, 200);
-    drop(idle);
+    // A client silent past the read timeout is told so.
+    let mut late = TcpStream::connect(&s.addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = late.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop((idle, slow));
     assert_eq!(s.finish(), "started\neintr=0\nhttp_server done\n");
 }
 
