@@ -3,6 +3,9 @@
 //! so it is told apart from the CPU timers and from any other sender) and waits; the
 //! thread's handler walks its own stack into the slot that names its id.
 //!
+//! `is_request` and `answer` are what the handler reaches (async-signal-safe); `ask` is
+//! the requester's side, on rprof's own thread, and allocates.
+//!
 //! A slot goes FREE → ASKED (requester) → WRITING → DONE (handler) → FREE (requester); a
 //! requester that gives up takes ASKED back to FREE, so a late signal finds no slot and
 //! writes nothing.
