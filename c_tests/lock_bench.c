@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "paired.h"
 
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
@@ -76,7 +77,12 @@ int main(int argc, char **argv) {
     int threads = strcmp(mode, "contended") == 0 ? 2 : strcmp(mode, "threaded") == 0 ? 1 : 0;
     iterations = argc > 2 ? atol(argv[2]) : (threads == 2 ? 5000000 : 20000000);
     if (threads == 0) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
         worker(NULL);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        /* The loop alone, without the process's start and exit (scripts/bench_core.sh). */
+        fprintf(stderr, "loop_ns=%.0f\n", (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec));
     } else {
         pthread_t t[2];
         for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, worker, NULL);
