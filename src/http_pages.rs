@@ -424,32 +424,22 @@ fn thread_dump_text(threads: &[crate::thread_dump::ThreadInfo]) -> String {
             t.state,
             json_string(&t.name)
         );
-        for pc in &crate::pprof::shown(&t.stack, &frames) {
-            match frames.get(pc).filter(|f| !f.lines.is_empty()) {
-                Some(f) => {
-                    for l in &f.lines {
-                        let _ = writeln!(
-                            out,
-                            "{}(...)\n\t{}:{} +{:#x}",
-                            l.function,
-                            if l.filename.is_empty() {
-                                "?"
-                            } else {
-                                &l.filename
-                            },
-                            l.line,
-                            f.symbol_offset.unwrap_or(0)
-                        );
-                    }
-                }
-                None => {
-                    let _ = writeln!(
+        for f in crate::pprof::text_frames(&t.stack, &frames) {
+            let _ = match f.line {
+                Some(l) => {
+                    let file = if l.filename.is_empty() {
+                        "?"
+                    } else {
+                        &l.filename
+                    };
+                    writeln!(
                         out,
-                        "?(...)\n\t? pc={:#x}",
-                        frames.get(pc).map_or(*pc, |f| f.address)
-                    );
+                        "{}(...)\n\t{file}:{} +{:#x}",
+                        l.function, l.line, f.offset
+                    )
                 }
-            }
+                None => writeln!(out, "?(...)\n\t? pc={:#x}", f.address),
+            };
         }
         if t.truncated {
             out.push_str("...additional frames elided...\n");

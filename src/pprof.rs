@@ -351,30 +351,52 @@ pub fn count_profile(
     enc.finish()
 }
 
+/// One line of a text stack: a frame's address, the (inlined) call it names if known, and
+/// its offset into its symbol.
+pub struct TextFrame<'a> {
+    pub address: u64,
+    pub line: Option<&'a rprof_profile::LineInfo>,
+    pub offset: u64,
+}
+
+/// The lines the text formats print for a stack: the frames profiles show (`shown`), one
+/// per inlined call, innermost first.
+pub fn text_frames<'a>(stack: &[u64], frames: &'a HashMap<u64, Frame>) -> Vec<TextFrame<'a>> {
+    let mut out = Vec::new();
+    for pc in shown(stack, frames) {
+        let f = frames.get(&pc);
+        let address = f.map_or(pc, |f| f.address);
+        let offset = f.and_then(|f| f.symbol_offset).unwrap_or(0);
+        match f.filter(|f| !f.lines.is_empty()) {
+            Some(f) => out.extend(f.lines.iter().map(|l| TextFrame {
+                address,
+                line: Some(l),
+                offset,
+            })),
+            None => out.push(TextFrame {
+                address,
+                line: None,
+                offset,
+            }),
+        }
+    }
+    out
+}
+
 /// `#` lines naming the frames of a stack, as Go's printStackRecord writes them:
 /// `#\t<pc>\t<function>+<offset into its symbol>\t<file>:<line>`, one per inlined call,
 /// or `#\t<pc>` alone where nothing is known; a blank line after.
 pub fn frame_lines(out: &mut String, stack: &[u64], frames: &HashMap<u64, Frame>) {
     use std::fmt::Write as _;
-    for pc in &shown(stack, frames) {
-        match frames.get(pc).filter(|f| !f.lines.is_empty()) {
-            Some(f) => {
-                for l in &f.lines {
-                    let _ = writeln!(
-                        out,
-                        "#\t{:#x}\t{}+{:#x}\t{}:{}",
-                        f.address,
-                        l.function,
-                        f.symbol_offset.unwrap_or(0),
-                        l.filename,
-                        l.line
-                    );
-                }
-            }
-            None => {
-                let _ = writeln!(out, "#\t{:#x}", frames.get(pc).map_or(*pc, |f| f.address));
-            }
-        }
+    for t in text_frames(stack, frames) {
+        let _ = match t.line {
+            Some(l) => writeln!(
+                out,
+                "#\t{:#x}\t{}+{:#x}\t{}:{}",
+                t.address, l.function, t.offset, l.filename, l.line
+            ),
+            None => writeln!(out, "#\t{:#x}", t.address),
+        };
     }
     out.push('\n');
 }
