@@ -44,6 +44,9 @@ pub struct Config {
     pub mutex_fraction: u64,
     /// The snapshot signal; None when `RPROF_SIGNAL=none`.
     pub dump_signal: Option<i32>,
+    /// The signal CPU timers deliver first (`RPROF_CPU_SIGNAL`); they move to a free
+    /// real-time signal when the program takes this one.
+    pub cpu_signal: i32,
     pub log: LogLevel,
     /// Where to serve profiles over HTTP (`RPROF_HTTP`); None: no server.
     pub http: Option<HttpAddr>,
@@ -88,20 +91,22 @@ pub const DEFAULT_MUTEX_FRACTION: u64 = 10;
 impl Config {
     /// Parses the variables found by `get`, resolving a relative prefix against `cwd`.
     /// Returns the configuration and one warning line (without the `rprof:` prefix) per bad value.
+    ///
+    /// Every variable is read alike: surrounding blanks are ignored, an empty value means
+    /// the default (no warning), and names inside values (profiles, signals, log levels)
+    /// are case-insensitive.
     pub fn parse(get: impl Fn(&str) -> Option<String>, cwd: &Path) -> (Config, Vec<String>) {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let mut warnings = Vec::new();
         let mut warn = |var: &str, val: &str, why: &str, used: &str| {
             warnings.push(format!("{var}={val:?} {why}; using {used}"));
         };
 
-        let prefix = match get("RPROF_OUT") {
-            Some(v) if !v.is_empty() => v,
-            Some(v) => {
-                warn("RPROF_OUT", &v, "is empty", "rprof");
-                "rprof".to_owned()
-            }
-            None => "rprof".to_owned(),
-        };
+        let prefix = get("RPROF_OUT").unwrap_or_else(|| "rprof".to_owned());
         let out_prefix = cwd.join(prefix);
 
         let profiles = match get("RPROF_PROFILES") {
@@ -115,7 +120,7 @@ impl Config {
                 };
                 let mut bad = Vec::new();
                 for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    match name {
+                    match name.to_ascii_lowercase().as_str() {
                         "cpu" => p.cpu = true,
                         "heap" => p.heap = true,
                         "block" => p.block = true,
@@ -218,12 +223,14 @@ impl Config {
             },
         };
 
-        let log = match get("RPROF_LOG").as_deref().map(str::trim) {
+        let log_value = get("RPROF_LOG");
+        let log = match log_value.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("warn") => LogLevel::Warn,
             Some("off") => LogLevel::Off,
             Some("info") => LogLevel::Info,
             Some("debug") => LogLevel::Debug,
-            Some(v) => {
+            Some(_) => {
+                let v = log_value.as_deref().unwrap_or_default();
                 warn(
                     "RPROF_LOG",
                     v,
@@ -234,9 +241,24 @@ impl Config {
             }
         };
 
+        let cpu_signal = match get("RPROF_CPU_SIGNAL") {
+            None => libc::SIGPROF,
+            Some(v) => match parse_signal_name(&v).filter(|&s| usable_cpu_signal(s, dump_signal)) {
+                Some(s) => s,
+                None => {
+                    warn(
+                        "RPROF_CPU_SIGNAL",
+                        &v,
+                        "is not PROF or a real-time signal (RTMIN+n, RTMAX-n) other than the dump signal",
+                        "PROF",
+                    );
+                    libc::SIGPROF
+                }
+            },
+        };
+
         let http = match get("RPROF_HTTP") {
             None => None,
-            Some(v) if v.trim().is_empty() => None,
             Some(v) => {
                 let expanded = v.replace("%p", &std::process::id().to_string());
                 let a = parse_http(&expanded);
@@ -261,6 +283,7 @@ impl Config {
                 block_rate,
                 mutex_fraction,
                 dump_signal,
+                cpu_signal,
                 log,
                 http,
             },
@@ -286,18 +309,34 @@ fn usable_dump_signal(sig: i32) -> bool {
     (1..=libc::SIGRTMAX()).contains(&sig) && !reserved.contains(&sig)
 }
 
+/// The CPU timers' signal: SIGPROF or a real-time signal, not the dump signal.
+fn usable_cpu_signal(sig: i32, dump: Option<i32>) -> bool {
+    (sig == libc::SIGPROF || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig))
+        && Some(sig) != dump
+}
+
 /// `USR1`, `SIGUSR1`, `10`, `RTMIN+3` or `none`.
 fn parse_signal(v: &str) -> Result<Option<i32>, ()> {
     let v = v.trim();
     if v.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    let upper = v.to_ascii_uppercase();
+    match parse_signal_name(v) {
+        Some(sig) if usable_dump_signal(sig) => Ok(Some(sig)),
+        _ => Err(()),
+    }
+}
+
+/// A signal by name (`USR1`, `SIGUSR1`, any case), number, `RTMIN+n` or `RTMAX-n`.
+pub fn parse_signal_name(v: &str) -> Option<i32> {
+    let upper = v.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     let sig = if let Ok(n) = name.parse::<i32>() {
         n
     } else if let Some(k) = name.strip_prefix("RTMIN+") {
-        libc::SIGRTMIN() + k.parse::<i32>().map_err(|_| ())?
+        libc::SIGRTMIN() + k.parse::<i32>().ok()?
+    } else if let Some(k) = name.strip_prefix("RTMAX-") {
+        libc::SIGRTMAX() - k.parse::<i32>().ok()?
     } else {
         match name {
             "HUP" => libc::SIGHUP,
@@ -313,15 +352,16 @@ fn parse_signal(v: &str) -> Result<Option<i32>, ()> {
             "XFSZ" => libc::SIGXFSZ,
             "VTALRM" => libc::SIGVTALRM,
             "PWR" => libc::SIGPWR,
+            "PROF" => libc::SIGPROF,
+            "INT" => libc::SIGINT,
+            "TERM" => libc::SIGTERM,
+            "KILL" => libc::SIGKILL,
             "RTMIN" => libc::SIGRTMIN(),
-            _ => return Err(()),
+            "RTMAX" => libc::SIGRTMAX(),
+            _ => return None,
         }
     };
-    if usable_dump_signal(sig) {
-        Ok(Some(sig))
-    } else {
-        Err(())
-    }
+    (1..=libc::SIGRTMAX()).contains(&sig).then_some(sig)
 }
 
 #[cfg(test)]
@@ -366,7 +406,7 @@ mod tests {
 
     #[test]
     fn bad_hz_warns_and_uses_default() {
-        for bad in ["abc", "0", "-5", "100000", ""] {
+        for bad in ["abc", "0", "-5", "100000"] {
             let (c, w) = parse(&[("RPROF_CPU_HZ", bad)]);
             assert_eq!(c.cpu_hz, 100, "{bad}");
             assert_eq!(w.len(), 1, "{bad}");
@@ -460,6 +500,60 @@ mod tests {
         let (c, w) = parse(&[("RPROF_HTTP", "nowhere")]);
         assert_eq!(c.http, None);
         assert!(w[0].starts_with("RPROF_HTTP=\"nowhere\""), "{w:?}");
+    }
+
+    /// Every variable alike: an empty (or blank) value is the default, without a warning;
+    /// names inside values are case-insensitive.
+    #[test]
+    fn empty_means_default_and_names_ignore_case() {
+        let defaults = parse(&[]).0;
+        for var in [
+            "RPROF_OUT",
+            "RPROF_PROFILES",
+            "RPROF_CPU_HZ",
+            "RPROF_HEAP_RATE",
+            "RPROF_BLOCK_RATE",
+            "RPROF_MUTEX_FRACTION",
+            "RPROF_SIGNAL",
+            "RPROF_CPU_SIGNAL",
+            "RPROF_LOG",
+            "RPROF_HTTP",
+        ] {
+            for empty in ["", "  "] {
+                let (c, w) = parse(&[(var, empty)]);
+                assert!(w.is_empty(), "{var}={empty:?}: {w:?}");
+                assert_eq!(c, defaults, "{var}={empty:?}");
+            }
+        }
+        assert_eq!(parse(&[("RPROF_LOG", "DEBUG")]).0.log, LogLevel::Debug);
+        assert_eq!(parse(&[("RPROF_LOG", " Info ")]).0.log, LogLevel::Info);
+        let (c, w) = parse(&[("RPROF_PROFILES", "CPU,Heap")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(c.profiles.cpu && c.profiles.heap && !c.profiles.block);
+        assert_eq!(parse(&[("RPROF_SIGNAL", "usr1")]).0.dump_signal, Some(10));
+    }
+
+    #[test]
+    fn cpu_signals() {
+        let sig = |v| parse(&[("RPROF_CPU_SIGNAL", v)]);
+        assert_eq!(parse(&[]).0.cpu_signal, libc::SIGPROF);
+        assert_eq!(sig("prof").0.cpu_signal, libc::SIGPROF);
+        assert_eq!(sig("RTMIN+3").0.cpu_signal, libc::SIGRTMIN() + 3);
+        assert_eq!(sig("rtmax-1").0.cpu_signal, libc::SIGRTMAX() - 1);
+        assert_eq!(sig("SIGRTMAX").0.cpu_signal, libc::SIGRTMAX());
+        for bad in ["USR2", "TERM", "9", "bogus", "RTMAX-99"] {
+            let (c, w) = sig(bad);
+            assert_eq!(c.cpu_signal, libc::SIGPROF, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert!(
+                w[0].starts_with("RPROF_CPU_SIGNAL=") && w[0].ends_with("using PROF"),
+                "{}",
+                w[0]
+            );
+        }
+        // The dump signal cannot also be the CPU signal.
+        let (c, w) = parse(&[("RPROF_SIGNAL", "RTMIN+1"), ("RPROF_CPU_SIGNAL", "RTMIN+1")]);
+        assert_eq!((c.cpu_signal, w.len()), (libc::SIGPROF, 1));
     }
 
     #[test]

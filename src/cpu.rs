@@ -15,7 +15,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::log::{debug, warning};
 use crate::signal_safe::stack_requests;
@@ -38,6 +38,11 @@ static USING_ITIMER: AtomicBool = AtomicBool::new(false);
 static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
 /// Timer ids + 1 of armed threads; 0 is a free slot.
 static TIMERS: [AtomicU64; TIMER_SLOTS] = [const { AtomicU64::new(0) }; TIMER_SLOTS];
+/// The thread each slot's timer signals (to create it again on another signal).
+static TIMER_TIDS: [AtomicI32; TIMER_SLOTS] = [const { AtomicI32::new(0) }; TIMER_SLOTS];
+/// The signal the timers deliver: SIGPROF, or the real-time signal they moved to when the
+/// program took SIGPROF (`move_to`).
+static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGPROF);
 /// Slots at and above this one were never used: scans stop there, so that pages of the
 /// table nobody touched stay untouched (reading one costs a page fault, a short process
 /// pays for each, and a fork child for each it writes).
@@ -83,12 +88,29 @@ pub fn init(hz: u32) -> bool {
     true
 }
 
+/// Sets the timers' signal (at load, before any is armed).
+pub fn set_signal(sig: i32) {
+    SIGNAL.store(sig, Ordering::Release);
+}
+
+/// The signal the timers deliver while CPU profiling runs; 0 when it does not.
+/// Async-signal-safe.
+pub fn signal_in_use() -> i32 {
+    if ACTIVE.load(Ordering::Acquire) {
+        SIGNAL.load(Ordering::Acquire)
+    } else {
+        0
+    }
+}
+
 pub fn period_ns() -> u64 {
     PERIOD_NS.load(Ordering::Relaxed)
 }
 
-/// The SIGPROF handler. Async-signal-safe: it walks the stack straight into the store.
-pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+/// The CPU signal's handler. Async-signal-safe: it walks the stack straight into the
+/// store. A signal that is neither a timer's nor a stack request (`kill -PROF`, the
+/// program's own `setitimer`) gets the action the program set, as without rprof.
+pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
     if unsafe { stack_requests::is_request(info) } {
@@ -101,6 +123,8 @@ pub extern "C" fn on_sigprof(_sig: i32, info: *mut libc::siginfo_t, uc: *mut lib
     }
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
     let Some(weight) = (unsafe { sample_weight(info) }) else {
+        drop(_errno);
+        crate::signals::foreign_signal(sig);
         return;
     };
     if !ACTIVE.load(Ordering::Acquire) || uc.is_null() {
@@ -171,9 +195,7 @@ pub fn arm_other_threads(others: &[i32]) {
         return;
     }
     for &tid in others {
-        // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
-        let clock = (!tid << 3) | 2 | 4;
-        arm(clock, tid);
+        arm(thread_clock(tid), tid);
     }
 }
 
@@ -181,10 +203,47 @@ pub fn arm_other_threads(others: &[i32]) {
 #[allow(unsafe_code)]
 #[link_section = ".text.hot.rprof_fork"]
 fn arm(clock: libc::clockid_t, tid: i32) -> Option<usize> {
+    let sig = SIGNAL.load(Ordering::Acquire);
+    let Some(timer) = create_timer(clock, tid, sig) else {
+        let err = std::io::Error::last_os_error();
+        fallback_to_itimer(&err);
+        return None;
+    };
+    let id = timer as u64 + 1;
+    let slot = TIMERS.iter().position(|t| {
+        t.compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+    match slot {
+        Some(i) => {
+            TIMER_TIDS[i].store(tid, Ordering::Release);
+            TIMERS_USED.fetch_max(i + 1, Ordering::AcqRel);
+            if SIGNAL.load(Ordering::Acquire) != sig {
+                // The timers moved while this one was made: it moves too.
+                move_slot(i, SIGNAL.load(Ordering::Acquire));
+            }
+        }
+        None => {
+            debug!("timer table full; thread {tid}'s timer is deleted only when the process ends")
+        }
+    }
+    slot
+}
+
+/// The kernel's CPU clock of thread `tid`: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+fn thread_clock(tid: i32) -> libc::clockid_t {
+    (!tid << 3) | 2 | 4
+}
+
+/// Creates and starts a timer on `clock` that sends `sig` to thread `tid` every period,
+/// first after a random fraction of one.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
+fn create_timer(clock: libc::clockid_t, tid: i32, sig: i32) -> Option<libc::timer_t> {
     // SAFETY: sigevent is plain data; zero is a valid initial value.
     let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
     sev.sigev_notify = libc::SIGEV_THREAD_ID;
-    sev.sigev_signo = libc::SIGPROF;
+    sev.sigev_signo = sig;
     sev.sigev_notify_thread_id = tid;
     sev.sigev_value = libc::sigval {
         sival_ptr: TIMER_MAGIC as usize as *mut libc::c_void,
@@ -192,8 +251,6 @@ fn arm(clock: libc::clockid_t, tid: i32) -> Option<usize> {
     let mut timer: libc::timer_t = std::ptr::null_mut();
     // SAFETY: timer_create reads `sev` and writes the new id into `timer`.
     if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
-        let err = std::io::Error::last_os_error();
-        fallback_to_itimer(&err);
         return None;
     }
     let period = period_ns();
@@ -204,20 +261,43 @@ fn arm(clock: libc::clockid_t, tid: i32) -> Option<usize> {
     };
     // SAFETY: `timer` was just created; spec is a valid itimerspec.
     unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
-    let id = timer as u64 + 1;
-    let slot = TIMERS.iter().position(|t| {
-        t.compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    });
-    match slot {
-        Some(i) => {
-            TIMERS_USED.fetch_max(i + 1, Ordering::AcqRel);
-        }
-        None => {
-            debug!("timer table full; thread {tid}'s timer is deleted only when the process ends")
-        }
+    Some(timer)
+}
+
+/// Moves every timer to `sig` (the program took the current signal for itself). False
+/// when they cannot move (the process-wide fallback timer always sends SIGPROF). Signals
+/// of the old timers already on their way are not recalled.
+pub fn move_to(sig: i32) -> bool {
+    if USING_ITIMER.load(Ordering::Acquire) {
+        return false;
     }
-    slot
+    SIGNAL.store(sig, Ordering::Release);
+    for slot in 0..used_timers().len() {
+        move_slot(slot, sig);
+    }
+    true
+}
+
+/// Replaces slot `slot`'s timer by one that sends `sig` to the same thread (none if the
+/// thread has exited). Racing movers and the thread's own exit each take the slot's old
+/// id at most once.
+fn move_slot(slot: usize, sig: i32) {
+    let old = TIMERS[slot].load(Ordering::Acquire);
+    if old == 0 {
+        return;
+    }
+    let tid = TIMER_TIDS[slot].load(Ordering::Acquire);
+    let Some(new) = create_timer(thread_clock(tid), tid, sig) else {
+        return; // the thread is gone; its exit frees the slot
+    };
+    let new_id = new as u64 + 1;
+    let moved = TIMERS[slot]
+        .compare_exchange(old, new_id, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    let dead = if moved { old } else { new_id };
+    // SAFETY: `dead` is a timer this function owns now: the old one taken out of the
+    // slot by the exchange, or the new one that lost the race to another mover.
+    unsafe { libc::timer_delete((dead - 1) as libc::timer_t) };
 }
 
 fn fallback_to_itimer(err: &std::io::Error) {

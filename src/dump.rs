@@ -136,6 +136,10 @@ pub enum Ending {
 
 /// Writes the final files (at exit, or before dying of SIGINT/SIGTERM). Runs once.
 pub fn final_dump(ending: Ending) {
+    if ending == Ending::Exit {
+        crate::masks::check_current_thread();
+        crate::masks::check_other_threads();
+    }
     cpu::stop();
     let mut guard = STATE.lock();
     let Some(s) = this_process(&mut guard) else {
@@ -247,7 +251,7 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(|e| e.to_string())?;

@@ -27,6 +27,7 @@ mod http_pages;
 mod interpose;
 mod log;
 mod maps;
+mod masks;
 mod own_threads;
 mod pprof;
 mod signal_safe;
@@ -50,6 +51,7 @@ fn load() {
 
 /// Reads the configuration, installs handlers and timers, and starts the collector.
 fn start() {
+    log::init();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let (cfg, warnings) = Config::parse(|k| std::env::var(k).ok(), &cwd);
     log::set_level(cfg.log);
@@ -82,6 +84,7 @@ fn start() {
     dump::enable_contention(block_rate > 0, mutex_fraction > 0);
     let cpu_on = cfg.profiles.cpu && cpu::init(cfg.cpu_hz);
     signals::install(&cfg, cpu_on);
+    masks::init_current_thread();
     threads::init();
     threads::register_current();
     let others = threads::other_thread_ids();
@@ -140,6 +143,25 @@ extern "C" fn on_exit() {
     guard::unprofiled(|| dump::final_dump(dump::Ending::Exit));
 }
 
+/// The pid of this process if it is a fork child rprof set up (its atfork child handler
+/// ran here); 0 otherwise. A vfork child shares its parent's memory and sees its parent's
+/// value, which is never its own pid.
+static FORK_CHILD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// `_exit`/`_Exit` called: a fork child writes its files as at exit. Only when no rprof
+/// lock is held on this thread (`_exit` is allowed in a signal handler, which may have
+/// interrupted rprof); the allocator's figures are left out for the same reason.
+pub(crate) fn before_exit_call() {
+    let me = FORK_CHILD_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if me == 0 || me != signal_safe::sys::getpid() {
+        return;
+    }
+    if guard::held() || signal_safe::own_alloc::OWN.is_locked() {
+        return;
+    }
+    guard::unprofiled(|| dump::final_dump(dump::Ending::Dying));
+}
+
 /// Whether `before_fork` took rprof's locks for this fork.
 static FORK_LOCKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -194,8 +216,10 @@ extern "C" fn after_fork_child() {
     if FORK_LOCKED.load(std::sync::atomic::Ordering::Relaxed) {
         release_fork_locks();
     }
+    sync::store_changed!(FORK_CHILD_PID, signal_safe::sys::getpid());
     guard::unprofiled(|| {
         cpu::reset_after_fork();
+        masks::reset_after_fork();
         heap::reset_after_fork();
         contention::reset_after_fork();
         threads::reset_after_fork();

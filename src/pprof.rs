@@ -175,6 +175,18 @@ pub fn cpu_profile(
         enc.builder()
             .add_sample(ids, vec![n, n * period], &[("thread", &key.thread)], &[]);
     }
+    let unsampled = crate::masks::unsampleable();
+    if unsampled > 0 {
+        enc.builder().add_comment(&format!(
+            "rprof: {unsampled} thread(s) blocked the CPU timer signal with a raw system call and were not sampled"
+        ));
+    }
+    let dropped = crate::log::dropped();
+    if dropped > 0 {
+        enc.builder().add_comment(&format!(
+            "rprof: {dropped} diagnostic line(s) dropped: fd 2 was no longer the stderr found at load"
+        ));
+    }
     if data.lost > 0 {
         let lost = enc.builder().synthetic_location(names::LOST_SAMPLES_FRAME);
         let n = data.lost as i64;

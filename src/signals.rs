@@ -1,30 +1,62 @@
 //! The signals rprof handles for itself, kept invisible to the program.
 //!
-//! rprof installs handlers for SIGPROF (sampling), the dump signal (snapshots), and SIGINT
-//! and SIGTERM when they are at their default action (write the final files, then die by
-//! the same signal so the exit status is unchanged). The interposed `sigaction`, `signal`
-//! and its legacy variants (`bsd_signal`, `ssignal`, `sysv_signal`, `sigset`) report to
-//! the program exactly what it would see without rprof (CPython installs
-//! its KeyboardInterrupt handler only if it sees SIGINT at SIG_DFL), and a handler the
-//! program installs always replaces ours. Setting SIG_DFL again brings ours back, since it
-//! emulates the default action.
+//! rprof installs handlers for the CPU timers' signal (SIGPROF, or `RPROF_CPU_SIGNAL`),
+//! the dump signal (snapshots), and SIGINT, SIGTERM and SIGHUP when they are at their
+//! default action (write the final files, then die by the same signal so the exit status
+//! is unchanged). The interposed `sigaction`, `signal` and its legacy variants
+//! (`bsd_signal`, `ssignal`, `sysv_signal`, `sigset`) report to the program exactly what it
+//! would see without rprof (CPython installs its KeyboardInterrupt handler only if it sees
+//! SIGINT at SIG_DFL), and a handler the program installs always replaces ours. Setting
+//! SIG_DFL again brings ours back, since it emulates the default action.
+//!
+//! - The CPU signal: a program that installs its own handler for it (GNU sort does, for
+//!   SIGPROF) gets it, and the timers move to a real-time signal the program has not
+//!   touched (`move_cpu_signal`); the old one is then handled like SIGTERM. A CPU signal
+//!   that is not a timer's (`kill -PROF`, the program's own `setitimer`) gets the action
+//!   the program set: the default one ends the program, after its files are written.
+//! - A handler installed with SA_RESETHAND (node's SIGINT and SIGTERM) is run by a
+//!   trampoline that first puts rprof's back, as the kernel would put SIG_DFL back: a
+//!   handler that then raises its signal again dies of it with the files written.
 #![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::collector;
 use crate::config::Config;
 use crate::cpu;
 use crate::interpose::real;
-use crate::log::warning;
+use crate::log::{debug, warning};
 use crate::signal_safe::ErrnoGuard;
 use crate::sync::Lock;
 
 type Handler = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
 
+/// What rprof does with a managed signal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// The CPU timers' signal.
+    Cpu,
+    /// The snapshot signal.
+    Dump,
+    /// A signal whose default action ends the program: files first.
+    Fatal,
+}
+
+impl Role {
+    fn handler(self) -> Handler {
+        match self {
+            Role::Cpu => cpu::on_cpu_signal,
+            Role::Dump => on_dump_signal,
+            Role::Fatal => on_fatal_signal,
+        }
+    }
+}
+
 /// One signal we manage.
 #[derive(Clone, Copy)]
 pub struct Managed {
     sig: i32,
-    ours: Handler,
+    role: Role,
     /// What was installed before rprof (SIG_DFL, or SIG_IGN inherited across exec).
     initial: libc::sigaction,
     /// The last action the program set, if it ever set one.
@@ -33,14 +65,56 @@ pub struct Managed {
     displaced: bool,
 }
 
+const SLOTS: usize = 8;
+
 /// Guards the table of managed signals; also taken by fork's prepare handler.
-pub static MANAGED: Lock<[Option<Managed>; 4]> = Lock::new([None; 4]);
+pub static MANAGED: Lock<[Option<Managed>; SLOTS]> = Lock::new([None; SLOTS]);
+
+fn bit(sig: i32) -> u64 {
+    if (1..=64).contains(&sig) {
+        1 << (sig - 1)
+    } else {
+        0
+    }
+}
+
+/// Signals the program has given a disposition or waited for (candidates for the CPU
+/// timers' signal are only among the others).
+static TOUCHED: AtomicU64 = AtomicU64::new(0);
+/// Managed signals the program sees as ignored (rprof's handler drops what is not its own).
+static IGNORED_VIEW: AtomicU64 = AtomicU64::new(0);
+/// Signals whose program handler had SA_RESETHAND and has run since: the table is told
+/// at its next use (a handler cannot take its lock).
+static RESET_PENDING: AtomicU64 = AtomicU64::new(0);
+/// Signals whose program sa_mask held the CPU signal (left out of what is installed, put
+/// back in what the program reads).
+static MASKED_CPU: AtomicU64 = AtomicU64::new(0);
+/// Per signal: the program's SA_RESETHAND handler run by `on_oneshot` (0: none), with
+/// SA_SIGINFO's bit in ONESHOT_SIGINFO; and rprof's own handler to put back.
+static ONESHOT: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+static ONESHOT_SIGINFO: AtomicU64 = AtomicU64::new(0);
+static OURS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+
+fn set_bit(word: &AtomicU64, sig: i32, on: bool) {
+    if on {
+        word.fetch_or(bit(sig), Ordering::AcqRel);
+    } else {
+        word.fetch_and(!bit(sig), Ordering::AcqRel);
+    }
+}
+
+fn has_bit(word: &AtomicU64, sig: i32) -> bool {
+    word.load(Ordering::Acquire) & bit(sig) != 0
+}
 
 fn install_real(sig: i32, handler: Handler) -> bool {
     // SAFETY: sigaction is plain data; zero is a valid start.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler as usize;
     act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    if let Some(slot) = OURS.get(sig as usize) {
+        slot.store(handler as usize, Ordering::Release);
+    }
     real::sigaction(sig, &act, std::ptr::null_mut()) == 0
 }
 
@@ -52,33 +126,53 @@ fn current_real(sig: i32) -> Option<libc::sigaction> {
 
 /// Installs our handlers at load.
 pub fn install(cfg: &Config, cpu_on: bool) {
-    let mut wanted: Vec<(i32, Handler, bool)> = Vec::new();
+    let mut wanted: Vec<(i32, Role)> = Vec::new();
     if cpu_on {
-        wanted.push((libc::SIGPROF, cpu::on_sigprof, false));
+        wanted.push((cfg.cpu_signal, Role::Cpu));
     }
     if let Some(sig) = cfg.dump_signal {
-        wanted.push((sig, on_dump_signal, false));
+        wanted.push((sig, Role::Dump));
     }
-    wanted.push((libc::SIGINT, on_fatal_signal, true));
-    wanted.push((libc::SIGTERM, on_fatal_signal, true));
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        wanted.push((sig, Role::Fatal));
+    }
     let mut table = MANAGED.lock();
-    for (slot, (sig, handler, only_if_default)) in table.iter_mut().zip(wanted) {
+    for (sig, role) in wanted {
         let Some(initial) = current_real(sig) else {
             continue;
         };
-        if only_if_default && initial.sa_sigaction != libc::SIG_DFL {
+        if role == Role::Fatal && initial.sa_sigaction != libc::SIG_DFL {
             continue; // ignored (nohup, a shell's background job): leave it so
         }
-        if install_real(sig, handler) {
-            *slot = Some(Managed {
-                sig,
-                ours: handler,
-                initial,
-                program: None,
-                displaced: false,
-            });
+        if role == Role::Cpu {
+            cpu::set_signal(sig);
         }
+        add(&mut table, sig, role, initial);
     }
+}
+
+/// Installs our handler for `sig` in a free slot of the table.
+fn add(
+    table: &mut [Option<Managed>; SLOTS],
+    sig: i32,
+    role: Role,
+    initial: libc::sigaction,
+) -> bool {
+    let Some(slot) = table.iter_mut().find(|m| m.is_none()) else {
+        return false;
+    };
+    if !install_real(sig, role.handler()) {
+        return false;
+    }
+    set_bit(&IGNORED_VIEW, sig, initial.sa_sigaction == libc::SIG_IGN);
+    *slot = Some(Managed {
+        sig,
+        role,
+        initial,
+        program: None,
+        displaced: false,
+    });
+    true
 }
 
 /// Whether rprof's own handler is what runs for `sig` now (not displaced by the
@@ -91,60 +185,183 @@ pub fn is_managed(sig: i32) -> bool {
     with_managed(|table| table.iter().flatten().any(|m| m.sig == sig))
 }
 
+/// Records that the program set a disposition for `sig` (any signal, managed or not).
+pub fn touch(sig: i32) {
+    set_bit(&TOUCHED, sig, true);
+}
+
+/// The program waits for the signals of `set` (sigwait, signalfd): they are its own. A
+/// set holding almost every signal (sigfillset) says nothing about any one.
+pub fn note_waited(set: &libc::sigset_t) {
+    let rt: Vec<i32> = (libc::SIGRTMIN()..=libc::SIGRTMAX())
+        // SAFETY: reads a valid sigset.
+        .filter(|&s| unsafe { libc::sigismember(set, s) } == 1)
+        .collect();
+    if rt.len() < 8 {
+        for s in rt {
+            touch(s);
+        }
+    }
+}
+
 /// Runs `f` on the table of managed signals with every signal blocked on this thread, so
 /// that a handler which itself calls sigaction or signal (the classic way to re-arm a
-/// one-shot handler) cannot interrupt us here while the lock is held.
-fn with_managed<R>(f: impl FnOnce(&mut [Option<Managed>; 4]) -> R) -> R {
+/// one-shot handler) cannot interrupt us here while the lock is held. One-shot handlers
+/// that ran since the last use are folded in first.
+fn with_managed<R>(f: impl FnOnce(&mut [Option<Managed>; SLOTS]) -> R) -> R {
     // SAFETY: sigset_t is plain data; pthread_sigmask only changes this thread's mask,
     // which is restored before returning.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         let mut saved: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
-        let r = f(&mut MANAGED.lock());
-        libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut());
+        real::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+        let mut table = MANAGED.lock();
+        fold_resets(&mut table);
+        let r = f(&mut table);
+        drop(table);
+        real::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut());
         r
     }
 }
 
+/// The program's SA_RESETHAND handlers that have run: the kernel would have put SIG_DFL
+/// back, so the program now sees SIG_DFL and rprof's handler is the one installed.
+fn fold_resets(table: &mut [Option<Managed>; SLOTS]) {
+    let pending = RESET_PENDING.swap(0, Ordering::AcqRel);
+    if pending == 0 {
+        return;
+    }
+    for m in table
+        .iter_mut()
+        .flatten()
+        .filter(|m| pending & bit(m.sig) != 0)
+    {
+        m.displaced = false;
+        if let Some(p) = m.program.as_mut() {
+            p.sa_sigaction = libc::SIG_DFL;
+            p.sa_flags &= !libc::SA_RESETHAND;
+        }
+        set_bit(&IGNORED_VIEW, m.sig, false);
+    }
+}
+
+/// The CPU signal, leaving `sa_mask`: the program's handlers never block it.
+fn without_cpu_signal(sig: i32, act: &libc::sigaction) -> libc::sigaction {
+    let mut a = *act;
+    let k = cpu::signal_in_use();
+    // SAFETY: edits our copy of a valid sigset.
+    let had = k != 0 && unsafe { libc::sigismember(&a.sa_mask, k) } == 1;
+    if had {
+        // SAFETY: as above.
+        unsafe { libc::sigdelset(&mut a.sa_mask, k) };
+    }
+    set_bit(&MASKED_CPU, sig, had);
+    a
+}
+
+/// Installs the program's action for a managed signal: as it is, or, with SA_RESETHAND,
+/// through `on_oneshot`, which puts rprof's handler back before running the program's.
+fn install_program_action(sig: i32, act: &libc::sigaction) -> i32 {
+    let mut a = without_cpu_signal(sig, act);
+    let slot = &ONESHOT[sig as usize];
+    if a.sa_flags & libc::SA_RESETHAND != 0 {
+        slot.store(a.sa_sigaction, Ordering::Release);
+        set_bit(&ONESHOT_SIGINFO, sig, a.sa_flags & libc::SA_SIGINFO != 0);
+        a.sa_sigaction = on_oneshot as *const () as usize;
+        a.sa_flags = (a.sa_flags & !libc::SA_RESETHAND) | libc::SA_SIGINFO;
+    } else {
+        slot.store(0, Ordering::Release);
+    }
+    real::sigaction(sig, &a, std::ptr::null_mut())
+}
+
+/// The program took the CPU signal `old` for its own handler: the timers move to a
+/// real-time signal it has not touched, and `old` is handled as a fatal signal. False if
+/// none is free (CPU profiling stops).
+fn move_cpu_signal(table: &mut [Option<Managed>; SLOTS], old: i32) -> bool {
+    let taken = TOUCHED.load(Ordering::Acquire);
+    let free = (libc::SIGRTMIN()..=libc::SIGRTMAX()).rev().find(|&s| {
+        taken & bit(s) == 0
+            && !table.iter().flatten().any(|m| m.sig == s)
+            && current_real(s).is_some_and(|a| a.sa_sigaction == libc::SIG_DFL)
+    });
+    let Some(new) = free else {
+        return false;
+    };
+    let Some(initial) = current_real(new) else {
+        return false;
+    };
+    if !add(table, new, Role::Cpu, initial) {
+        return false;
+    }
+    if !cpu::move_to(new) {
+        // Undo: the new slot goes, its default action comes back.
+        if let Some(slot) = table.iter_mut().find(|m| m.is_some_and(|m| m.sig == new)) {
+            *slot = None;
+        }
+        real::sigaction(new, &initial, std::ptr::null_mut());
+        return false;
+    }
+    debug!("the program took signal {old}; CPU timers now use signal {new}");
+    true
+}
+
 /// The interposed sigaction: the program's view of a managed signal, and its changes.
 pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc::sigaction) -> i32 {
+    if !act.is_null() {
+        touch(sig);
+    }
+    let mut cpu_lost = false;
     let outcome = with_managed(|table| {
         let m = table.iter_mut().flatten().find(|m| m.sig == sig)?;
         let view = m.program.unwrap_or(m.initial);
-        let mut displaced_now = false;
+        let mut dump_displaced = false;
         if !act.is_null() {
             // SAFETY: the program passed a readable sigaction.
             let new = unsafe { *act };
             let handler = new.sa_sigaction;
-            let fatal = sig == libc::SIGINT || sig == libc::SIGTERM;
             let program_runs_its_own =
-                handler != libc::SIG_DFL && (handler != libc::SIG_IGN || fatal);
+                handler != libc::SIG_DFL && (handler != libc::SIG_IGN || m.role == Role::Fatal);
+            let mut role = m.role;
             if program_runs_its_own {
-                if sig == libc::SIGPROF && !m.displaced {
-                    // Timers go before the program's handler comes: a signal of ours that
-                    // is generated later would reach it.
-                    cpu::stop();
+                if role == Role::Cpu {
+                    // The timers leave before the program's handler comes: a signal of
+                    // theirs generated later would reach it.
+                    role = Role::Fatal;
+                    let m_copy = *m;
+                    if !move_cpu_signal(table, sig) {
+                        cpu::stop();
+                        cpu_lost = true;
+                    }
+                    let m = table.iter_mut().flatten().find(|x| x.sig == m_copy.sig)?;
+                    m.role = role;
                 }
-                let rc = real::sigaction(sig, act, std::ptr::null_mut());
+                let rc = install_program_action(sig, &new);
                 if rc != 0 {
                     return Some(Err(rc));
                 }
-                displaced_now = !m.displaced && !fatal;
+                let m = table.iter_mut().flatten().find(|x| x.sig == sig)?;
+                dump_displaced = !m.displaced && m.role == Role::Dump;
                 m.displaced = true;
-            } else if m.displaced {
-                // Back to the default (or, for SIGPROF and the dump signal, to ignoring):
-                // ours emulates both, invisibly.
-                install_real(sig, m.ours);
-                m.displaced = false;
+                m.program = Some(new);
+            } else {
+                let m = table.iter_mut().flatten().find(|x| x.sig == sig)?;
+                if m.displaced {
+                    // Back to the default (or, for the CPU and dump signals, to ignoring):
+                    // ours emulates both, invisibly.
+                    install_real(sig, m.role.handler());
+                    m.displaced = false;
+                }
+                ONESHOT[sig as usize].store(0, Ordering::Release);
+                m.program = Some(new);
             }
-            m.program = Some(new);
+            set_bit(&IGNORED_VIEW, sig, handler == libc::SIG_IGN);
         }
-        Some(Ok((view, displaced_now)))
+        Some(Ok((view, dump_displaced)))
     });
-    let (view, displaced_now) = match outcome {
-        None => return real::sigaction(sig, act, oact),
+    let (view, dump_displaced) = match outcome {
+        None => return unmanaged_sigaction(sig, act, oact),
         Some(Err(rc)) => return rc,
         Some(Ok(v)) => v,
     };
@@ -152,14 +369,34 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
         // SAFETY: the program passed a writable sigaction.
         unsafe { *oact = view };
     }
-    if displaced_now {
-        if sig == libc::SIGPROF {
-            warning!("the program installed its own SIGPROF handler; CPU profiling stops here (samples so far are kept)");
-        } else {
-            warning!("the program installed its own handler for signal {sig}; it no longer writes rprof snapshots");
-        }
+    if cpu_lost {
+        warning!("the program installed its own handler for signal {sig} and no signal is free for rprof's CPU timers; CPU profiling stops here (samples so far are kept)");
+    }
+    if dump_displaced {
+        warning!("the program installed its own handler for signal {sig}; it no longer writes rprof snapshots");
     }
     0
+}
+
+/// sigaction for a signal rprof does not manage: passed on, but its handler's mask never
+/// holds the CPU signal (what the program reads back still does).
+fn unmanaged_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc::sigaction) -> i32 {
+    // SAFETY: the program passed a readable sigaction, or null.
+    let passed = (!act.is_null()).then(|| without_cpu_signal(sig, unsafe { &*act }));
+    let was_masked = has_bit(&MASKED_CPU, sig);
+    let rc = real::sigaction(
+        sig,
+        passed.as_ref().map_or(std::ptr::null(), |a| a as *const _),
+        oact,
+    );
+    if rc == 0 && !oact.is_null() && was_masked {
+        let k = cpu::signal_in_use();
+        if k != 0 {
+            // SAFETY: the program's writable sigaction, just filled in.
+            unsafe { libc::sigaddset(&mut (*oact).sa_mask, k) };
+        }
+    }
+    rc
 }
 
 /// The interposed signal() (and bsd_signal, ssignal): glibc's BSD semantics (SA_RESTART,
@@ -186,14 +423,25 @@ pub fn program_sigset(sig: i32, disposition: libc::sighandler_t) -> libc::sighan
         libc::sigemptyset(&mut one);
         libc::sigaddset(&mut one, sig);
         let mut mask: libc::sigset_t = std::mem::zeroed();
-        if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) != 0 {
+        if crate::masks::program_mask(
+            real::pthread_sigmask,
+            libc::SIG_BLOCK,
+            std::ptr::null(),
+            &mut mask,
+        ) != 0
+        {
             return libc::SIG_ERR;
         }
         let was_blocked = libc::sigismember(&mask, sig) == 1;
         let previous = if disposition == SIG_HOLD {
             let mut old: libc::sigaction = std::mem::zeroed();
             if program_sigaction(sig, std::ptr::null(), &mut old) != 0
-                || libc::pthread_sigmask(libc::SIG_BLOCK, &one, std::ptr::null_mut()) != 0
+                || crate::masks::program_mask(
+                    real::pthread_sigmask,
+                    libc::SIG_BLOCK,
+                    &one,
+                    std::ptr::null_mut(),
+                ) != 0
             {
                 return libc::SIG_ERR;
             }
@@ -201,7 +449,12 @@ pub fn program_sigset(sig: i32, disposition: libc::sighandler_t) -> libc::sighan
         } else {
             let previous = set_handler(sig, disposition, 0, false);
             if previous == libc::SIG_ERR
-                || libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut()) != 0
+                || crate::masks::program_mask(
+                    real::pthread_sigmask,
+                    libc::SIG_UNBLOCK,
+                    &one,
+                    std::ptr::null_mut(),
+                ) != 0
             {
                 return libc::SIG_ERR;
             }
@@ -238,6 +491,47 @@ fn set_handler(
             return libc::SIG_ERR;
         }
         old.sa_sigaction
+    }
+}
+
+/// Async-signal-safe. A CPU signal that is not rprof's: the action the program set for
+/// it (its view; the program's own handler would be installed instead of ours).
+pub fn foreign_signal(sig: i32) {
+    if has_bit(&IGNORED_VIEW, sig) {
+        return;
+    }
+    let _errno = ErrnoGuard::new();
+    collector::on_fatal_signal(sig, collector::FATAL_DUMP_TIMEOUT_NS);
+}
+
+/// Async-signal-safe. Runs the program's SA_RESETHAND handler for `sig` after putting
+/// rprof's handler back, as the kernel would have put SIG_DFL back.
+extern "C" fn on_oneshot(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let Some(slot) = ONESHOT.get(sig as usize) else {
+        return;
+    };
+    let handler = slot.swap(0, Ordering::AcqRel);
+    {
+        let _errno = ErrnoGuard::new();
+        let ours = OURS[sig as usize].load(Ordering::Acquire);
+        if ours != 0 {
+            // SAFETY: OURS holds only handlers of type Handler stored by install_real.
+            install_real(sig, unsafe { std::mem::transmute::<usize, Handler>(ours) });
+        }
+        set_bit(&RESET_PENDING, sig, true);
+    }
+    match handler {
+        0 | 1 => {} // SIG_DFL / SIG_IGN never come here
+        h if has_bit(&ONESHOT_SIGINFO, sig) => {
+            // SAFETY: the program installed this SA_SIGINFO handler for `sig`.
+            let f = unsafe { std::mem::transmute::<usize, Handler>(h) };
+            f(sig, info, uc);
+        }
+        h => {
+            // SAFETY: the program installed this plain handler for `sig`.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(h) };
+            f(sig);
+        }
     }
 }
 

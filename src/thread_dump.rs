@@ -31,7 +31,8 @@ pub struct ThreadInfo {
 pub fn capture() -> Vec<ThreadInfo> {
     static ONE: Lock<()> = Lock::new(());
     let _one = ONE.lock();
-    let signal_ok = crate::signals::ours_installed(libc::SIGPROF);
+    let sig = crate::cpu::signal_in_use();
+    let signal_ok = sig != 0 && crate::signals::ours_installed(sig);
     let mut out = Vec::new();
     let mut running = Vec::new();
     for tid in program_threads() {
@@ -58,7 +59,7 @@ pub fn capture() -> Vec<ThreadInfo> {
             }
             Blocked::Running => {
                 info.state = "running".into();
-                info.why = Some("running, and rprof's SIGPROF handler is not installed");
+                info.why = Some("running, and rprof's CPU signal handler is not installed");
             }
             Blocked::In(syscall, stack) => {
                 if let Some(n) = syscall {
@@ -78,7 +79,7 @@ pub fn capture() -> Vec<ThreadInfo> {
     }
     for batch in running.chunks(stack_requests::SLOTS) {
         let tids: Vec<i32> = batch.iter().map(|&i| out[i].tid).collect();
-        for (&i, a) in batch.iter().zip(stack_requests::ask(&tids, ANSWER_NS)) {
+        for (&i, a) in batch.iter().zip(stack_requests::ask(&tids, sig, ANSWER_NS)) {
             match a.stack {
                 Some((stack, truncated)) => {
                     out[i].stack = stack;

@@ -19,6 +19,8 @@ type StartRoutine = extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
 struct Start {
     routine: StartRoutine,
     arg: *mut libc::c_void,
+    /// The creator's belief about the CPU signal in its mask, which the thread inherits.
+    mask_view: (i32, bool),
 }
 
 /// Live threads of the program (not rprof's) that registered with [`register_current`].
@@ -96,6 +98,7 @@ pub fn reset_after_fork() {
 }
 
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
+    crate::masks::check_current_thread();
     cpu::disarm_current_thread();
     crate::heap::release_thread();
     STACK_BYTES.fetch_sub(
@@ -127,7 +130,13 @@ pub unsafe fn create(
     crate::interpose::locks::set_threaded(true);
     crate::guard::unprofiled(record_creation);
     crate::guard::unprofiled(collector::ensure_started);
-    let start = crate::guard::unprofiled(|| Box::into_raw(Box::new(Start { routine, arg })));
+    let start = crate::guard::unprofiled(|| {
+        Box::into_raw(Box::new(Start {
+            routine,
+            arg,
+            mask_view: crate::masks::view(),
+        }))
+    });
     let rc = real(thread, attr, trampoline, start.cast());
     if rc != 0 {
         // SAFETY: the thread was not created, so nothing else owns `start`.
@@ -166,6 +175,7 @@ extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     let start = crate::guard::unprofiled(|| {
         // SAFETY: as above.
         let start = unsafe { Box::from_raw(p as *mut Start) };
+        crate::masks::set_view(start.mask_view);
         register_current();
         cpu::arm_current_thread();
         *start

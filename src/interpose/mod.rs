@@ -42,6 +42,7 @@ pub unsafe extern "C" fn signal(
     sig: libc::c_int,
     handler: libc::sighandler_t,
 ) -> libc::sighandler_t {
+    signals::touch(sig);
     if signals::is_managed(sig) {
         signals::program_signal(sig, handler)
     } else {
@@ -76,6 +77,7 @@ pub unsafe extern "C" fn sysv_signal(
     sig: libc::c_int,
     handler: libc::sighandler_t,
 ) -> libc::sighandler_t {
+    signals::touch(sig);
     if signals::is_managed(sig) {
         signals::program_sysv_signal(sig, handler)
     } else {
@@ -100,11 +102,107 @@ pub unsafe extern "C" fn sigset(
     sig: libc::c_int,
     disposition: libc::sighandler_t,
 ) -> libc::sighandler_t {
+    signals::touch(sig);
     if signals::is_managed(sig) {
         signals::program_sigset(sig, disposition)
     } else {
         real::sigset(sig, disposition)
     }
+}
+
+/// # Safety
+/// As pthread_sigmask(3). The CPU timers' signal is never blocked; the program reads back
+/// the mask it set (`masks`).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_sigmask(
+    how: libc::c_int,
+    set: *const libc::sigset_t,
+    old: *mut libc::sigset_t,
+) -> libc::c_int {
+    crate::masks::program_mask(real::pthread_sigmask, how, set, old)
+}
+
+/// # Safety
+/// As sigprocmask(2), with pthread_sigmask's care for the CPU signal.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sigprocmask(
+    how: libc::c_int,
+    set: *const libc::sigset_t,
+    old: *mut libc::sigset_t,
+) -> libc::c_int {
+    crate::masks::program_mask(real::sigprocmask, how, set, old)
+}
+
+/// The program's set for a wait, without the CPU signal (see `masks::wait_set`).
+fn wait_set(
+    set: *const libc::sigset_t,
+    keep: &mut Option<libc::sigset_t>,
+) -> *const libc::sigset_t {
+    *keep = crate::masks::wait_set(set);
+    keep.as_ref().map_or(set, |s| s as *const _)
+}
+
+/// # Safety
+/// As sigwait(3).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sigwait(set: *const libc::sigset_t, sig: *mut libc::c_int) -> libc::c_int {
+    let mut keep = None;
+    real::sigwait(wait_set(set, &mut keep), sig)
+}
+
+/// # Safety
+/// As sigwaitinfo(2).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sigwaitinfo(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+) -> libc::c_int {
+    let mut keep = None;
+    real::sigwaitinfo(wait_set(set, &mut keep), info)
+}
+
+/// # Safety
+/// As sigtimedwait(2).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sigtimedwait(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const libc::timespec,
+) -> libc::c_int {
+    let mut keep = None;
+    real::sigtimedwait(wait_set(set, &mut keep), info, timeout)
+}
+
+/// # Safety
+/// As signalfd(2).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn signalfd(
+    fd: libc::c_int,
+    mask: *const libc::sigset_t,
+    flags: libc::c_int,
+) -> libc::c_int {
+    let mut keep = None;
+    real::signalfd(fd, wait_set(mask, &mut keep), flags)
+}
+
+/// _exit in a fork child that rprof set up writes the child's files first (Python's
+/// multiprocessing ends its fork workers with os._exit); anywhere else, and in a vfork
+/// child, it only ends the process.
+///
+/// # Safety
+/// As _exit(2).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn _exit(status: libc::c_int) -> ! {
+    crate::before_exit_call();
+    real::exit_now(status)
+}
+
+/// # Safety
+/// As _Exit(2), the same as _exit.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
+    crate::before_exit_call();
+    real::exit_now(status)
 }
 
 /// dlclose first has the samples so far symbolized while the object is mapped, then waits

@@ -16,6 +16,18 @@ type SigactionFn =
     unsafe extern "C" fn(libc::c_int, *const libc::sigaction, *mut libc::sigaction) -> libc::c_int;
 type SignalFn = unsafe extern "C" fn(libc::c_int, libc::sighandler_t) -> libc::sighandler_t;
 type DlcloseFn = unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int;
+pub type SigmaskFn =
+    unsafe extern "C" fn(libc::c_int, *const libc::sigset_t, *mut libc::sigset_t) -> libc::c_int;
+type SigwaitFn = unsafe extern "C" fn(*const libc::sigset_t, *mut libc::c_int) -> libc::c_int;
+type SigwaitinfoFn =
+    unsafe extern "C" fn(*const libc::sigset_t, *mut libc::siginfo_t) -> libc::c_int;
+type SigtimedwaitFn = unsafe extern "C" fn(
+    *const libc::sigset_t,
+    *mut libc::siginfo_t,
+    *const libc::timespec,
+) -> libc::c_int;
+type SignalfdFn =
+    unsafe extern "C" fn(libc::c_int, *const libc::sigset_t, libc::c_int) -> libc::c_int;
 
 struct Next {
     name: &'static CStr,
@@ -48,9 +60,23 @@ static SIGNAL: Next = Next::new(c"signal");
 static SYSV_SIGNAL: Next = Next::new(c"sysv_signal");
 static SIGSET: Next = Next::new(c"sigset");
 static DLCLOSE: Next = Next::new(c"dlclose");
+static EXIT_NOW: Next = Next::new(c"_exit");
+static PTHREAD_SIGMASK: Next = Next::new(c"pthread_sigmask");
+static SIGPROCMASK: Next = Next::new(c"sigprocmask");
+static SIGWAIT: Next = Next::new(c"sigwait");
+static SIGWAITINFO: Next = Next::new(c"sigwaitinfo");
+static SIGTIMEDWAIT: Next = Next::new(c"sigtimedwait");
+static SIGNALFD: Next = Next::new(c"signalfd");
 
 pub fn init() {
     for n in [
+        &EXIT_NOW,
+        &PTHREAD_SIGMASK,
+        &SIGPROCMASK,
+        &SIGWAIT,
+        &SIGWAITINFO,
+        &SIGTIMEDWAIT,
+        &SIGNALFD,
         &PTHREAD_CREATE,
         &SIGACTION,
         &SIGNAL,
@@ -100,6 +126,86 @@ fn signal_like(next: &Next, sig: i32, handler: libc::sighandler_t) -> libc::sigh
     }
     // SAFETY: signal, sysv_signal and sigset all have this signature.
     unsafe { std::mem::transmute::<*mut libc::c_void, SignalFn>(p)(sig, handler) }
+}
+
+/// Sets errno to ENOSYS and returns -1: the next definition could not be found.
+fn missing() -> i32 {
+    // SAFETY: writes this thread's errno.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+/// The real pthread_sigmask (returns an error number, as it does).
+pub fn pthread_sigmask(how: i32, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> i32 {
+    let p = PTHREAD_SIGMASK.get();
+    if p.is_null() {
+        return libc::ENOSYS;
+    }
+    // SAFETY: dlsym("pthread_sigmask") has this signature; arguments are the caller's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, SigmaskFn>(p)(how, set, old) }
+}
+
+/// The real sigprocmask (-1 and errno on failure).
+pub fn sigprocmask(how: i32, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> i32 {
+    let p = SIGPROCMASK.get();
+    if p.is_null() {
+        return missing();
+    }
+    // SAFETY: dlsym("sigprocmask") has this signature; arguments are the caller's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, SigmaskFn>(p)(how, set, old) }
+}
+
+pub fn sigwait(set: *const libc::sigset_t, sig: *mut i32) -> i32 {
+    let p = SIGWAIT.get();
+    if p.is_null() {
+        return libc::ENOSYS;
+    }
+    // SAFETY: dlsym("sigwait") has this signature; arguments are the caller's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, SigwaitFn>(p)(set, sig) }
+}
+
+pub fn sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> i32 {
+    let p = SIGWAITINFO.get();
+    if p.is_null() {
+        return missing();
+    }
+    // SAFETY: dlsym("sigwaitinfo") has this signature; arguments are the caller's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, SigwaitinfoFn>(p)(set, info) }
+}
+
+pub fn sigtimedwait(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const libc::timespec,
+) -> i32 {
+    let p = SIGTIMEDWAIT.get();
+    if p.is_null() {
+        return missing();
+    }
+    // SAFETY: dlsym("sigtimedwait") has this signature; arguments are the caller's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, SigtimedwaitFn>(p)(set, info, timeout) }
+}
+
+pub fn signalfd(fd: i32, mask: *const libc::sigset_t, flags: i32) -> i32 {
+    let p = SIGNALFD.get();
+    if p.is_null() {
+        return missing();
+    }
+    // SAFETY: dlsym("signalfd") has this signature; arguments are the caller's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, SignalfdFn>(p)(fd, mask, flags) }
+}
+
+/// Calls the real `_exit`: ends the process at once (exit_group if it cannot be found).
+pub fn exit_now(status: i32) -> ! {
+    let p = EXIT_NOW.get();
+    if !p.is_null() {
+        // SAFETY: dlsym("_exit") has this signature; it does not return.
+        unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn(i32) -> !>(p)(status) }
+    }
+    loop {
+        // SAFETY: exit_group ends the process; it does not return.
+        unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    }
 }
 
 pub fn dlclose(handle: *mut libc::c_void) -> i32 {

@@ -97,7 +97,7 @@ pub struct Answer {
 /// for all, and returns what came (None for a thread that did not answer: it had the
 /// signal blocked, or it exited). One caller at a time (the caller serialises). Not for
 /// signal context.
-pub fn ask(tids: &[i32], timeout_ns: u64) -> Vec<Answer> {
+pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
     let tids = &tids[..tids.len().min(SLOTS)];
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
@@ -107,13 +107,13 @@ pub fn ask(tids: &[i32], timeout_ns: u64) -> Vec<Answer> {
         // SAFETY: siginfo_t is plain data; rt_tgsigqueueinfo reads it.
         unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            info.si_signo = libc::SIGPROF;
+            info.si_signo = sig;
             info.si_code = SI_QUEUE;
             let base = (&mut info as *mut libc::siginfo_t).cast::<u8>();
             std::ptr::write_unaligned(base.add(16) as *mut i32, pid);
             std::ptr::write_unaligned(base.add(20) as *mut u32, libc::getuid());
             std::ptr::write_unaligned(base.add(24) as *mut i32, MAGIC);
-            libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGPROF, &info);
+            libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, sig, &info);
         }
     }
     let deadline = sys::monotonic_ns() + timeout_ns;

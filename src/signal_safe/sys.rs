@@ -34,6 +34,12 @@ pub fn gettid() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
+/// Async-signal-safe. The process id as the kernel has it now (never a cached value).
+pub fn getpid() -> i32 {
+    // SAFETY: getpid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
 /// Async-signal-safe. The calling thread's name (prctl(PR_GET_NAME)), NUL-padded.
 pub fn thread_name() -> [u8; 16] {
     let mut name = [0u8; 16];
