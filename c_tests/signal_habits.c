@@ -18,8 +18,10 @@
  * _exit        forks a child that burns in child_work and ends with _exit(3), one that
  *              ends with _Exit(4), and a vfork child that calls _exit(0) at once; prints
  *              their statuses, and their pids on stderr (child=, child2=, vchild=).
- * small_stack  a thread with a 16 KiB stack recurses 40 frames deep, 256 bytes each,
- *              and burns at the bottom.
+ * small_stack ROOM
+ *              a thread with a 16 KiB stack recurses in frames of 256 bytes until only
+ *              the kernel's signal frame (measured first) and ROOM bytes are left below,
+ *              and burns at the bottom (prints signal_frame= and depth= on stderr).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -30,6 +32,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 #include "common.h"
 
@@ -206,26 +209,57 @@ static int exits(void) {
     return 0;
 }
 
+/* small_stack: the kernel's signal frame here (measured once on the main thread), the low
+ * end of the small thread's stack, and how much room to leave below the deepest frame on
+ * top of a signal frame. */
+static size_t signal_frame;
+static char *stack_low;
+static size_t room;
+static int deepest;
+
+static void on_usr1(int sig, siginfo_t *si, void *ucv) {
+    (void)sig; (void)si;
+    ucontext_t *uc = ucv;
+    char here;
+    signal_frame = (size_t)((char *)uc->uc_mcontext.gregs[REG_RSP] - &here);
+}
+
 __attribute__((noinline)) unsigned long deep(int depth) {
     volatile char frame[256];
     frame[0] = (char)depth;
     unsigned long r;
-    if (depth == 0) {
+    /* 512: spin's frame and what a call costs, below this one. */
+    if ((size_t)((char *)frame - stack_low) < signal_frame + room + 512) {
+        deepest = depth;
         r = 0;
         for (int i = 0; i < 150; i++) r += spin(1000000);
     } else {
-        r = deep(depth - 1);
+        r = deep(depth + 1);
     }
     return r + frame[0];
 }
 
 static void *small(void *arg) {
     (void)arg;
-    sink += deep(40);
+    pthread_attr_t at;
+    void *addr;
+    size_t size;
+    pthread_getattr_np(pthread_self(), &at);
+    pthread_attr_getstack(&at, &addr, &size);
+    pthread_attr_destroy(&at);
+    stack_low = addr;
+    sink += deep(1);
     return NULL;
 }
 
-static int small_stack(void) {
+static int small_stack(const char *room_arg) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_usr1;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGUSR1, &sa, NULL);
+    raise(SIGUSR1);
+    room = (size_t)atol(room_arg);
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setstacksize(&at, 16384);
@@ -233,6 +267,7 @@ static int small_stack(void) {
     if (pthread_create(&t, &at, small, NULL) != 0) return 2;
     pthread_join(t, NULL);
     printf("small stack thread done\n");
+    fprintf(stderr, "signal_frame=%zu\ndepth=%d\n", signal_frame, deepest);
     return 0;
 }
 
@@ -245,7 +280,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "resethand")) return resethand();
     if (!strcmp(mode, "stderr_swap") && argc > 2) return stderr_swap(argv[2]);
     if (!strcmp(mode, "_exit")) return exits();
-    if (!strcmp(mode, "small_stack")) return small_stack();
+    if (!strcmp(mode, "small_stack") && argc > 2) return small_stack(argv[2]);
     fprintf(stderr, "usage: signal_habits MODE\n");
     return 2;
 }

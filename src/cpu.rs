@@ -116,8 +116,7 @@ pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     if unsafe { stack_requests::is_request(info) } {
         if !uc.is_null() {
             // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
-            let regs = unsafe { unwind::regs_from_ucontext(uc) };
-            stack_requests::answer(&regs, interrupted_stack(&regs));
+            unsafe { answer_request(uc) };
         }
         return;
     }
@@ -136,20 +135,41 @@ pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     SIGNALS.fetch_add(1, Ordering::Relaxed);
     WEIGHT.fetch_add(u64::from(weight), Ordering::Relaxed);
     // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
-    let regs = unsafe { unwind::regs_from_ucontext(uc) };
-    let stack = interrupted_stack(&regs);
+    let (_, sp) = unsafe { unwind::pc_sp_from_ucontext(uc) };
+    let stack = stack_above(sp);
     STORE.record(u64::from(weight), sys::thread_name(), |pcs| {
-        let w = unwind::walk(&regs, stack, pcs);
+        // SAFETY: as above.
+        let w = unsafe { unwind::walk_ucontext(uc, stack, stack_floor(), pcs) };
         (w.depth, w.truncated)
     });
 }
 
+/// A stack request: this thread's interrupted stack, into the asker's slot. Out of line,
+/// so that its registers are not in the sampling path's frame.
+///
+/// # Safety
+/// `uc` must be the ucontext the kernel passed to this SA_SIGINFO handler.
+#[inline(never)]
+unsafe fn answer_request(uc: *mut libc::c_void) {
+    // SAFETY: as the caller guarantees.
+    let regs = unsafe { unwind::regs_from_ucontext(uc) };
+    stack_requests::answer(&regs, interrupted_stack(&regs), stack_floor());
+}
+
+/// The lowest address this thread's stack may use (0: not known). Async-signal-safe.
+fn stack_floor() -> u64 {
+    crate::thread_stacks::stack_bounds().map_or(0, |b| b.lo)
+}
+
 /// The span of this thread's stack above the interrupted stack pointer. Async-signal-safe.
 fn interrupted_stack(regs: &unwind::Regs) -> Option<StackBounds> {
-    crate::thread_stacks::stack_bounds().and_then(|b| {
-        let sp = regs.0[7]?;
-        (sp >= b.lo && sp < b.hi).then_some(StackBounds::live(sp, b.hi))
-    })
+    stack_above(regs.0[7]?)
+}
+
+/// The span of this thread's stack from `sp` up. Async-signal-safe.
+fn stack_above(sp: u64) -> Option<StackBounds> {
+    crate::thread_stacks::stack_bounds()
+        .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(StackBounds::live(sp, b.hi)))
 }
 
 /// The number of periods a SIGPROF stands for, or None if it is not from our timers.

@@ -219,6 +219,7 @@ extern "C" fn after_fork_child() {
     sync::store_changed!(FORK_CHILD_PID, signal_safe::sys::getpid());
     guard::unprofiled(|| {
         cpu::reset_after_fork();
+        signal_safe::unwind::reset_after_fork();
         masks::reset_after_fork();
         heap::reset_after_fork();
         contention::reset_after_fork();

@@ -181,6 +181,12 @@ pub fn cpu_profile(
             "rprof: {unsampled} thread(s) blocked the CPU timer signal with a raw system call and were not sampled"
         ));
     }
+    let leaf_only = crate::signal_safe::unwind::leaf_only_walks();
+    if leaf_only > 0 {
+        enc.builder().add_comment(&format!(
+            "rprof: {leaf_only} stack(s) kept only their innermost frame (too little stack left below the interrupted code to walk it)"
+        ));
+    }
     let dropped = crate::log::dropped();
     if dropped > 0 {
         enc.builder().add_comment(&format!(

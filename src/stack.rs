@@ -60,7 +60,8 @@ fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
     regs.0[16] = Some(rip);
     regs.0[7] = Some(rsp);
     regs.0[6] = Some(rbp);
-    let bounds = thread_stacks::stack_bounds()
+    let own = thread_stacks::stack_bounds();
+    let bounds = own
         .and_then(|b| (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds::live(rsp, b.hi)));
-    unwind::walk(&regs, bounds, pcs).depth
+    unwind::walk(&regs, bounds, own.map_or(0, |b| b.lo), pcs).depth
 }

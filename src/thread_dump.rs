@@ -154,7 +154,7 @@ fn blocked_stack(pc: u64, sp: u64) -> Option<(Vec<u64>, bool)> {
         copy: copy.as_ptr(),
     };
     let mut pcs = [0u64; MAX_DEPTH];
-    let w = unwind::walk(&unwind::regs_at(pc, sp), Some(bounds), &mut pcs);
+    let w = unwind::walk(&unwind::regs_at(pc, sp), Some(bounds), 0, &mut pcs);
     Some((pcs[..w.depth].to_vec(), w.truncated))
 }
 

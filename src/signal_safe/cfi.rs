@@ -290,8 +290,8 @@ pub(super) fn run_cfa_program(
     target: u64,
     row: &mut RowState,
     initial: &RowState,
+    saved: &mut [RowState; 4],
 ) -> Option<()> {
-    let mut saved = [*initial; 4];
     let mut depth = 0usize;
     let reg = |r: u64| -> Option<usize> {
         let r = r as usize;

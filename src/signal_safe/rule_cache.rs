@@ -110,18 +110,23 @@ pub(super) fn unpack_field(rule: u64, shift: u32, bits: u32) -> i64 {
 }
 
 /// Applies a cached rule: the caller's registers, or None if a read fails.
-pub(super) fn step_cached(regs: &Regs, rule: u64, stack: &StackBounds) -> Option<Regs> {
+pub(super) fn step_cached(
+    regs: &Regs,
+    rule: u64,
+    stack: &StackBounds,
+    caller: &mut Regs,
+) -> Option<()> {
     let base = if rule & 1 == 1 {
         regs.0[6]?
     } else {
         regs.0[RSP]?
     };
     let cfa = base.wrapping_add(unpack_field(rule, 2, 24) as u64);
-    let mut caller = *regs;
+    *caller = *regs;
     caller.0[RA] = Some(stack.read_u64(cfa.wrapping_add(unpack_field(rule, 26, 16) as u64))?);
     if rule & 2 == 2 {
         caller.0[6] = stack.read_u64(cfa.wrapping_add(unpack_field(rule, 42, 16) as u64));
     }
     caller.0[RSP] = Some(cfa);
-    (cfa > regs.0[RSP]?).then_some(caller)
+    (cfa > regs.0[RSP]?).then_some(())
 }

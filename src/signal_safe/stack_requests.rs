@@ -67,7 +67,7 @@ pub unsafe fn is_request(info: *const libc::siginfo_t) -> bool {
 
 /// In the SIGPROF handler: writes this thread's interrupted stack into its slot, if one
 /// is waiting for it. Async-signal-safe.
-pub fn answer(regs: &unwind::Regs, stack: Option<StackBounds>) {
+pub fn answer(regs: &unwind::Regs, stack: Option<StackBounds>, floor: u64) {
     let me = sys::gettid();
     let Some(slot) = TABLE.iter().find(|s| s.tid.load(Ordering::Acquire) == me) else {
         return;
@@ -81,7 +81,7 @@ pub fn answer(regs: &unwind::Regs, stack: Option<StackBounds>) {
     }
     // SAFETY: WRITING makes this handler the slot's only user until DONE.
     let pcs = unsafe { &mut *slot.pcs.get() };
-    let w = unwind::walk(regs, stack, pcs);
+    let w = unwind::walk(regs, stack, floor, pcs);
     slot.depth.store(w.depth, Ordering::Relaxed);
     slot.truncated.store(w.truncated, Ordering::Relaxed);
     slot.state.store(DONE, Ordering::Release);

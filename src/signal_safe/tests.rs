@@ -63,7 +63,7 @@ fn sampling_path_walks_real_stacks_without_allocating() {
         // Twice: a new entry, then a count added to it.
         for _ in 0..2 {
             store.record(1, [0; 16], |pcs| {
-                let w = unwind::walk(&regs, Some(StackBounds::live(sp, bounds.hi)), pcs);
+                let w = unwind::walk(&regs, Some(StackBounds::live(sp, bounds.hi)), 0, pcs);
                 (w.depth, w.truncated)
             });
         }

@@ -16,7 +16,7 @@
 //! hook waits for running walks to finish and walks started during a dlclose keep only the leaf.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::cfi::{eval_expr, find_fde, run_cfa_program, CfaRule, Cursor, Object, RowState, Rule};
 use super::rule_cache::{pack_rule, rule_cache_clear, rule_cache_get, rule_cache_put, step_cached};
@@ -176,13 +176,12 @@ const GREGS_OFFSET: u64 = 40;
 const GREG_OF_DWARF: [u64; NREGS] = [13, 12, 14, 11, 9, 8, 10, 15, 0, 1, 2, 3, 4, 5, 6, 7, 16];
 
 /// Reads the registers saved in a `ucontext_t` at `uc` on the stack.
-fn regs_from_ucontext_on_stack(uc: u64, stack: &StackBounds) -> Option<Regs> {
-    let mut regs = Regs([None; NREGS]);
+fn regs_from_ucontext_on_stack(uc: u64, stack: &StackBounds, regs: &mut Regs) -> Option<()> {
     for (dwarf, &greg) in GREG_OF_DWARF.iter().enumerate() {
         let v = stack.read_u64(uc.checked_add(GREGS_OFFSET + greg * 8)?)?;
         *regs.0.get_mut(dwarf)? = Some(v);
     }
-    Some(regs)
+    Some(())
 }
 
 /// Reads the registers of a `ucontext_t` given to a signal handler.
@@ -199,12 +198,100 @@ pub unsafe fn regs_from_ucontext(uc: *const libc::c_void) -> Regs {
     regs
 }
 
-/// One step: the caller's registers, from the callee's.
-fn step(regs: &Regs, pc_is_exact: bool, stack: &StackBounds) -> Option<(Regs, bool)> {
+/// What a walk works in, kept off the interrupted thread's stack (a thread may have only
+/// a few KiB of it, and a signal frame is already on top): the registers of the frame
+/// being stepped and of its caller, and the rows of the CFA program.
+pub struct Scratch {
+    cur: Regs,
+    caller: Regs,
+    initial: RowState,
+    init_copy: RowState,
+    row: RowState,
+    saved: [RowState; 4],
+}
+
+const EMPTY_ROW: RowState = RowState {
+    cfa: CfaRule::RegOffset(0, 0),
+    regs: [Rule::Same; NREGS],
+};
+
+/// Walks that may run at once (each holds one scratch area); a walk that finds none free
+/// keeps the leaf only.
+const SCRATCH_SLOTS: usize = 64;
+
+struct ScratchSlot(std::cell::UnsafeCell<Scratch>);
+
+// SAFETY: a slot is used only by the walk that holds its bit in SCRATCH_USED.
+unsafe impl Sync for ScratchSlot {}
+
+static SCRATCH: [ScratchSlot; SCRATCH_SLOTS] = [const {
+    ScratchSlot(std::cell::UnsafeCell::new(Scratch {
+        cur: Regs([None; NREGS]),
+        caller: Regs([None; NREGS]),
+        initial: EMPTY_ROW,
+        init_copy: EMPTY_ROW,
+        row: EMPTY_ROW,
+        saved: [EMPTY_ROW; 4],
+    }))
+}; SCRATCH_SLOTS];
+static SCRATCH_USED: AtomicU64 = AtomicU64::new(0);
+
+/// Walks that kept only the leaf: no scratch area was free, or too little stack was left
+/// below the handler.
+static LEAF_ONLY: AtomicU64 = AtomicU64::new(0);
+
+/// Stack a walk needs below the point where it starts (its frames and the functions it
+/// calls, about 1 KiB, with room to spare).
+pub const WALK_STACK_NEEDED: u64 = 2048;
+
+/// Walks cut to the leaf since load (or fork).
+pub fn leaf_only_walks() -> u64 {
+    LEAF_ONLY.load(Ordering::Relaxed)
+}
+
+/// Async-signal-safe. Runs `f` with a scratch area of its own, if one is free.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> Option<R> {
+    let mut used = SCRATCH_USED.load(Ordering::Relaxed);
+    loop {
+        let free = (!used).trailing_zeros() as usize;
+        if free >= SCRATCH_SLOTS {
+            return None;
+        }
+        match SCRATCH_USED.compare_exchange_weak(
+            used,
+            used | 1 << free,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                // SAFETY: the bit just set makes this call the slot's only user.
+                let r = f(unsafe { &mut *SCRATCH[free].0.get() });
+                SCRATCH_USED.fetch_and(!(1 << free), Ordering::Release);
+                return Some(r);
+            }
+            Err(now) => used = now,
+        }
+    }
+}
+
+/// In a fork child: walks in progress on the parent's other threads do not exist here.
+pub fn reset_after_fork() {
+    if SCRATCH_USED.load(Ordering::Relaxed) != 0 {
+        SCRATCH_USED.store(0, Ordering::Relaxed);
+    }
+    if LEAF_ONLY.load(Ordering::Relaxed) != 0 {
+        LEAF_ONLY.store(0, Ordering::Relaxed);
+    }
+}
+
+/// One step: the caller's registers (into `s.caller`), from the callee's (`s.cur`).
+/// Returns whether the caller's pc is exact (a signal frame's), None at the end.
+fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool> {
+    let regs = &s.cur;
     let pc = regs.0[RA]?;
     let lookup = if pc_is_exact { pc } else { pc.wrapping_sub(1) };
     if let Some(rule) = rule_cache_get(lookup) {
-        return step_cached(regs, rule, stack).map(|r| (r, false));
+        return step_cached(regs, rule, stack, &mut s.caller).map(|()| false);
     }
     let obj = find_object(pc)?;
     // A return address that points at __restore_rt means the callee was a signal handler:
@@ -213,31 +300,42 @@ fn step(regs: &Regs, pc_is_exact: bool, stack: &StackBounds) -> Option<(Regs, bo
         let mut c = Cursor::in_object(&obj, pc);
         if c.bytes::<9>() == Some(SIGRETURN) {
             let sp = regs.0[RSP]?;
-            return Some((regs_from_ucontext_on_stack(sp, stack)?, true));
+            regs_from_ucontext_on_stack(sp, stack, &mut s.caller)?;
+            return Some(true);
         }
     }
     // For a return address, look up the call instruction (pc - 1), as libgcc does for
     // frames that are not signal frames.
     let (cie, pc_begin, insns) = find_fde(&obj, lookup)?;
-    let mut initial = RowState {
-        cfa: CfaRule::RegOffset(RSP as u16, 8),
-        regs: [Rule::Same; NREGS],
-    };
     if cie.ra_reg != RA as u64 {
         return None;
     }
-    let init_copy = initial;
+    s.initial = RowState {
+        cfa: CfaRule::RegOffset(RSP as u16, 8),
+        regs: [Rule::Same; NREGS],
+    };
+    s.init_copy = s.initial;
     run_cfa_program(
         &cie,
         cie.instructions,
         pc_begin,
         u64::MAX,
-        &mut initial,
-        &init_copy,
+        &mut s.initial,
+        &s.init_copy,
+        &mut s.saved,
     )?;
-    let mut row = initial;
-    run_cfa_program(&cie, insns, pc_begin, lookup, &mut row, &initial)?;
-    if let Some(rule) = pack_rule(&row) {
+    s.row = s.initial;
+    run_cfa_program(
+        &cie,
+        insns,
+        pc_begin,
+        lookup,
+        &mut s.row,
+        &s.initial,
+        &mut s.saved,
+    )?;
+    let (row, regs) = (&s.row, &s.cur);
+    if let Some(rule) = pack_rule(row) {
         rule_cache_put(lookup, rule);
     }
     let cfa = match row.cfa {
@@ -249,9 +347,8 @@ fn step(regs: &Regs, pc_is_exact: bool, stack: &StackBounds) -> Option<(Regs, bo
             .wrapping_add(off as u64),
         CfaRule::Expr(at, len) => eval_expr(&obj, at, len, regs, stack)?,
     };
-    let mut caller = Regs([None; NREGS]);
     for (r, rule) in row.regs.iter().enumerate() {
-        caller.0[r] = match *rule {
+        s.caller.0[r] = match *rule {
             Rule::Same => regs.0[r],
             Rule::Undefined => None,
             Rule::Offset(off) => stack.read_u64(cfa.wrapping_add(off as u64)),
@@ -266,12 +363,12 @@ fn step(regs: &Regs, pc_is_exact: bool, stack: &StackBounds) -> Option<(Regs, bo
     if row.regs[RA] == Rule::Undefined {
         return None;
     }
-    caller.0[RSP] = Some(cfa);
+    s.caller.0[RSP] = Some(cfa);
     // The stack grows down: a caller's frame is above its callee's.
     if cfa <= regs.0[RSP]? {
         return None;
     }
-    Some((caller, false))
+    Some(false)
 }
 
 /// The result of one stack walk: `depth` addresses in `pcs`, leaf first. Return addresses
@@ -283,9 +380,63 @@ pub struct Walk {
 }
 
 /// Async-signal-safe. Walks the stack of the interrupted context `regs` into `pcs`.
-/// With no stack bounds only the leaf is recorded.
-pub fn walk(regs: &Regs, stack: Option<StackBounds>, pcs: &mut [u64; MAX_DEPTH]) -> Walk {
-    let Some(leaf) = regs.0[RA] else {
+/// With no stack bounds only the leaf is recorded; so too when less than
+/// `WALK_STACK_NEEDED` bytes are left above `floor` (the lowest address the calling
+/// thread's own stack may use; 0: not known) or no scratch area is free.
+pub fn walk(
+    regs: &Regs,
+    stack: Option<StackBounds>,
+    floor: u64,
+    pcs: &mut [u64; MAX_DEPTH],
+) -> Walk {
+    walk_from(regs.0[RA], |r| *r = *regs, stack, floor, pcs)
+}
+
+/// Async-signal-safe. As `walk`, for the context a signal handler was given: its
+/// registers are read straight into the scratch area, never copied onto the stack.
+///
+/// # Safety
+/// `uc` must point to the `ucontext_t` the kernel passed to a SA_SIGINFO handler.
+pub unsafe fn walk_ucontext(
+    uc: *const libc::c_void,
+    stack: Option<StackBounds>,
+    floor: u64,
+    pcs: &mut [u64; MAX_DEPTH],
+) -> Walk {
+    // SAFETY: the caller guarantees a kernel ucontext.
+    let (pc, _) = unsafe { pc_sp_from_ucontext(uc) };
+    // SAFETY: as above.
+    walk_from(
+        Some(pc),
+        |r| *r = unsafe { regs_from_ucontext(uc) },
+        stack,
+        floor,
+        pcs,
+    )
+}
+
+/// The interrupted pc and stack pointer in a `ucontext_t`.
+///
+/// # Safety
+/// As `regs_from_ucontext`.
+pub unsafe fn pc_sp_from_ucontext(uc: *const libc::c_void) -> (u64, u64) {
+    let gregs = (uc as *const u8).add(GREGS_OFFSET as usize) as *const u64;
+    // SAFETY: the caller guarantees a kernel ucontext: gregs has 23 entries.
+    let at = |dwarf: usize| unsafe {
+        std::ptr::read_unaligned(gregs.add(GREG_OF_DWARF[dwarf] as usize))
+    };
+    (at(RA), at(RSP))
+}
+
+#[inline(always)]
+fn walk_from(
+    leaf: Option<u64>,
+    load: impl FnOnce(&mut Regs),
+    stack: Option<StackBounds>,
+    floor: u64,
+    pcs: &mut [u64; MAX_DEPTH],
+) -> Walk {
+    let Some(leaf) = leaf else {
         return Walk {
             depth: 0,
             truncated: false,
@@ -299,22 +450,33 @@ pub fn walk(regs: &Regs, stack: Option<StackBounds>, pcs: &mut [u64; MAX_DEPTH])
     let Some(stack) = stack else {
         return w;
     };
-    let _ = UNLOAD_FENCE.enter(|| {
-        let mut cur = *regs;
-        let mut exact = true;
-        while let Some((caller, caller_exact)) = step(&cur, exact, &stack) {
-            let Some(pc) = caller.0[RA].filter(|&pc| pc > 1) else {
-                break;
-            };
-            if w.depth == MAX_DEPTH {
-                w.truncated = true;
-                break;
+    let probe = 0u8;
+    let here = std::ptr::addr_of!(probe) as u64;
+    if floor != 0 && here.saturating_sub(floor) < WALK_STACK_NEEDED {
+        LEAF_ONLY.fetch_add(1, Ordering::Relaxed);
+        return w;
+    }
+    let walked = with_scratch(|s| {
+        load(&mut s.cur);
+        let _ = UNLOAD_FENCE.enter(|| {
+            let mut exact = true;
+            while let Some(caller_exact) = step(s, exact, &stack) {
+                let Some(pc) = s.caller.0[RA].filter(|&pc| pc > 1) else {
+                    break;
+                };
+                if w.depth == MAX_DEPTH {
+                    w.truncated = true;
+                    break;
+                }
+                pcs[w.depth] = if caller_exact { pc } else { pc - 1 };
+                w.depth += 1;
+                s.cur = s.caller;
+                exact = caller_exact;
             }
-            pcs[w.depth] = if caller_exact { pc } else { pc - 1 };
-            w.depth += 1;
-            cur = caller;
-            exact = caller_exact;
-        }
+        });
     });
+    if walked.is_none() {
+        LEAF_ONLY.fetch_add(1, Ordering::Relaxed);
+    }
     w
 }
