@@ -58,9 +58,7 @@ static void *blocked_worker(void *arg) {
     sigset_t all, now;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, NULL, &now);
-    printf("worker inherited the full mask: %s\n", same_mask(&all, &now) ? "yes" : "no");
-    fflush(stdout);
-    (void)arg;
+    *(int *)arg = same_mask(&all, &now);
     burn_blocked();
     return NULL;
 }
@@ -80,7 +78,8 @@ static int block_all(void) {
     pthread_sigmask(SIG_SETMASK, NULL, &back);
     printf("full mask read back: %s\n", same_mask(&all, &back) ? "yes" : "no");
     pthread_t t[3];
-    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, blocked_worker, NULL);
+    int inherited[2] = {0, 0};
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, blocked_worker, &inherited[i]);
     pthread_sigmask(SIG_SETMASK, &old, &back);
     printf("full mask given back: %s\n", same_mask(&all, &back) ? "yes" : "no");
     /* sigprocmask, SIG_BLOCK and SIG_UNBLOCK of SIGPROF alone. */
@@ -94,7 +93,10 @@ static int block_all(void) {
     printf("SIGPROF was blocked: %s\n", sigismember(&got, SIGPROF) == 1 ? "yes" : "no");
     sigprocmask(SIG_SETMASK, NULL, &got);
     printf("SIGPROF unblocked again: %s\n", sigismember(&got, SIGPROF) == 0 ? "yes" : "no");
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        printf("worker inherited the full mask: %s\n", inherited[i] ? "yes" : "no");
+    }
     pthread_create(&t[2], NULL, raw_worker, NULL);
     pthread_join(t[2], NULL);
     report_cpu();
