@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
 use rprof_profile::LineInfo;
 
 type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
@@ -105,6 +105,90 @@ fn text_symbols(file: &object::File<'_>, dynamic: bool, preferred: &str) -> Vec<
     out
 }
 
+/// Names for the PLT entries of `file`, `name@plt` as objdump and perf give them: each
+/// entry is found by the `jmp *GOT(%rip)` it holds, and named after the symbol whose GOT
+/// slot that is (a JUMP_SLOT or GLOB_DAT relocation). Without them a hot loop calling a
+/// shared library leaves unnamed addresses in the program's mapping, and `go tool pprof`
+/// then symbolizes the whole mapping again, worse.
+///
+/// A slot filled by an IRELATIVE relocation (an IFUNC inside the object itself, as libm's
+/// `cos`) is named after the function at its resolver's address, from `named`.
+fn plt_symbols(file: &object::File<'_>, named: &[Symbol]) -> Vec<Symbol> {
+    let Some(dynsyms) = file.dynamic_symbol_table() else {
+        return Vec::new();
+    };
+    let mut slots = std::collections::HashMap::new();
+    for (got, reloc) in file.dynamic_relocations().into_iter().flatten() {
+        if reloc.target() == object::RelocationTarget::Absolute && reloc.addend() > 0 {
+            let at = reloc.addend() as u64;
+            let i = named.partition_point(|s| s.start <= at);
+            if let Some(s) = i
+                .checked_sub(1)
+                .map(|i| &named[i])
+                .filter(|s| s.start == at)
+            {
+                slots.insert(got, s.name.clone());
+            }
+            continue;
+        }
+        if let object::RelocationTarget::Symbol(i) = reloc.target() {
+            if let Some(name) = dynsyms
+                .symbol_by_index(i)
+                .ok()
+                .and_then(|s| {
+                    s.name()
+                        .ok()
+                        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+                })
+                .filter(|n| !n.is_empty())
+            {
+                slots.insert(got, name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for section in file.sections() {
+        let Ok(name) = section.name() else {
+            continue;
+        };
+        let entry: u64 = match name {
+            ".plt" | ".plt.sec" => 16,
+            ".plt.got" => {
+                // 8-byte entries, or 16 with an endbr64 first (IBT).
+                let data = section.data().unwrap_or_default();
+                if data.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+                    16
+                } else {
+                    8
+                }
+            }
+            _ => continue,
+        };
+        let (Ok(data), base) = (section.data(), section.address()) else {
+            continue;
+        };
+        for start in (0..data.len() as u64).step_by(entry as usize) {
+            let end = (start + entry).min(data.len() as u64);
+            let bytes = &data[start as usize..end as usize];
+            let target = bytes.windows(6).enumerate().find_map(|(i, w)| {
+                (w[0] == 0xff && w[1] == 0x25).then(|| {
+                    let rel = i32::from_le_bytes([w[2], w[3], w[4], w[5]]);
+                    (base + start + i as u64 + 6).wrapping_add(rel as i64 as u64)
+                })
+            });
+            if let Some(name) = target.and_then(|t| slots.get(&t)) {
+                out.push(Symbol {
+                    start: base + start,
+                    end: base + end,
+                    name: format!("{name}@plt"),
+                    global: false,
+                });
+            }
+        }
+    }
+    out
+}
+
 fn load_dwarf(file: &object::File<'_>) -> Option<addr2line::Context<Reader>> {
     file.section_by_name(".debug_info")?;
     let endian = if file.is_little_endian() {
@@ -166,6 +250,11 @@ impl ObjectInfo {
         }
         if symbols.is_empty() {
             symbols = text_symbols(&file, true, preferred);
+        }
+        let plt = plt_symbols(&file, &symbols);
+        if !plt.is_empty() {
+            symbols.extend(plt);
+            symbols.sort_by_key(|s| s.start);
         }
         let dwarf = if with_lines { load_dwarf(&file) } else { None };
         Some(ObjectInfo {

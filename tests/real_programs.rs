@@ -311,19 +311,20 @@ fn xz_with_two_threads_is_sampled() {
     }
     let dir = out_dir("xz");
     let input = dir.join("input");
-    // Random-ish data compresses slowly: about a second of CPU at -6.
-    let mut bytes = Vec::with_capacity(24 << 20);
+    // 8 MiB of random 6-bit bytes: three blocks at -1, about 1.9 s of CPU in the two
+    // workers here.
+    let mut bytes = Vec::with_capacity(8 << 20);
     let mut x: u64 = 88172645463325252;
-    while bytes.len() < 24 << 20 {
+    while bytes.len() < 8 << 20 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        bytes.extend_from_slice(&(x % 4096).to_le_bytes()[..2]);
+        bytes.push((x % 64) as u8);
     }
     std::fs::write(&input, &bytes).unwrap();
     let out = command(
         Path::new("xz"),
-        &["-T2", "-6", "-k", "-c", input.to_str().unwrap()],
+        &["-T2", "-1", "-k", "-c", input.to_str().unwrap()],
         &[],
         &dir,
     )
@@ -334,7 +335,12 @@ fn xz_with_two_threads_is_sampled() {
     let p = load(&files_of(&dir, "cpu")[0]);
     let s = summarize(&p, "cpu");
     // Without rprof's care its workers, which do all the work, are never sampled.
-    assert!(s.total >= 300_000_000, "{} ns sampled", s.total);
+    assert!(s.total >= 800_000_000, "{} ns sampled", s.total);
+    assert!(
+        s.by_thread.len() >= 2 || s.cum("start_thread") > s.total / 2,
+        "{:?}",
+        s.by_thread
+    );
 }
 
 /// `sort` in a pipeline (it takes SIGPROF among the signals it cleans up on): no warning,
@@ -413,4 +419,46 @@ fn python_setitimer_at_default_action_dies_of_sigprof() {
         .output()
         .unwrap();
     assert_eq!(out.status.signal(), Some(SIGPROF), "{:?}", out.status);
+}
+
+/// Item 8: PLT entries are named `name@plt`, so every location of the profile is named,
+/// every mapping says so, and `go tool pprof` keeps rprof's names instead of symbolizing
+/// the program again from its file (which, before, lost `main` and the program's own
+/// functions behind `[plt_calls]`).
+#[test]
+fn plt_entries_are_named_and_pprof_keeps_the_names() {
+    let prog = build("plt_calls");
+    let r = run("plt", &prog, &[], &[("RPROF_CPU_HZ", "1000")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let file = &r.files_of("cpu")[0];
+    let p = load(file);
+    let names = function_names(&p);
+    assert!(names.iter().any(|n| n == "strlen@plt"), "{names:?}");
+    let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+    for sample in &p.sample {
+        for f in p.frames(sample, &locs, &funcs) {
+            assert!(!f.function.is_empty(), "an unnamed location");
+        }
+    }
+    for m in &p.mapping {
+        if p.location.iter().any(|l| l.mapping_id == m.id) {
+            assert!(m.has_functions, "{} lacks has_functions", p.str(m.filename));
+        }
+    }
+    let Some(top) = go_pprof_top(file, &[]) else {
+        return;
+    };
+    let plain = go_pprof_top(file, &["-symbolize=none"]).unwrap();
+    let names_of = |t: &str| {
+        let mut v: Vec<String> = t
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("flat"))
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(5).map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names_of(&top), names_of(&plain), "{top}\n{plain}");
+    assert!(names_of(&top).iter().any(|n| n == "main"), "{top}");
 }
