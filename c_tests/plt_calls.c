@@ -1,5 +1,5 @@
 /* Known truth: a hot loop in call_strlen calls strlen, in libc, through the program's PLT,
- * 60 million times on an empty string: a good part of the samples land on the PLT entry
+ * 200 million times on an empty string: a good part of the samples land on the PLT entry
  * itself (strlen@plt) or in libc's strlen. */
 #include <string.h>
 #include "common.h"
@@ -16,6 +16,6 @@ __attribute__((noinline)) unsigned long call_strlen(long n) {
 }
 
 int main(void) {
-    printf("%lu\n", call_strlen(60000000));
+    printf("%lu\n", call_strlen(200000000));
     return 0;
 }

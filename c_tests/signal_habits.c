@@ -7,6 +7,8 @@
  * take_prof    as GNU sort: handlers on HUP, INT, TERM and PROF; then burns in
  *              burn_after_take, then runs its own ITIMER_PROF and counts its ticks and any
  *              timer signal (SI_TIMER) that reached its handler, which must be none.
+ * take_all     takes every real-time signal and then SIGPROF for its own handlers, and
+ *              burns in burn_after_take: no signal is left for rprof's timers.
  * prof_default burns in burn_before_prof, then starts ITIMER_PROF at SIGPROF's default
  *              action: it dies of SIGPROF.
  * wait_prof    prints "waiting" and sleeps (up to 5 s): `kill -PROF` ends it.
@@ -146,6 +148,20 @@ static int take_prof(void) {
     return 0;
 }
 
+static void on_rt(int sig) { (void)sig; }
+
+static int take_all(void) {
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++) signal(s, on_rt);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_prof;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGPROF, &sa, NULL);
+    burn_after_take();
+    printf("rprof timer signals seen: %d\n", (int)timer_signals);
+    return 0;
+}
+
 static int prof_default(void) {
     burn_before_prof();
     fflush(stdout);
@@ -277,6 +293,7 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "block_all")) return block_all();
     if (!strcmp(mode, "take_prof")) return take_prof();
+    if (!strcmp(mode, "take_all")) return take_all();
     if (!strcmp(mode, "prof_default")) return prof_default();
     if (!strcmp(mode, "wait_prof")) return wait_prof();
     if (!strcmp(mode, "resethand")) return resethand();

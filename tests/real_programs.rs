@@ -14,7 +14,6 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -98,6 +97,24 @@ fn program_taking_sigprof_keeps_cpu_profiling() {
         r.cpu_ns() * 300 / 500,
         0.3,
     );
+}
+
+/// Item 2: a program that takes every signal rprof could move to: CPU profiling stops,
+/// with one line, and none of its timer signals reaches the program.
+#[test]
+fn no_free_signal_stops_cpu_profiling_with_one_line() {
+    let prog = habits();
+    let r = run(
+        "take-all",
+        &prog,
+        &["take_all"],
+        &[("RPROF_HEAP_RATE", "1")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "rprof timer signals seen: 0\n");
+    let w = r.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("no signal is free"), "{w:?}");
 }
 
 /// Item 2, RPROF_CPU_SIGNAL: the timers use the chosen signal from the start.

@@ -200,6 +200,7 @@ pub unsafe extern "C" fn _exit(status: libc::c_int) -> ! {
 /// # Safety
 /// As _Exit(2), the same as _exit.
 #[cfg_attr(not(test), no_mangle)]
+#[allow(non_snake_case)]
 pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
     crate::before_exit_call();
     real::exit_now(status)
