@@ -10,7 +10,7 @@
  * take_all     takes every real-time signal and then SIGPROF for its own handlers, and
  *              burns in burn_after_take: no signal is left for rprof's timers.
  * prof_default burns in burn_before_prof, then starts ITIMER_PROF at SIGPROF's default
- *              action: it dies of SIGPROF.
+ *              action: it dies of SIGPROF (else prints "not killed" after about 4 s).
  * wait_prof    prints "waiting" and sleeps (up to 5 s): `kill -PROF` ends it.
  * resethand    as node: a SIGTERM handler installed with SA_RESETHAND that raises SIGTERM
  *              again; burns in burn_before_term, then raises SIGTERM: it dies of SIGTERM.
@@ -167,7 +167,10 @@ static int prof_default(void) {
     fflush(stdout);
     struct itimerval it = {{0, 10000}, {0, 10000}};
     setitimer(ITIMER_PROF, &it, NULL);
-    for (;;) sink += spin(1000000);
+    /* About 4 s at most: SIGPROF should end it within 10 ms. */
+    for (int i = 0; i < 3000; i++) sink += spin(1000000);
+    printf("not killed\n");
+    return 0;
 }
 
 static int wait_prof(void) {

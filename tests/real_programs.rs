@@ -430,7 +430,9 @@ fn python_setitimer_at_default_action_dies_of_sigprof() {
     let Some(py) = python() else {
         return;
     };
-    let script = "import signal\nsignal.setitimer(signal.ITIMER_PROF, 0.05)\nwhile True: pass\n";
+    // Bounded (about 5 s), so that a lost SIGPROF fails the test rather than hanging it.
+    let script = "import signal, time\nsignal.setitimer(signal.ITIMER_PROF, 0.05)\n\
+end = time.time() + 5\nwhile time.time() < end: pass\n";
     let dir = out_dir("py-itimer");
     let out = command(Path::new(py), &["-c", script], &[], &dir)
         .output()
