@@ -307,6 +307,11 @@ fn move_cpu_signal(table: &mut [Option<Managed>; SLOTS], old: i32) -> bool {
     true
 }
 
+/// The table's entry for `sig`, if rprof manages it.
+fn managed(table: &mut [Option<Managed>; SLOTS], sig: i32) -> Option<&mut Managed> {
+    table.iter_mut().flatten().find(|m| m.sig == sig)
+}
+
 /// The interposed sigaction: the program's view of a managed signal, and its changes.
 pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc::sigaction) -> i32 {
     if !act.is_null() {
@@ -314,7 +319,7 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
     }
     let mut cpu_lost = false;
     let outcome = with_managed(|table| {
-        let m = table.iter_mut().flatten().find(|m| m.sig == sig)?;
+        let m = managed(table, sig)?;
         let view = m.program.unwrap_or(m.initial);
         let mut dump_displaced = false;
         if !act.is_null() {
@@ -323,30 +328,26 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
             let handler = new.sa_sigaction;
             let program_runs_its_own =
                 handler != libc::SIG_DFL && (handler != libc::SIG_IGN || m.role == Role::Fatal);
-            let mut role = m.role;
             if program_runs_its_own {
-                if role == Role::Cpu {
+                if m.role == Role::Cpu {
                     // The timers leave before the program's handler comes: a signal of
                     // theirs generated later would reach it.
-                    role = Role::Fatal;
-                    let m_copy = *m;
                     if !move_cpu_signal(table, sig) {
                         cpu::stop();
                         cpu_lost = true;
                     }
-                    let m = table.iter_mut().flatten().find(|x| x.sig == m_copy.sig)?;
-                    m.role = role;
+                    managed(table, sig)?.role = Role::Fatal;
                 }
                 let rc = install_program_action(sig, &new);
                 if rc != 0 {
                     return Some(Err(rc));
                 }
-                let m = table.iter_mut().flatten().find(|x| x.sig == sig)?;
+                let m = managed(table, sig)?;
                 dump_displaced = !m.displaced && m.role == Role::Dump;
                 m.displaced = true;
                 m.program = Some(new);
             } else {
-                let m = table.iter_mut().flatten().find(|x| x.sig == sig)?;
+                let m = managed(table, sig)?;
                 if m.displaced {
                     // Back to the default (or, for the CPU and dump signals, to ignoring):
                     // ours emulates both, invisibly.
