@@ -137,11 +137,16 @@ pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
     let (_, sp) = unsafe { unwind::pc_sp_from_ucontext(uc) };
     let stack = stack_above(sp);
-    STORE.record(u64::from(weight), sys::thread_name(), |pcs| {
-        // SAFETY: as above.
-        let w = unsafe { unwind::walk_ucontext(uc, stack, stack_floor(), pcs) };
-        (w.depth, w.truncated)
-    });
+    STORE.record(
+        u64::from(weight),
+        sys::thread_name(),
+        sys::gettid(),
+        |pcs| {
+            // SAFETY: as above.
+            let w = unsafe { unwind::walk_ucontext(uc, stack, stack_floor(), pcs) };
+            (w.depth, w.truncated)
+        },
+    );
 }
 
 /// A stack request: this thread's interrupted stack, into the asker's slot. Out of line,
@@ -447,6 +452,8 @@ pub struct StackKey {
     pub pcs: Vec<u64>,
     pub truncated: bool,
     pub thread: String,
+    /// Kernel thread id (0: not known).
+    pub tid: i32,
 }
 
 /// A reading of the CPU source: the cumulative count of every store entry (by index) and
@@ -511,6 +518,7 @@ pub fn window_of(store: &TraceStore, before: &CpuSnapshot, after: &CpuSnapshot) 
             pcs: trace.pcs.to_vec(),
             truncated: trace.truncated,
             thread: String::from_utf8_lossy(&trace.thread_name[..len]).into_owned(),
+            tid: trace.tid,
         };
         // Two entries may hold one trace (a race between writers, or pinning): merged here.
         *data.counts.entry(key).or_insert(0) += now - then;
@@ -545,7 +553,7 @@ mod tests {
     use super::*;
 
     fn record(store: &TraceStore, pc: u64, weight: u64) {
-        store.record(weight, *b"t\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", |pcs| {
+        store.record(weight, *b"t\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 0, |pcs| {
             pcs[0] = pc;
             (1, false)
         });

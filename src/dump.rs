@@ -152,12 +152,23 @@ pub fn final_dump(ending: Ending) {
     if s.snapshots == 0 && nothing_recorded(s) {
         // A short process that recorded nothing leaves no files (and no time spent on them).
         info!("nothing was recorded: no profile files written");
+        crate::ledger::ended(crate::ledger::Recorded::default(), None);
     } else {
-        write_profiles(s, None, ending);
+        let recorded = write_profiles(s, None, ending);
+        let mut pattern = s.prefix.as_os_str().to_owned();
+        pattern.push(format!(".{}.*.pb.gz", std::process::id()));
+        crate::ledger::ended(recorded, Some(&pattern.to_string_lossy()));
     }
     if s.cpu_enabled {
         let (signals, samples) = cpu::signal_counts();
         info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
+    }
+    if s.heap_enabled {
+        let (looked_up, sampled) = crate::heap::free_lookups();
+        debug!(
+            "heap: {looked_up} of {} frees passed the page test and were looked up ({sampled} were sampled blocks); the others took no lock",
+            crate::heap::totals().1
+        );
     }
     debug!(
         "rprof's own memory: {} bytes mapped",
@@ -177,7 +188,10 @@ fn nothing_recorded(s: &DumpState) -> bool {
         && (!s.mutex_enabled || mutex_empty)
 }
 
-fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
+/// Writes the files of every enabled kind; returns what they hold (CPU samples of this
+/// window, sampled allocations, block and mutex events since the start).
+fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate::ledger::Recorded {
+    let mut recorded = crate::ledger::Recorded::default();
     let mut symbolizer = symbolize::SHARED.lock();
     let symbolizer = symbolize::shared(&mut symbolizer);
     let now_mono = sys::monotonic_ns();
@@ -185,6 +199,7 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
     if s.cpu_enabled {
         let now = cpu::snapshot();
         let window = cpu::window(&s.cpu_before, &now);
+        recorded.cpu = window.counts.values().sum::<u64>() + window.lost;
         let profile = pprof::cpu_profile(
             &window,
             symbolizer,
@@ -200,23 +215,30 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) {
         // The allocator's own figures take its lock: not when a thread may have died in it.
         let allocator_figures = ending == Ending::Exit;
         let profile = pprof::heap_profile(symbolizer, allocator_figures);
+        recorded.heap = crate::heap::sampled_allocations();
         write_profile(&s.prefix, "heap", seq, &profile);
     }
     if s.block_enabled || s.mutex_enabled {
         // Cumulative from the start of the program, as Go's are.
         let (block, mutex) = crate::contention::buckets();
+        let events = |b: &[crate::contention::EventBucket]| {
+            b.iter().map(|e| e.count).sum::<f64>().round() as u64
+        };
+        recorded.block = events(&block);
         if s.block_enabled {
             let p = pprof::contention_profile(&block, 1.0, symbolizer);
             write_profile(&s.prefix, "block", seq, &p);
         }
         if s.mutex_enabled {
             let fraction = crate::contention::mutex_fraction() as f64;
+            recorded.mutex = (events(&mutex) as f64 * fraction).round() as u64;
             let p = pprof::contention_profile(&mutex, fraction, symbolizer);
             write_profile(&s.prefix, "mutex", seq, &p);
         }
     }
     s.window_start_unix = pprof::unix_now_ns();
     s.window_start_mono = now_mono;
+    recorded
 }
 
 fn write_profile(prefix: &Path, kind: &str, seq: Option<u32>, profile: &rprof_profile::Profile) {

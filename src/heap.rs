@@ -548,6 +548,14 @@ pub fn is_empty() -> bool {
     TABLE.lock().as_ref().is_none_or(|t| t.buckets.is_empty())
 }
 
+/// Allocations sampled since the start (not scaled).
+pub fn sampled_allocations() -> u64 {
+    TABLE
+        .lock()
+        .as_ref()
+        .map_or(0, |t| t.buckets.iter().map(|b| b.allocs).sum())
+}
+
 /// How many buckets the heap profile has.
 pub fn bucket_count() -> usize {
     TABLE.lock().as_ref().map_or(0, |t| t.buckets.len())

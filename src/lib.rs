@@ -14,7 +14,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod collector;
-mod config;
+use rprof_config as config;
 mod contention;
 mod cpu;
 mod debuginfo;
@@ -25,6 +25,7 @@ mod heap;
 mod http;
 mod http_pages;
 mod interpose;
+mod ledger;
 mod log;
 mod maps;
 mod masks;
@@ -57,6 +58,12 @@ fn start() {
     log::set_level(cfg.log);
     for w in &warnings {
         warning!("{w}");
+    }
+    let names = program_names();
+    ledger::init(cfg.ledger.clone(), &names);
+    if !cfg.wants(&names) {
+        go_dormant(&names);
+        return;
     }
     interpose::real::init();
     thread_state::init();
@@ -123,6 +130,37 @@ fn start() {
         cfg.heap_rate
     );
     debug!("{cfg:?}");
+}
+
+/// The names `RPROF_PROGRAMS` is matched against (config::program_names), from
+/// /proc/self/exe and /proc/self/cmdline.
+fn program_names() -> Vec<String> {
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let argv: Vec<String> = std::fs::read("/proc/self/cmdline")
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    config::program_names(&exe, &argv)
+}
+
+/// Not one of `RPROF_PROGRAMS`: the shims forward (allocations are counted, never
+/// sampled; locks go straight to libc), and nothing else is set up: no handler, no timer,
+/// no thread, no exit hook, no file. A program it execs loads rprof afresh.
+fn go_dormant(names: &[String]) {
+    interpose::real::init();
+    thread_state::init();
+    heap::init(0);
+    interpose::locks::init();
+    interpose::locks::set_threaded(false);
+    ledger::dormant();
+    debug!(
+        "{} is not one of RPROF_PROGRAMS: not profiled",
+        names.join(" ")
+    );
 }
 
 #[allow(unsafe_code)]

@@ -172,8 +172,12 @@ pub fn cpu_profile(
     for (key, &n) in samples {
         let ids = enc.stack(&key.pcs, key.truncated);
         let n = n as i64;
+        // As Go's `-tagfocus`-able numeric labels: the kernel thread id tells apart threads
+        // that share a name.
+        let tid = [("thread_id", i64::from(key.tid), "")];
+        let nums: &[(&str, i64, &str)] = if key.tid > 0 { &tid } else { &[] };
         enc.builder()
-            .add_sample(ids, vec![n, n * period], &[("thread", &key.thread)], &[]);
+            .add_sample(ids, vec![n, n * period], &[("thread", &key.thread)], nums);
     }
     let unsampled = crate::masks::unsampleable();
     if unsampled > 0 {
@@ -279,10 +283,6 @@ fn heap_statistics(allocator_figures: bool) -> Vec<String> {
         ),
         format!("TotalAlloc = {bytes} bytes requested since start"),
     ];
-    let (looked_up, sampled) = heap::free_lookups();
-    out.push(format!(
-        "rprof: {looked_up} of {frees} frees passed the page test and were looked up ({sampled} were sampled blocks); the others took no lock"
-    ));
     if let Some(m) = allocator_figures
         .then(crate::maps::glibc_mallinfo2)
         .flatten()
@@ -595,7 +595,7 @@ mod tests {
         let pushed = crate::signal_safe::trace_store::MAX_ENTRIES as u64 + 500;
         let pc = lost_samples_reach_the_written_profile as *const () as u64;
         for i in 0..pushed {
-            store.record(2, [0; 16], |pcs| {
+            store.record(2, [0; 16], 0, |pcs| {
                 pcs[0] = pc;
                 pcs[1] = i;
                 (2, false)

@@ -62,7 +62,7 @@ fn sampling_path_walks_real_stacks_without_allocating() {
         let sp = regs.0[7].unwrap();
         // Twice: a new entry, then a count added to it.
         for _ in 0..2 {
-            store.record(1, [0; 16], |pcs| {
+            store.record(1, [0; 16], 0, |pcs| {
                 let w = unwind::walk(&regs, Some(StackBounds::live(sp, bounds.hi)), 0, pcs);
                 (w.depth, w.truncated)
             });

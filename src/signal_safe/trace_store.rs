@@ -37,6 +37,8 @@ const ARENA_BYTES: usize = 32 << 20;
 const HEADER_WORDS: usize = 3;
 const BODY_WORDS: usize = HEADER_WORDS + MAX_DEPTH;
 const TRUNCATED: u64 = 1 << 16;
+/// The header's upper half holds the thread id.
+const TID_SHIFT: u32 = 32;
 
 struct Slot {
     hash: AtomicU64,
@@ -54,6 +56,8 @@ pub struct Trace<'a> {
     pub pcs: &'a [u64],
     pub truncated: bool,
     pub thread_name: [u8; 16],
+    /// The kernel thread id of the thread sampled (0: not known).
+    pub tid: i32,
 }
 
 pub struct TraceStore {
@@ -239,6 +243,7 @@ impl TraceStore {
         &self,
         weight: u64,
         thread_name: [u8; 16],
+        tid: i32,
         walk: impl FnOnce(&mut [u64; MAX_DEPTH]) -> (usize, bool),
     ) {
         let Some(at) = self.reserve(BODY_WORDS) else {
@@ -257,7 +262,9 @@ impl TraceStore {
             w.copy_from_slice(&thread_name[i * 8..i * 8 + 8]);
             u64::from_ne_bytes(w)
         };
-        let header = depth as u64 | if truncated { TRUNCATED } else { 0 };
+        let header = depth as u64
+            | if truncated { TRUNCATED } else { 0 }
+            | u64::from(tid as u32) << TID_SHIFT;
         let Some(body) = self.body(at, HEADER_WORDS + depth) else {
             return;
         };
@@ -399,6 +406,7 @@ impl TraceStore {
                 pcs,
                 truncated: header & TRUNCATED != 0,
                 thread_name,
+                tid: (header >> TID_SHIFT) as u32 as i32,
             };
             f(i, trace, entry.count.load(Ordering::Relaxed));
         }
@@ -449,7 +457,7 @@ mod tests {
     }
 
     fn record(store: &TraceStore, weight: u64, thread: &str, pcs: &[u64]) {
-        store.record(weight, name(thread), |buf| {
+        store.record(weight, name(thread), 0, |buf| {
             buf[..pcs.len()].copy_from_slice(pcs);
             (pcs.len(), false)
         });

@@ -50,6 +50,11 @@ pub struct Config {
     pub log: LogLevel,
     /// Where to serve profiles over HTTP (`RPROF_HTTP`); None: no server.
     pub http: Option<HttpAddr>,
+    /// Glob patterns of the programs to profile (`RPROF_PROGRAMS`); empty: every program.
+    pub programs: Vec<String>,
+    /// A file each process appends one line to when it ends (`RPROF_RUN_LEDGER`, set by
+    /// `rprof run` to learn which processes recorded what).
+    pub ledger: Option<PathBuf>,
 }
 
 /// An address for the profile server.
@@ -274,6 +279,30 @@ impl Config {
             }
         };
 
+        let programs = match get("RPROF_PROGRAMS") {
+            None => Vec::new(),
+            Some(v) => {
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(bad) = list.iter().find(|p| !glob_valid(p)) {
+                    warn(
+                        "RPROF_PROGRAMS",
+                        &v,
+                        &format!("has a malformed pattern {bad:?} (an unclosed `[`)"),
+                        "every program",
+                    );
+                    Vec::new()
+                } else {
+                    list
+                }
+            }
+        };
+        let ledger = get("RPROF_RUN_LEDGER").map(|v| cwd.join(v));
+
         (
             Config {
                 out_prefix,
@@ -286,10 +315,160 @@ impl Config {
                 cpu_signal,
                 log,
                 http,
+                programs,
+                ledger,
             },
             warnings,
         )
     }
+}
+
+impl Config {
+    /// Whether a process with these names (see `program_names`) is to be profiled.
+    pub fn wants(&self, names: &[String]) -> bool {
+        self.programs.is_empty()
+            || self
+                .programs
+                .iter()
+                .any(|p| names.iter().any(|n| glob_match(p, n)))
+    }
+}
+
+/// Interpreters whose script names the program (`python3 work.py`, `bash build.sh`): an
+/// executable whose name starts with one of these, then optional digits, dots and `m`.
+const INTERPRETERS: &[&str] = &[
+    "python", "pypy", "perl", "ruby", "node", "bash", "sh", "dash", "zsh", "ksh", "php", "lua",
+    "tclsh", "Rscript",
+];
+
+fn is_interpreter(exe: &str) -> bool {
+    INTERPRETERS.iter().any(|i| {
+        exe.strip_prefix(i).is_some_and(|rest| {
+            rest.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'm')
+        })
+    })
+}
+
+/// The names `RPROF_PROGRAMS` patterns are matched against: the executable's file name
+/// (`exe`, from /proc/self/exe), and for an interpreter the file name of its script:
+/// the first argument after `argv[0]` that is not an option (`-m module` gives the
+/// module; `-c`/`-e` code gives no script; the values of `-X` and `-W` are skipped).
+pub fn program_names(exe: &str, argv: &[String]) -> Vec<String> {
+    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    let exe = base(exe);
+    let mut names = vec![exe.clone()];
+    if !is_interpreter(&exe) {
+        return names;
+    }
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" | "-e" | "-E" => break,
+            "--" => {
+                if let Some(script) = it.next() {
+                    names.push(base(script));
+                }
+                break;
+            }
+            "-m" => {
+                if let Some(module) = it.next() {
+                    names.push(module.clone());
+                }
+                break;
+            }
+            "-X" | "-W" => {
+                it.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => {
+                names.push(base(a));
+                break;
+            }
+        }
+    }
+    names
+}
+
+/// A shell glob: `*` any run of characters, `?` one, `[abc]`, `[a-z]`, `[!x]` one of (or
+/// not of) a set; anything else stands for itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Iterative matching with one backtrack point for the last `*`.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => match class(&p, pi + 1, n[ni]) {
+                Some((true, next)) => Some(next),
+                _ => None,
+            },
+            Some(&c) if c == n[ni] => Some(pi + 1),
+            _ => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                ni += 1;
+            }
+            (None, Some((sp, sn))) => {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches `c` against the class starting at `p[at]` (after its `[`): (matched, index
+/// after the closing `]`), or None when the class is not closed.
+fn class(p: &[char], at: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = at;
+    let negate = matches!(p.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let &x = p.get(i)?;
+        if x == ']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&e| e != ']') {
+            hit |= (x..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= x == c;
+            i += 1;
+        }
+    }
+}
+
+/// Every `[` of the pattern starts a closed class.
+fn glob_valid(pattern: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == '[' {
+            match class(&p, i + 1, '\0') {
+                Some((_, next)) => i = next,
+                None => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// Signals that cannot serve as the dump signal: uncatchable ones, those the library uses
@@ -518,6 +697,8 @@ mod tests {
             "RPROF_CPU_SIGNAL",
             "RPROF_LOG",
             "RPROF_HTTP",
+            "RPROF_PROGRAMS",
+            "RPROF_RUN_LEDGER",
         ] {
             for empty in ["", "  "] {
                 let (c, w) = parse(&[(var, empty)]);
@@ -554,6 +735,73 @@ mod tests {
         // The dump signal cannot also be the CPU signal.
         let (c, w) = parse(&[("RPROF_SIGNAL", "RTMIN+1"), ("RPROF_CPU_SIGNAL", "RTMIN+1")]);
         assert_eq!((c.cpu_signal, w.len()), (libc::SIGPROF, 1));
+    }
+
+    #[test]
+    fn globs() {
+        for (p, n, want) in [
+            ("python3*", "python3.11", true),
+            ("python3*", "python", false),
+            ("*.py", "work.py", true),
+            ("*.py", "work.pyc", false),
+            ("w?rk", "work", true),
+            ("[pw]ork", "work", true),
+            ("[!w]ork", "work", false),
+            ("[a-c]x", "bx", true),
+            ("*a*b*", "xxaxxbxx", true),
+            ("*a*b", "xxaxxbxx", false),
+            ("", "", true),
+            ("sort", "sort", true),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p} {n}");
+        }
+        let (c, w) = parse(&[("RPROF_PROGRAMS", " work.py , sort ")]);
+        assert!(w.is_empty());
+        assert_eq!(c.programs, ["work.py", "sort"]);
+        let (c, w) = parse(&[("RPROF_PROGRAMS", "ab[c")]);
+        assert!(c.programs.is_empty() && w.len() == 1, "{w:?}");
+        assert!(
+            w[0].starts_with("RPROF_PROGRAMS=\"ab[c\"") && w[0].ends_with("using every program")
+        );
+    }
+
+    #[test]
+    fn program_names_of_interpreters_include_the_script() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let names = |exe: &str, a: &[&str]| program_names(exe, &v(a));
+        assert_eq!(names("/usr/bin/sed", &["sed", "-e", "x", "f.py"]), ["sed"]);
+        assert_eq!(
+            names(
+                "/usr/bin/python3.11",
+                &["python3", "-u", "/tmp/work.py", "a"]
+            ),
+            ["python3.11", "work.py"]
+        );
+        assert_eq!(
+            names("/usr/bin/python3.11", &["python3", "-X", "dev", "work.py"]),
+            ["python3.11", "work.py"]
+        );
+        assert_eq!(
+            names("/usr/bin/python3.11", &["python3", "-m", "http.server"]),
+            ["python3.11", "http.server"]
+        );
+        assert_eq!(
+            names("/usr/bin/python3.11", &["python3", "-c", "x.py"]),
+            ["python3.11"]
+        );
+        assert_eq!(
+            names("/usr/bin/bash", &["bash", "build.sh"]),
+            ["bash", "build.sh"]
+        );
+        assert_eq!(
+            names("/usr/bin/perl", &["perl", "-w", "t.pl"]),
+            ["perl", "t.pl"]
+        );
+        assert_eq!(names("/usr/bin/shred", &["shred", "x"]), ["shred"]);
+        let c = parse(&[("RPROF_PROGRAMS", "work.py")]).0;
+        assert!(c.wants(&names("/usr/bin/python3.11", &["python3", "work.py"])));
+        assert!(!c.wants(&names("/usr/bin/sed", &["sed", "work.py"])));
+        assert!(parse(&[]).0.wants(&names("/usr/bin/sed", &["sed"])));
     }
 
     #[test]
