@@ -2,7 +2,7 @@
 //! files and their names, and the three triggers (exit, the dump signal, a fatal
 //! SIGINT/SIGTERM). Never runs in signal context.
 //!
-//! Names: `<prefix>.<pid>.<kind>.pb.gz` at exit and `<prefix>.<pid>.<kind>.<n>.pb.gz` for
+//! Names: `<prefix>.<pid>.<kind>.pb.gz` at exit (kinds cpu, heap, heap-peak, block, mutex) and `<prefix>.<pid>.<kind>.<n>.pb.gz` for
 //! the n-th snapshot; each file covers the time since the previous one. Files are written
 //! under a temporary name and linked into place, so an existing file (or a symlink planted
 //! there) is never replaced or followed.
@@ -32,6 +32,8 @@ pub struct DumpState {
     snapshots: u32,
     window_start_unix: i64,
     window_start_mono: u64,
+    /// When this process (or fork child) started, CLOCK_MONOTONIC.
+    process_start_mono: u64,
     final_done: bool,
     /// The process this state describes: a fork child finds its parent's here, and starts
     /// its own at its first use (`this_process`).
@@ -64,6 +66,7 @@ fn this_process(slot: &mut Option<DumpState>) -> Option<&mut DumpState> {
         s.snapshots = 0;
         s.window_start_unix = FORK_UNIX.load(Ordering::Relaxed);
         s.window_start_mono = FORK_MONO.load(Ordering::Relaxed);
+        s.process_start_mono = s.window_start_mono;
         s.final_done = false;
     }
     Some(s)
@@ -84,6 +87,7 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         snapshots: 0,
         window_start_unix: pprof::unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
+        process_start_mono: sys::monotonic_ns(),
         final_done: false,
         pid: std::process::id(),
     });
@@ -217,6 +221,9 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate:
         let profile = pprof::heap_profile(symbolizer, allocator_figures);
         recorded.heap = crate::heap::sampled_allocations();
         write_profile(&s.prefix, "heap", seq, &profile);
+        if let Some(peak) = pprof::heap_peak_profile(symbolizer, s.process_start_mono) {
+            write_profile(&s.prefix, "heap-peak", seq, &peak);
+        }
     }
     if s.block_enabled || s.mutex_enabled {
         // Cumulative from the start of the program, as Go's are.

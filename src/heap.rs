@@ -130,7 +130,32 @@ pub struct HeapTable {
     page_counts: HashMap<usize, u32>,
     /// Some bucket holds an address in code that a dlclose may unmap.
     unpinned: bool,
+    /// Estimated in-use bytes now: the sum of the weights of the live sampled blocks.
+    live_bytes: u64,
+    /// The highest `live_bytes` so far, and when it was reached (Unix, CLOCK_MONOTONIC ns).
+    max_bytes: u64,
+    max_unix_ns: i64,
+    max_mono_ns: u64,
+    /// The heap as it stood at a past maximum (see `note_fall`).
+    peak: Option<Peak>,
 }
+
+/// The heap profile at its peak: each bucket's (allocs, frees) at that moment, by index.
+#[derive(Clone, Default)]
+pub struct Peak {
+    /// Estimated in-use bytes then.
+    pub bytes: u64,
+    /// When, in Unix and CLOCK_MONOTONIC nanoseconds.
+    pub unix_ns: i64,
+    pub mono_ns: u64,
+    pub counts: Vec<(u64, u64)>,
+}
+
+/// The buckets' counts are copied at a maximum of the in-use estimate (the first sampled
+/// free after it) only when it passes the last peak kept by this fraction (1/16): the peak
+/// written is the highest, or within 6.25 % of it, and a heap rising from one sample to N
+/// bytes in any saw-tooth is copied at most log(N)/log(1.0625) times.
+const PEAK_MARGIN_SHIFT: u32 = 4;
 
 /// Counts of sampled events (not yet scaled) for one stack and size. An empty stack is
 /// the overflow bucket of that size.
@@ -140,6 +165,8 @@ pub struct Bucket {
     pub size: u64,
     pub allocs: u64,
     pub frees: u64,
+    /// The bytes one live sample of this bucket stands for (size, unbiased).
+    pub weight: u64,
 }
 
 /// Guards the table; taken on the sampled path, on frees of sampled pages, by dumps and by
@@ -362,6 +389,7 @@ pub fn undo_free(p: *mut libc::c_void, done: FreeDone) {
         bucket.frees -= 1;
     }
     track_live(table, p as usize, b);
+    note_rise(table);
 }
 
 /// The next gap in bytes: exponential with mean `rate` (0 for rate ≤ 1: every allocation).
@@ -428,15 +456,51 @@ fn record(p: usize, size: u64, stack: &[u64]) {
             size,
             allocs: 0,
             frees: 0,
+            weight: (size as f64 * scale(size, rate())).round() as u64,
         });
     }
     table.buckets[b as usize].allocs += 1;
     track_live(table, p, b);
+    note_rise(table);
+}
+
+/// After the in-use estimate rose: notes a new running maximum and when it was reached.
+fn note_rise(table: &mut HeapTable) {
+    if table.live_bytes > table.max_bytes {
+        table.max_bytes = table.live_bytes;
+        table.max_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        table.max_mono_ns = crate::signal_safe::sys::monotonic_ns();
+    }
+}
+
+/// Before the in-use estimate falls: if it stands at its running maximum and that passes
+/// the peak kept by the margin, the buckets' counts of this moment are the new peak.
+fn note_fall(table: &mut HeapTable) {
+    let kept = table.peak.as_ref().map_or(0, |p| p.bytes);
+    if table.live_bytes == table.max_bytes && table.live_bytes > kept + (kept >> PEAK_MARGIN_SHIFT)
+    {
+        let mut peak = table.peak.take().unwrap_or_default();
+        fill_peak(table, &mut peak);
+        table.peak = Some(peak);
+    }
+}
+
+/// `peak` := the buckets' counts now, at the running maximum.
+fn fill_peak(table: &HeapTable, peak: &mut Peak) {
+    peak.bytes = table.live_bytes;
+    peak.unix_ns = table.max_unix_ns;
+    peak.mono_ns = table.max_mono_ns;
+    peak.counts.clear();
+    peak.counts
+        .extend(table.buckets.iter().map(|b| (b.allocs, b.frees)));
 }
 
 /// Records the sampled block at `p` (of bucket `b`) as live.
 fn track_live(table: &mut HeapTable, p: usize, b: u32) {
     if table.live.insert(p, b).is_none() {
+        table.live_bytes += table.buckets.get(b as usize).map_or(0, |b| b.weight);
         let (w, bit) = page_bit(p);
         *table
             .page_counts
@@ -457,8 +521,10 @@ fn free_slow(p: usize) -> Option<u32> {
     FREES_LOOKED_UP.fetch_add(1, Ordering::Relaxed);
     let b = table.live.remove(&p)?;
     FREES_OF_SAMPLES.fetch_add(1, Ordering::Relaxed);
+    note_fall(table);
     if let Some(bucket) = table.buckets.get_mut(b as usize) {
         bucket.frees += 1;
+        table.live_bytes = table.live_bytes.saturating_sub(bucket.weight);
     }
     let (w, bit) = page_bit(p);
     let key = w * 64 + bit.trailing_zeros() as usize;
@@ -570,6 +636,42 @@ pub fn buckets() -> Vec<Bucket> {
         .unwrap_or_default()
 }
 
+/// The heap at its peak so far: the buckets with their counts of that moment, and the
+/// moment (None before any sample).
+pub fn peak() -> Option<(Vec<Bucket>, Peak)> {
+    let guard = TABLE.lock();
+    let table = guard.as_ref()?;
+    let kept = table.peak.as_ref().map_or(0, |p| p.bytes);
+    if table.max_bytes == 0 {
+        return None;
+    }
+    if table.live_bytes == table.max_bytes && table.live_bytes > kept {
+        // Standing at the maximum now: the heap as it is.
+        let mut now = Peak::default();
+        fill_peak(table, &mut now);
+        now.counts = Vec::new();
+        return Some((table.buckets.clone(), now));
+    }
+    let peak = table.peak.as_ref()?;
+    let buckets = table
+        .buckets
+        .iter()
+        .zip(&peak.counts)
+        .map(|(b, &(allocs, frees))| Bucket {
+            allocs,
+            frees,
+            ..b.clone()
+        })
+        .collect();
+    Some((
+        buckets,
+        Peak {
+            counts: Vec::new(),
+            ..peak.clone()
+        },
+    ))
+}
+
 /// Before a dlclose: resolves addresses of unloadable code in the buckets while mapped.
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
     let mut guard = TABLE.lock();
@@ -599,11 +701,7 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
 /// with probability 1 − exp(−s/rate). Returns (alloc objects, alloc bytes, in-use objects,
 /// in-use bytes).
 pub fn scaled(b: &Bucket, rate: u64) -> [i64; 4] {
-    let scale = if rate <= 1 || b.size == 0 {
-        1.0
-    } else {
-        1.0 / (1.0 - libm::exp(-(b.size as f64) / rate as f64))
-    };
+    let scale = scale(b.size, rate);
     let live = b.allocs.saturating_sub(b.frees);
     let v = |n: u64, size: u64| (n as f64 * size as f64 * scale).round() as i64;
     [
@@ -614,10 +712,22 @@ pub fn scaled(b: &Bucket, rate: u64) -> [i64; 4] {
     ]
 }
 
+/// How many blocks of `size` one sample stands for: 1 / (1 − exp(−size/rate)).
+fn scale(size: u64, rate: u64) -> f64 {
+    if rate <= 1 || size == 0 {
+        1.0
+    } else {
+        1.0 / (1.0 - libm::exp(-(size as f64) / rate as f64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    /// The tests that use the one TABLE take turns.
+    static TABLE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
     fn scaling_is_unbiased_for_small_and_large_sizes() {
@@ -629,6 +739,7 @@ mod tests {
                 size: 16,
                 allocs: 1,
                 frees: 0,
+                weight: 0,
             },
             rate,
         );
@@ -640,6 +751,7 @@ mod tests {
                 size: 64 << 20,
                 allocs: 2,
                 frees: 1,
+                weight: 0,
             },
             rate,
         );
@@ -651,6 +763,7 @@ mod tests {
                 size: 100,
                 allocs: 3,
                 frees: 3,
+                weight: 0,
             },
             1,
         );
@@ -659,6 +772,7 @@ mod tests {
 
     #[test]
     fn distinct_stacks_are_capped_with_an_overflow_bucket() {
+        let _turn = TABLE_TESTS.lock();
         *TABLE.lock() = Some(HeapTable::default());
         for i in 0..MAX_BUCKETS as u64 + 100 {
             record(0x10_0000 + i as usize * 16, 32, &[0x1000 + i, 0x2000]);
@@ -676,6 +790,48 @@ mod tests {
             MAX_BUCKETS + 100,
             "every block is still tracked"
         );
+        for w in PAGE_BITS.iter() {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The peak keeps the counts of the highest in-use estimate (within the margin), and
+    /// frees after it do not change it.
+    #[test]
+    fn the_peak_is_the_highest_in_use_estimate() {
+        let _turn = TABLE_TESTS.lock();
+        // Rate 0 here (heap off in unit tests): every sample weighs its size.
+        *TABLE.lock() = Some(HeapTable::default());
+        for i in 0..100 {
+            record(0x4000_0000 + i * 4096, 1000, &[0x1000]);
+        }
+        for i in 0..100 {
+            free_slow(0x4000_0000 + i * 4096);
+        }
+        record(0x5000_0000, 10, &[0x2000]);
+        let (buckets, kept) = peak().unwrap();
+        // Kept at the first free after the maximum: exactly the maximum.
+        assert_eq!(kept.bytes, 100_000);
+        let first = buckets.iter().find(|b| b.size == 1000).unwrap();
+        assert_eq!(first.frees, 0);
+        assert_eq!(first.allocs * 1000, kept.bytes);
+        assert!(buckets
+            .iter()
+            .find(|b| b.size == 10)
+            .is_none_or(|b| b.allocs == 0));
+        // A lower second hump leaves the peak; a higher one is the heap as it is now.
+        for i in 0..50 {
+            record(0x6000_0000 + i * 4096, 1000, &[0x3000]);
+        }
+        assert_eq!(peak().unwrap().1.bytes, 100_000);
+        for i in 50..200 {
+            record(0x6000_0000 + i * 4096, 1000, &[0x3000]);
+        }
+        let (buckets, now) = peak().unwrap();
+        assert_eq!(now.bytes, 200_010);
+        assert_eq!(buckets.iter().map(|b| b.allocs - b.frees).sum::<u64>(), 201);
+        let t = TABLE.lock().take().unwrap();
+        assert_eq!(t.live_bytes, 200_010);
         for w in PAGE_BITS.iter() {
             w.store(0, Ordering::Relaxed);
         }

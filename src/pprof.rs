@@ -212,14 +212,9 @@ fn is_allocation_function(name: &str) -> bool {
     name.starts_with("operator new")
 }
 
-/// The heap profile in Go's shape: alloc_objects, alloc_space, inuse_objects, inuse_space;
-/// period space/bytes = the sampling rate; a numeric label `bytes` with the object size;
-/// values unbiased per (stack, size) bucket. Comments carry exact allocation statistics.
-/// `allocator_figures`: whether to add the allocator's own statistics (glibc's
-/// `mallinfo2`, which takes every arena's lock).
-pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Profile {
+/// A heap profile's builder holding one sample per bucket with any allocation.
+fn heap_samples(buckets: &[heap::Bucket], symbolizer: &mut Symbolizer) -> StackEncoder {
     let rate = heap::rate();
-    let buckets = heap::buckets();
     let b = Builder::new(
         &[
             (names::ALLOC_OBJECTS, names::COUNT),
@@ -232,7 +227,7 @@ pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Pro
     );
     let mut enc =
         StackEncoder::for_stacks(b, buckets.iter().map(|b| b.stack.as_slice()), symbolizer);
-    for bucket in &buckets {
+    for bucket in buckets {
         let values = heap::scaled(bucket, rate);
         if values[0] == 0 {
             continue;
@@ -255,6 +250,34 @@ pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Pro
             &[("bytes", bucket.size as i64, "")],
         );
     }
+    enc
+}
+
+/// The heap profile as it stood when the in-use estimate was highest (heaptrack's peak):
+/// the heap profile's shape, its time the peak's, its default sample type inuse_space.
+/// `start` is when the process (or fork child) started, in CLOCK_MONOTONIC nanoseconds.
+/// None before any allocation was sampled.
+pub fn heap_peak_profile(symbolizer: &mut Symbolizer, start_mono_ns: u64) -> Option<Profile> {
+    let (buckets, peak) = heap::peak()?;
+    let mut enc = heap_samples(&buckets, symbolizer);
+    let after = peak.mono_ns.saturating_sub(start_mono_ns);
+    enc.builder().set_time(peak.unix_ns, 0);
+    enc.builder().add_comment(&format!(
+        "heap peak: {} bytes in use (sampled estimate; the highest, or within 6.25 % of it) {}.{:03} s after the start",
+        peak.bytes,
+        after / 1_000_000_000,
+        after / 1_000_000 % 1000
+    ));
+    Some(enc.finish())
+}
+
+/// The heap profile in Go's shape: alloc_objects, alloc_space, inuse_objects, inuse_space;
+/// period space/bytes = the sampling rate; a numeric label `bytes` with the object size;
+/// values unbiased per (stack, size) bucket. Comments carry exact allocation statistics.
+/// `allocator_figures`: whether to add the allocator's own statistics (glibc's
+/// `mallinfo2`, which takes every arena's lock).
+pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Profile {
+    let mut enc = heap_samples(&heap::buckets(), symbolizer);
     for c in heap_statistics(allocator_figures) {
         enc.builder().add_comment(&c);
     }

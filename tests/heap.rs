@@ -487,3 +487,69 @@ fn forked_child_heap_holds_exactly_its_own_allocations() {
     let mallocs = statistic(&p, "Mallocs");
     assert!((16..=32).contains(&mallocs), "Mallocs = {mallocs}");
 }
+
+/// A heap that peaks at a known size at known sites and frees everything: the peak file
+/// holds those sites at those sizes (within sampling bounds), the exit file nothing in use;
+/// a snapshot writes its own numbered peak file.
+#[test]
+fn the_peak_file_holds_the_heap_at_its_highest() {
+    let prog = build("heap_peak");
+    let r = run("heap-peak", &prog, &[], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let peak_file = r
+        .files()
+        .into_iter()
+        .find(|f| f.to_string_lossy().ends_with(".heap-peak.pb.gz"))
+        .expect("a heap-peak file");
+    let peak = load(&peak_file);
+    assert_eq!(
+        peak.sample_type_names(),
+        [
+            "alloc_objects",
+            "alloc_space",
+            "inuse_objects",
+            "inuse_space"
+        ]
+    );
+    let s = summarize(&peak, "inuse_space");
+    let within = |what: &str, got: i64, truth: f64, sd: f64| {
+        assert!(
+            (got as f64 - truth).abs() <= 5.0 * sd,
+            "{what}: {got} vs {truth} ± {:.0} (5 sigma)",
+            5.0 * sd
+        );
+    };
+    within(
+        "peak_site",
+        s.cum("peak_site"),
+        64.0 * MIB as f64,
+        sigma(1024.0, 65536.0),
+    );
+    within(
+        "side_site",
+        s.cum("side_site"),
+        8.0 * MIB as f64,
+        sigma(8192.0, 1024.0),
+    );
+    assert_eq!(s.cum("after_site"), 0, "after_site came after the peak");
+    let comment = peak
+        .comments()
+        .into_iter()
+        .find(|c| c.starts_with("heap peak: "))
+        .expect("the peak's comment")
+        .to_owned();
+    assert!(comment.contains(" bytes in use"), "{comment}");
+    assert!(peak.time_nanos > 0);
+    let exit = summarize(&heap_file(&r), "inuse_space");
+    assert_eq!(exit.total, 0, "everything was freed by exit");
+    assert!(summarize(&heap_file(&r), "alloc_space").cum("after_site") > 0);
+
+    let r = run("heap-peak-snapshot", &prog, &["snapshot"], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let numbered = r
+        .files()
+        .into_iter()
+        .find(|f| f.to_string_lossy().ends_with(".heap-peak.1.pb.gz"))
+        .unwrap_or_else(|| panic!("a numbered heap-peak file in {:?}", r.files()));
+    assert!(summarize(&load(&numbered), "inuse_space").cum("peak_site") > 0);
+}
