@@ -3,7 +3,7 @@
 //! `rprof run` can say which processes recorded what without listing every file.
 //!
 //! A line is tab-separated: `rprof-ledger-1`, pid, program (its names, space-separated),
-//! then either `dormant`, or the CPU samples, sampled allocations, block events and mutex
+//! then `loaded` (as it starts), `dormant`, or the CPU samples, sampled allocations, block events and mutex
 //! events recorded, and the files' pattern (`-` when none was written). One `write(2)` of
 //! less than PIPE_BUF bytes to a file opened with O_APPEND: lines of processes ending at
 //! once never interleave.
@@ -35,6 +35,12 @@ pub struct Recorded {
     pub heap: u64,
     pub block: u64,
     pub mutex: u64,
+}
+
+/// The process is profiled from now on (a later `ended` line says what it recorded; none
+/// comes from a process killed by SIGKILL, or ending with `_exit` outside a fork child).
+pub fn loaded() {
+    append("loaded");
 }
 
 /// The process is dormant (not one of `RPROF_PROGRAMS`).

@@ -65,6 +65,7 @@ fn start() {
         go_dormant(&names);
         return;
     }
+    ledger::loaded();
     interpose::real::init();
     thread_state::init();
     symbolize::init();

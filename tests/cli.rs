@@ -43,9 +43,23 @@ fn run_then_top_matches_go_pprof() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let files = files_of(&dir, "cpu");
     assert_eq!(files.len(), 1);
+    // One report line for the one process: its pid, program, samples and files.
+    let pid = files[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("rprof: {pid} cpu_split: ")))
+        .unwrap_or_else(|| panic!("no report line for {pid}: {stderr}"));
+    let samples = summarize(&load(&files[0]), "samples").total;
     assert!(
-        stderr.contains(&format!("rprof: wrote {}", files[0].display())),
-        "{stderr}"
+        line.contains(&format!(": {samples} cpu, ")) && line.ends_with(&format!("p.{pid}.*.pb.gz")),
+        "{line}"
     );
 
     let top = rprof().arg("top").arg(&files[0]).output().unwrap();
@@ -465,7 +479,7 @@ fn run_options_set_the_profiles_and_rates() {
         String::from_utf8_lossy(&out.stderr)
     );
     let files = files_in(&dir);
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "cpu, heap and heap-peak: {files:?}");
     assert_eq!(
         load(&files_of(&dir, "cpu")[0]).period,
         4_000_000,
@@ -569,4 +583,341 @@ fn top_labels_inlined_functions_as_pprof() {
     if let Some(go) = go_pprof_top(&file, &[]) {
         assert_eq!(rows, table(&go));
     }
+}
+
+/// The report line of `pid` in `rprof run`'s stderr, if any.
+fn report_line<'a>(stderr: &'a str, pid: &str) -> Option<&'a str> {
+    stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("rprof: {pid} ")))
+}
+
+/// The pids of the files in `dir`.
+fn pids_in(dir: &Path) -> std::collections::BTreeSet<String> {
+    files_in(dir)
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .split('.')
+                .nth(1)
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A shell script that runs many short helpers, then its real work: files come only from
+/// processes that recorded something, each has its report line, and the others are counted
+/// in one line; with --only, only the matching program leaves files.
+#[test]
+fn run_reports_the_processes_that_recorded_something() {
+    let prog = build("cpu_split");
+    let dir = out_dir("cli-many");
+    let script = dir.join("work.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "for i in 1 2 3 4 5 6 7 8; do echo $i | sed s/1/x/ | cut -c1 >/dev/null; true; done\n{} 300\n",
+            prog.display()
+        ),
+    )
+    .unwrap();
+    let out = rprof()
+        .args(["run", "-o"])
+        .arg(dir.join("p"))
+        .arg("sh")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pids = pids_in(&dir);
+    for pid in &pids {
+        let line =
+            report_line(&stderr, pid).unwrap_or_else(|| panic!("no line for {pid}: {stderr}"));
+        // Recorded something: some count is not 0.
+        let counts: Vec<u64> = line
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .split([',', ' '])
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(counts.iter().any(|&n| n > 0), "{line}");
+    }
+    let work = stderr
+        .lines()
+        .find(|l| l.contains(" cpu_split: "))
+        .unwrap_or_else(|| panic!("no cpu_split line: {stderr}"));
+    assert!(work.starts_with("rprof: "), "{work}");
+    // 8 × (sh subshells, sed, cut) and more: most record nothing, and are counted.
+    let others = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rprof: ")?
+                .strip_suffix(" other processes recorded nothing (no files)")
+        })
+        .unwrap_or_else(|| panic!("no count of the others: {stderr}"));
+    assert!(others.parse::<u32>().unwrap() >= 8, "{stderr}");
+    assert!(pids.len() < 8, "{pids:?}");
+
+    let dir = out_dir("cli-only");
+    let out = rprof()
+        .args(["run", "--only", "cpu_*", "-o"])
+        .arg(dir.join("p"))
+        .arg("sh")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pids = pids_in(&dir);
+    assert_eq!(pids.len(), 1, "{pids:?}: {stderr}");
+    let pid = pids.iter().next().unwrap();
+    assert!(
+        report_line(&stderr, pid).unwrap().contains(" cpu_split: "),
+        "{stderr}"
+    );
+    let dormant = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rprof: ")?
+                .strip_suffix(" processes did not match --only (RPROF_PROGRAMS): not profiled")
+        })
+        .unwrap_or_else(|| panic!("no count of the dormant: {stderr}"));
+    assert!(dormant.parse::<u32>().unwrap() >= 17, "{stderr}");
+    assert!(!stderr.contains("recorded nothing"), "{stderr}");
+}
+
+/// Bad options, an unwritable prefix and a statically linked program are refused before
+/// anything runs: one rprof: line, a non-zero exit, the program not started.
+#[test]
+fn run_refuses_what_cannot_work_before_running() {
+    let dir = out_dir("cli-refuse");
+    let touch = build("touch_file");
+    let static_touch = dir.join("touch_static");
+    let built = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&static_touch)
+        .arg(root().join("c_tests/touch_file.c"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "cc -static (libc6-dev's libc.a) is needed");
+    let marker = dir.join("ran");
+    let cases: Vec<(Vec<String>, &Path, &str)> = vec![
+        (
+            vec!["-o".into(), dir.join("nodir/x").display().to_string()],
+            &touch,
+            "is not a directory",
+        ),
+        (
+            vec!["--cpu-hz".into(), "0".into()],
+            &touch,
+            "--cpu-hz: RPROF_CPU_HZ=\"0\"",
+        ),
+        (
+            vec!["--profiles".into(), "cpu,foo".into()],
+            &touch,
+            "unknown profile foo",
+        ),
+        (
+            vec!["--heap-rate".into(), "lots".into()],
+            &touch,
+            "--heap-rate: RPROF_HEAP_RATE",
+        ),
+        (
+            vec!["--only".into(), "ab[c".into()],
+            &touch,
+            "--only: RPROF_PROGRAMS",
+        ),
+        (
+            vec!["--frobnicate".into()],
+            &touch,
+            "unknown option --frobnicate",
+        ),
+        (vec![], &static_touch, "is statically linked"),
+    ];
+    for (opts, prog, expect) in cases {
+        let out = rprof()
+            .current_dir(&dir)
+            .arg("run")
+            .args(&opts)
+            .arg(prog)
+            .arg(&marker)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opts:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{opts:?}: {stderr}");
+        assert!(
+            stderr.starts_with("rprof: ") && stderr.contains(expect),
+            "{opts:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+        assert!(!marker.exists(), "{opts:?}: the program ran");
+    }
+    // The same program, dynamically linked and without `--`, runs.
+    let out = rprof()
+        .current_dir(&dir)
+        .arg("run")
+        .arg(&touch)
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker.exists());
+}
+
+/// Every subcommand answers --help with its usage on stdout.
+#[test]
+fn every_command_has_help() {
+    for cmd in ["run", "top", "flame", "inspect", "diff"] {
+        let out = rprof().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with(&format!("usage: rprof {cmd} ")),
+            "{cmd}: {text}"
+        );
+        assert!(out.stderr.is_empty());
+    }
+    let out = rprof().arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rprof run --help"));
+}
+
+/// `rprof top SNAPSHOT EXIT` merges them as `go tool pprof -top SNAPSHOT EXIT` does.
+#[test]
+fn top_of_several_files_matches_go_pprof() {
+    let dir = out_dir("cli-merge");
+    let (mut child, _out) = run_long_running(&dir);
+    kill(child.id(), "USR2");
+    for _ in 0..250 {
+        if files_of(&dir, "cpu")
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".cpu.1."))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(child.id(), "TERM");
+    child.wait().unwrap();
+    let files = files_of(&dir, "cpu");
+    assert_eq!(files.len(), 2, "{files:?}");
+    let out = rprof().arg("top").args(&files).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let each: i64 = files.iter().map(|f| summarize(&load(f), "cpu").total).sum();
+    assert!(text.contains("loop_burn"), "{text}");
+    let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
+    if let Some(go) = go_pprof_top_files(&paths, &[]) {
+        assert_eq!(table(&text), table(&go), "rprof:\n{text}\ngo:\n{go}");
+        // The header as pprof's: the durations summed, the total of both.
+        let header = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("Duration:"))
+                .map(str::to_owned)
+        };
+        assert_eq!(header(&text), header(&go));
+    }
+    assert!(each > 0);
+    // Profiles of two kinds do not merge.
+    let heap = files_of(&dir, "heap");
+    let out = rprof()
+        .arg("top")
+        .arg(&files[0])
+        .arg(&heap[0])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only profiles of one kind merge"));
+}
+
+/// Code without symbols is one row per object, `[name]`, as go tool pprof groups it.
+#[test]
+fn unsymbolized_code_is_grouped_per_object() {
+    let prog = build("cpu_split");
+    let dir = out_dir("cli-stripped");
+    let stripped = dir.join("cpu_split_stripped");
+    std::fs::copy(&prog, &stripped).unwrap();
+    assert!(Command::new("strip")
+        .arg(&stripped)
+        .status()
+        .unwrap()
+        .success());
+    let out = rprof()
+        .args(["run", "--cpu-hz", "500", "-o"])
+        .arg(dir.join("p"))
+        .arg(&stripped)
+        .arg("300")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = files_of(&dir, "cpu")[0].clone();
+    let out = rprof().arg("top").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows = table(&text);
+    assert!(
+        rows.iter().any(|r| r.ends_with(" [cpu_split_stripped]")),
+        "{text}"
+    );
+    assert!(!rows.iter().any(|r| r.contains(" 0x")), "{text}");
+    if let Some(go) = go_pprof_top(&file, &[]) {
+        assert_eq!(rows, table(&go), "rprof:\n{text}\ngo:\n{go}");
+    }
+}
+
+/// A heap freed by exit: `rprof top` says which view has data and where the peak is;
+/// `rprof flame` fails with the same words; `rprof inspect` of the peak file says when and
+/// how large.
+#[test]
+fn an_empty_view_says_where_the_data_is() {
+    let prog = build("heap_peak");
+    let dir = out_dir("cli-empty-view");
+    let out = rprof()
+        .arg("run")
+        .arg("-o")
+        .arg(dir.join("p"))
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let heap = files_of(&dir, "heap")
+        .into_iter()
+        .find(|f| !f.to_string_lossy().contains("heap-peak"))
+        .unwrap();
+    let peak = heap.to_string_lossy().replace(".heap.", ".heap-peak.");
+    let out = rprof().arg("top").arg(&heap).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the inuse_space view is empty; alloc_objects, alloc_space have data")
+            && stderr.contains("(--sample-index alloc_space)")
+            && stderr.contains(&format!("in use at the peak is in {peak}")),
+        "{stderr}"
+    );
+    let out = rprof().arg("flame").arg(&heap).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the inuse_space view is empty"));
+    let out = rprof().arg("inspect").arg(&peak).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("heap peak: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("MB in use at 20") && line.ends_with(" s after the start"),
+        "{line}"
+    );
 }

@@ -130,6 +130,38 @@ fn threads_each_get_their_share() {
     }
     // Worker stacks reach the thread entry point: no frame of rprof's trampoline between.
     assert!(s.cum("start_thread") as f64 >= 0.95 * s.total as f64);
+    // Every sample names its kernel thread in a numeric label: one id per worker, four ids.
+    let mut ids: std::collections::HashMap<String, std::collections::HashSet<i64>> =
+        Default::default();
+    for sample in &p.sample {
+        let Some(name) = p.label_str(sample, "thread") else {
+            continue;
+        };
+        let id = p
+            .label_num(sample, "thread_id")
+            .expect("a thread_id label on every thread's sample");
+        assert!(id > 0);
+        ids.entry(name.to_owned()).or_default().insert(id);
+    }
+    let workers: std::collections::HashSet<i64> = (0..4)
+        .flat_map(|i| {
+            let set = &ids[&format!("worker-{i}")];
+            assert_eq!(set.len(), 1, "worker-{i}: {set:?}");
+            set.iter().copied().collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(workers.len(), 4, "{ids:?}");
+    // As pprof's -tagfocus uses it: one worker's id selects that worker's samples alone.
+    let one = ids["worker-0"].iter().next().unwrap();
+    if let Some(top) = go_pprof_top(
+        &r.files_of("cpu")[0],
+        &[&format!("-tagfocus=thread_id={one}")],
+    ) {
+        assert!(top.contains("worker_a"), "{top}");
+        for other in ["worker_b", "worker_c", "worker_d"] {
+            assert!(!top.contains(other), "{other} in\n{top}");
+        }
+    }
 }
 
 #[test]

@@ -374,6 +374,25 @@ pub fn go_pprof_top(path: &Path, extra: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `go tool pprof -top` on several files (pprof merges them), when `go` is installed.
+pub fn go_pprof_top_files(paths: &[&Path], extra: &[&str]) -> Option<String> {
+    if !have_go() {
+        return None;
+    }
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-top"])
+        .args(extra)
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go tool pprof failed on {paths:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Every string in the profile's function table.
 pub fn function_names(p: &Profile) -> Vec<String> {
     p.function

@@ -20,15 +20,8 @@ pub fn folded(p: &Profile, idx: usize) -> Vec<String> {
             .frames(s, &locs, &funcs)
             .iter()
             .rev()
-            .map(|f| {
-                let name = if f.function.is_empty() {
-                    format!("{:#x}", f.address)
-                } else {
-                    f.function.to_owned()
-                };
-                // ';' separates frames and a trailing number is the count: keep names clean.
-                name.replace(';', ":")
-            })
+            // ';' separates frames and a trailing number is the count: keep names clean.
+            .map(|f| f.display_name().replace(';', ":"))
             .collect();
         *stacks.entry(names.join(";")).or_default() += v;
     }

@@ -70,6 +70,21 @@ pub fn report(p: &Profile) -> String {
             .collect();
         let _ = writeln!(s, "{label}: {}", parts.join(", "));
     }
+    if let Some(c) = p.comments().iter().find(|c| c.starts_with("heap peak: ")) {
+        let inuse: i64 = p
+            .sample_type_index("inuse_space")
+            .map_or(0, |i| p.sample.iter().map(|s| s.value[i]).sum());
+        let after = c
+            .split(") ")
+            .nth(1)
+            .map_or(String::new(), |a| format!(", {a}"));
+        let _ = writeln!(
+            s,
+            "heap peak: {} in use at {}{after}",
+            units::format_auto(inuse, "bytes"),
+            top::format_timestamp(p.time_nanos)
+        );
+    }
     let _ = writeln!(s, "mappings:");
     for m in &p.mapping {
         let flags: String = [

@@ -1,13 +1,13 @@
 //! `rprof`: run a program under librprof.so and read the profiles it writes, without Go.
 //!
-//!     rprof run [-o PREFIX] [--profiles LIST] [--cpu-hz N] [--heap-rate N]
-//!               [--block-rate NS] [--mutex-fraction N] -- PROGRAM [ARGS...]
-//!     rprof top FILE [-n N] [--sample-index NAME] [--cum]
-//!     rprof flame FILE [-o OUT.svg] [--sample-index NAME]
+//!     rprof run [OPTIONS] [--] PROGRAM [ARGS...]
+//!     rprof top FILE... [-n N] [--sample-index NAME] [--cum]
+//!     rprof flame FILE... [-o OUT.svg] [--sample-index NAME]
 //!     rprof inspect FILE
-//!     rprof diff BASE NEW [--sample-index NAME] [-n N]
+//!     rprof diff BASE NEW | rprof diff --base FILE... FILE... [--sample-index NAME] [-n N]
 //!
-//! Errors are one line on stderr starting `rprof:` and a non-zero exit status.
+//! Several files are merged as pprof merges them. Errors are one line on stderr starting
+//! `rprof:` and a non-zero exit status.
 
 mod diff;
 mod flame;
@@ -21,11 +21,37 @@ use std::process::ExitCode;
 use rprof_profile::Profile;
 
 const USAGE: &str = "usage:
-  rprof run [-o PREFIX] [--profiles LIST] [--cpu-hz N] [--heap-rate N] [--block-rate NS] [--mutex-fraction N] -- PROGRAM [ARGS...]
-  rprof top FILE [-n N] [--sample-index NAME] [--cum]
-  rprof flame FILE [-o OUT.svg] [--sample-index NAME]
+  rprof run [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM with profiling; see rprof run --help
+  rprof top FILE... [-n N] [--sample-index NAME] [--cum]
+  rprof flame FILE... [-o OUT.svg] [--sample-index NAME]
   rprof inspect FILE
-  rprof diff BASE NEW [--sample-index NAME] [-n N]";
+  rprof diff BASE NEW [--sample-index NAME] [-n N]
+  rprof diff --base FILE [--base FILE]... FILE... [--sample-index NAME] [-n N]
+Several FILEs are merged, as go tool pprof merges them. rprof COMMAND --help says more.";
+
+const TOP_HELP: &str = "usage: rprof top FILE... [-n N] [--sample-index NAME] [--cum]
+The functions of the profile(s) as `go tool pprof -top` lists them: flat (samples whose
+innermost frame is the function) and cum (samples with it anywhere on the stack), sorted by
+flat, or by cum with --cum. Several files (say a run's snapshots and its exit file) are
+merged first; they must be of one kind.
+  -n N                  show the first N rows
+  --sample-index NAME   the value to show (cpu, samples; alloc_space, inuse_space, ...;
+                        contentions, delay); the default is pprof's
+  --cum                 sort by cum";
+
+const FLAME_HELP: &str = "usage: rprof flame FILE... [-o OUT.svg] [--sample-index NAME]
+Draws an interactive SVG flame graph (root at the bottom) of the profile(s), merged.
+  -o OUT.svg            where to write it (default: the first file's name with .svg)
+  --sample-index NAME   the value to draw (default: pprof's)";
+
+const INSPECT_HELP: &str = "usage: rprof inspect FILE
+What a profile file holds: sample types, period, time, counts, lost samples, mappings and
+their symbol flags, comments, and for a heap-peak file when the peak was and its size.";
+
+const DIFF_HELP: &str = "usage: rprof diff BASE NEW [--sample-index NAME] [-n N]
+       rprof diff --base FILE [--base FILE]... FILE... [--sample-index NAME] [-n N]
+The top table of NEW minus BASE, as `go tool pprof -top -diff_base BASE NEW` prints it;
+percentages are of BASE's total. Several base or new files are merged first.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,6 +79,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `-h`/`--help` among a subcommand's arguments: its usage on stdout.
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "-h" || a == "--help")
 }
 
 /// Reads and decodes a profile file (gzip or raw), with errors that name the file.
@@ -104,6 +135,13 @@ impl<'a> Args<'a> {
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| *v)
     }
+    fn values(&self, name: &str) -> Vec<&'a str> {
+        self.options
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, v)| *v)
+            .collect()
+    }
     fn has(&self, name: &str) -> bool {
         self.options.iter().any(|(n, _)| *n == name)
     }
@@ -114,22 +152,36 @@ impl<'a> Args<'a> {
             _ => Err("give exactly one profile file".into()),
         }
     }
+    fn some_files(&self) -> Result<&[&'a str], String> {
+        if self.positional.is_empty() {
+            Err("no profile file given".into())
+        } else {
+            Ok(&self.positional)
+        }
+    }
+}
+
+/// Loads `files` and merges them into one profile, as pprof does.
+pub fn load_merged(files: &[&str]) -> Result<Profile, String> {
+    let profiles = files
+        .iter()
+        .map(|f| load(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    rprof_profile::merge(profiles, files)
 }
 
 fn top_main(args: &[String]) -> Result<ExitCode, String> {
+    if wants_help(args) {
+        println!("{TOP_HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let a = parse_args(args, &["-n", "--sample-index"], &["--cum"])?;
-    let file = a.one_file()?;
-    let limit = match a.value("-n") {
-        Some(n) => Some(
-            n.parse::<usize>()
-                .map_err(|_| format!("-n {n:?} is not a number"))?,
-        ),
-        None => None,
-    };
-    let p = load(file)?;
+    let files = a.some_files()?;
+    let limit = limit(&a)?;
+    let p = load_merged(files)?;
     let text = top::report(
         &p,
-        file,
+        files[0],
         &top::TopOptions {
             sample_index: a.value("--sample-index"),
             limit,
@@ -137,10 +189,17 @@ fn top_main(args: &[String]) -> Result<ExitCode, String> {
         },
     )?;
     print!("{text}");
+    if let Some(hint) = top::empty_view_hint(&p, a.value("--sample-index"), files)? {
+        eprintln!("rprof: {hint}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn inspect_main(args: &[String]) -> Result<ExitCode, String> {
+    if wants_help(args) {
+        println!("{INSPECT_HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let a = parse_args(args, &[], &[])?;
     let file = a.one_file()?;
     print!("{}", inspect::report(&load(file)?));
@@ -148,16 +207,23 @@ fn inspect_main(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn flame_main(args: &[String]) -> Result<ExitCode, String> {
+    if wants_help(args) {
+        println!("{FLAME_HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let a = parse_args(args, &["-o", "--sample-index"], &[])?;
-    let file = a.one_file()?;
-    let p = load(file)?;
+    let files = a.some_files()?;
+    let p = load_merged(files)?;
     let out = a.value("-o").map(str::to_owned).unwrap_or_else(|| {
         format!(
             "{}.svg",
-            file.trim_end_matches(".gz").trim_end_matches(".pb")
+            files[0].trim_end_matches(".gz").trim_end_matches(".pb")
         )
     });
-    let svg = flame::svg(&p, a.value("--sample-index"), file)?;
+    if let Some(hint) = top::empty_view_hint(&p, a.value("--sample-index"), files)? {
+        return Err(hint);
+    }
+    let svg = flame::svg(&p, a.value("--sample-index"), &files.join(" "))?;
     std::fs::write(&out, svg).map_err(|e| format!("{out}: {e}"))?;
     eprintln!("rprof: wrote {out}");
     Ok(ExitCode::SUCCESS)
@@ -173,13 +239,25 @@ fn limit(a: &Args<'_>) -> Result<Option<usize>, String> {
 }
 
 fn diff_main(args: &[String]) -> Result<ExitCode, String> {
-    let a = parse_args(args, &["-n", "--sample-index"], &[])?;
-    let [base, new] = a.positional.as_slice() else {
-        return Err("give two profile files: rprof diff BASE NEW".into());
-    };
+    if wants_help(args) {
+        println!("{DIFF_HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let a = parse_args(args, &["-n", "--sample-index", "--base"], &[])?;
+    let bases = a.values("--base");
+    let (base, new): (Vec<&str>, Vec<&str>) =
+        match (bases.is_empty(), a.positional.as_slice()) {
+            (true, [base, new]) => (vec![base], vec![new]),
+            (true, _) => return Err(
+                "give two profile files (rprof diff BASE NEW), or --base FILE and the new files"
+                    .into(),
+            ),
+            (false, []) => return Err("no new profile file given after the --base files".into()),
+            (false, new) => (bases, new.to_vec()),
+        };
     let text = diff::report(
-        &load(base)?,
-        &load(new)?,
+        &load_merged(&base)?,
+        &load_merged(&new)?,
         a.value("--sample-index"),
         limit(&a)?,
     )?;

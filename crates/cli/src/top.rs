@@ -30,6 +30,59 @@ pub fn sample_index(p: &Profile, name: Option<&str>) -> Result<usize, String> {
     }
 }
 
+/// When the chosen view of `p` holds nothing: a line saying which sample types have data
+/// (and, for a heap profile whose in-use view is empty, where its peak file is).
+pub fn empty_view_hint(
+    p: &Profile,
+    name: Option<&str>,
+    files: &[&str],
+) -> Result<Option<String>, String> {
+    let idx = sample_index(p, name)?;
+    let total = |i: usize| -> i64 {
+        p.sample
+            .iter()
+            .map(|s| s.value.get(i).copied().unwrap_or(0).abs())
+            .sum()
+    };
+    if total(idx) != 0 {
+        return Ok(None);
+    }
+    let this = p.str(p.sample_type[idx].r#type);
+    let with_data: Vec<&str> = (0..p.sample_type.len())
+        .filter(|&i| total(i) != 0)
+        .map(|i| p.str(p.sample_type[i].r#type))
+        .collect();
+    // Suggest a view in the same unit first (alloc_space for an empty inuse_space).
+    let unit = p.sample_type[idx].unit;
+    let alike = (0..p.sample_type.len())
+        .filter(|&i| total(i) != 0)
+        .find(|&i| p.sample_type[i].unit == unit)
+        .map(|i| p.str(p.sample_type[i].r#type));
+    let mut hint = match alike.or(with_data.first().copied()) {
+        None => format!("the {this} view is empty: the profile holds no samples at all"),
+        Some(first) => format!(
+            "the {this} view is empty; {} {} data (--sample-index {first})",
+            with_data.join(", "),
+            if with_data.len() == 1 { "has" } else { "have" }
+        ),
+    };
+    if this.starts_with("inuse") {
+        let peaks: Vec<String> = files
+            .iter()
+            .filter(|f| f.contains(".heap.") && !f.contains(".heap-peak."))
+            .map(|f| f.replacen(".heap.", ".heap-peak.", 1))
+            .filter(|f| std::path::Path::new(f).exists())
+            .collect();
+        if !peaks.is_empty() {
+            hint.push_str(&format!(
+                "; what was in use at the peak is in {}",
+                peaks.join(" ")
+            ));
+        }
+    }
+    Ok(Some(hint))
+}
+
 /// One function's row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -63,7 +116,7 @@ pub fn rows(p: &Profile, idx: usize) -> (Vec<Row>, i64) {
         let v = s.value.get(idx).copied().unwrap_or(0);
         total += v;
         let frames = p.frames(s, &locs, &funcs);
-        let name = |f: &rprof_profile::Frame<'_>| display_name(f.function, f.address);
+        let name = |f: &rprof_profile::Frame<'_>| f.display_name();
         if let Some(leaf) = frames.first() {
             *flat.entry(name(leaf)).or_default() += v;
         }
@@ -100,14 +153,6 @@ pub fn rows(p: &Profile, idx: usize) -> (Vec<Row>, i64) {
         .collect();
     sort_by_flat(&mut rows);
     (rows, total)
-}
-
-fn display_name(function: &str, address: u64) -> String {
-    if function.is_empty() {
-        format!("{address:#x}")
-    } else {
-        function.to_owned()
-    }
 }
 
 pub struct TopOptions<'a> {

@@ -8,12 +8,14 @@
 mod builder;
 mod codec;
 mod delta;
+mod merge;
 mod proto;
 mod view;
 
 pub use builder::{Builder, LineInfo, MappingInfo};
 pub use codec::{decode, encode, encode_gzip, DecodeError};
 pub use delta::subtract;
+pub use merge::merge;
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 pub use view::{check_valid, Frame};
 

@@ -12,8 +12,28 @@ pub struct Frame<'a> {
     pub filename: &'a str,
     pub line: i64,
     pub address: u64,
+    /// The file name of the location's mapping ("" when it has none).
+    pub object: &'a str,
     /// Inlined into the next frame (not the last line of its location).
     pub inlined: bool,
+}
+
+impl Frame<'_> {
+    /// The frame's name as `go tool pprof` shows it at its default granularity: the
+    /// function, else the object's base name in brackets (every unsymbolized address of
+    /// one object is one node), else `<unknown>`.
+    pub fn display_name(&self) -> String {
+        if !self.function.is_empty() {
+            self.function.to_owned()
+        } else if !self.object.is_empty() {
+            format!(
+                "[{}]",
+                self.object.rsplit('/').next().unwrap_or(self.object)
+            )
+        } else {
+            "<unknown>".to_owned()
+        }
+    }
 }
 
 impl Profile {
@@ -61,12 +81,18 @@ impl Profile {
             let Some(loc) = locations.get(id) else {
                 continue;
             };
+            let object = self
+                .mapping
+                .iter()
+                .find(|m| m.id == loc.mapping_id)
+                .map_or("", |m| self.str(m.filename));
             if loc.line.is_empty() {
                 out.push(Frame {
                     function: "",
                     filename: "",
                     line: 0,
                     address: loc.address,
+                    object,
                     inlined: false,
                 });
             }
@@ -77,6 +103,7 @@ impl Profile {
                     filename: f.map_or("", |f| self.str(f.filename)),
                     line: line.line,
                     address: loc.address,
+                    object,
                     inlined: k + 1 < loc.line.len(),
                 });
             }
