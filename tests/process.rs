@@ -413,11 +413,12 @@ fn rprof_profiles_selects_the_files() {
     let prog = build("phases");
     for (list, kinds) in [
         ("cpu", vec!["cpu"]),
-        ("heap,mutex", vec!["heap", "mutex"]),
+        // The heap's peak comes with the heap.
+        ("heap,mutex", vec!["heap-peak", "heap", "mutex"]),
         ("block", vec!["block"]),
         (
             "cpu,heap,block,mutex",
-            vec!["block", "cpu", "heap", "mutex"],
+            vec!["block", "cpu", "heap-peak", "heap", "mutex"],
         ),
     ] {
         let dir = out_dir("profiles");
