@@ -309,13 +309,10 @@ fn run_long_running(
     (child, out)
 }
 
-#[test]
-fn run_forwards_the_dump_signal_and_termination() {
-    let dir = out_dir("cli-forward");
-    let (mut child, _out) = run_long_running(&dir);
-    kill(child.id(), "USR2");
-    for _ in 0..100 {
-        if files_of(&dir, "cpu")
+/// Waits up to 5 s for the first CPU snapshot file in `dir`.
+fn wait_for_snapshot(dir: &Path) {
+    for _ in 0..250 {
+        if files_of(dir, "cpu")
             .iter()
             .any(|f| f.to_string_lossy().contains(".cpu.1."))
         {
@@ -323,6 +320,14 @@ fn run_forwards_the_dump_signal_and_termination() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn run_forwards_the_dump_signal_and_termination() {
+    let dir = out_dir("cli-forward");
+    let (mut child, _out) = run_long_running(&dir);
+    kill(child.id(), "USR2");
+    wait_for_snapshot(&dir);
     assert!(
         files_of(&dir, "cpu")
             .iter()
@@ -797,15 +802,7 @@ fn top_of_several_files_matches_go_pprof() {
     let dir = out_dir("cli-merge");
     let (mut child, _out) = run_long_running(&dir);
     kill(child.id(), "USR2");
-    for _ in 0..250 {
-        if files_of(&dir, "cpu")
-            .iter()
-            .any(|f| f.to_string_lossy().contains(".cpu.1."))
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_snapshot(&dir);
     std::thread::sleep(std::time::Duration::from_millis(300));
     kill(child.id(), "TERM");
     child.wait().unwrap();

@@ -27,6 +27,15 @@ fn sigma_at(rate: f64, count: f64, size: f64) -> f64 {
     size * (count * (1.0 - p) / p).sqrt()
 }
 
+/// `got` is within 5 standard deviations `sd` of `truth`.
+fn within(what: &str, got: i64, truth: f64, sd: f64) {
+    assert!(
+        (got as f64 - truth).abs() <= 5.0 * sd,
+        "{what}: {got} vs {truth} ± {:.0} (5 sigma)",
+        5.0 * sd
+    );
+}
+
 fn heap_file(r: &Run) -> Profile {
     let f = r
         .files()
@@ -166,13 +175,6 @@ fn default_rate_estimates_are_unbiased_within_bounds() {
         frees > 1000 && (looked_up - sampled) * 100 < frees,
         "{line}"
     );
-    let within = |what: &str, got: i64, truth: f64, sd: f64| {
-        assert!(
-            (got as f64 - truth).abs() <= 5.0 * sd,
-            "{what}: {got} vs {truth} ± {:.0} (5 sigma)",
-            5.0 * sd
-        );
-    };
     within(
         "keep_live in use",
         s_in.flat("keep_live"),
@@ -512,13 +514,6 @@ fn the_peak_file_holds_the_heap_at_its_highest() {
         ]
     );
     let s = summarize(&peak, "inuse_space");
-    let within = |what: &str, got: i64, truth: f64, sd: f64| {
-        assert!(
-            (got as f64 - truth).abs() <= 5.0 * sd,
-            "{what}: {got} vs {truth} ± {:.0} (5 sigma)",
-            5.0 * sd
-        );
-    };
     within(
         "peak_site",
         s.cum("peak_site"),

@@ -356,22 +356,7 @@ pub fn have_go() -> bool {
 
 /// `go tool pprof -top` on a file, when `go` is installed (see `have_tool`).
 pub fn go_pprof_top(path: &Path, extra: &[&str]) -> Option<String> {
-    if !have_go() {
-        return None;
-    }
-    let out = Command::new("go")
-        .args(["tool", "pprof", "-top"])
-        .args(extra)
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "go tool pprof failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    go_pprof_top_files(&[path], extra)
 }
 
 /// `go tool pprof -top` on several files (pprof merges them), when `go` is installed.
