@@ -10,7 +10,8 @@
 # call. putc and mutex are also timed as whole processes ("… process" rows), which adds
 # what a process pays once: loading the library and, having recorded CPU samples,
 # symbolizing and writing its files at exit.
-# rprof runs with its defaults (all four profiles). Each figure is the median over RUNS
+# rprof runs with its defaults (all four profiles); for processes, also dormant
+# (RPROF_PROGRAMS naming no program, as `rprof run --only` leaves the others). Each figure is the median over RUNS
 # (default 9) rounds of interleaved runs of each round's ratio, which cancels most of the
 # host's drift; for processes, also the time added per process. A benchmark, not a test.
 set -euo pipefail
@@ -42,8 +43,11 @@ for ((i = 0; i < RUNS; i++)); do
       processes) cmd=(sh -c "i=0; while [ \$i -lt $PROCS ]; do /bin/true; i=\$((i+1)); done") ;;
       fork) cmd=("$work/core_bench" fork "$FORKS") ;;
     esac
-    for c in "${configs[@]}"; do
+    these=("${configs[@]}")
+    [ "$load" = processes ] && these+=(dormant)
+    for c in "${these[@]}"; do
       case $c in
+        dormant) pre=(env LD_PRELOAD="$work/librprof.so" RPROF_OUT="$work/p" RPROF_PROGRAMS=no-such-program) ;;
         plain) pre=(env) ;;
         forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
         rprof) pre=(env LD_PRELOAD="$work/librprof.so" RPROF_OUT="$work/p") ;;
@@ -74,6 +78,9 @@ done
 added=$(paste <(col rprof processes) <(col forward processes) |
   awk -v n=$((PROCS + 1)) '{print ($1-$2)/n/1e6}' | median)
 printf 'processes: %.3f ms added per process beside forwarding (target <= 0.3)\n' "$added"
+dormant=$(paste <(col dormant processes) <(col forward processes) |
+  awk -v n=$((PROCS + 1)) '{print ($1-$2)/n/1e6}' | median)
+printf 'processes: %.3f ms added per dormant process (RPROF_PROGRAMS matching none) beside forwarding\n' "$dormant"
 echo "(median over $RUNS rounds of each round's ratio; putc: $PUTC calls, mutex: $LOCKS pairs,"
 echo " processes: sh running /bin/true $PROCS times, fork: $FORKS forks, its glibc column the time of one fork)"
 putc_fixed=$(paste <(col rprof putc-process) <(col rprof putc) <(col forward putc-process) <(col forward putc) |
