@@ -7,7 +7,8 @@
 //! - `signal_safe`: everything a signal handler reaches (unwinder, sample ring, syscalls).
 //! - `collector`: the helper thread; `dump`: files, names and triggers; `pprof`, `maps`,
 //!   `symbolize`: from addresses to profile.proto.
-//! - `config`: the `RPROF_*` variables; `log`: `rprof:` lines on stderr.
+//! - `config` (crates/config, shared with the `rprof` command): the `RPROF_*` variables;
+//!   `log`: `rprof:` lines on stderr; `ledger`: one line per process for `rprof run`.
 #![deny(unsafe_code)]
 // Unit-test builds neither run the load hook nor export the interposed symbols, so the
 // code reachable only from them is unused there.
