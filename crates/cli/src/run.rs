@@ -262,39 +262,25 @@ fn elf_has_interpreter(b: &[u8]) -> Option<bool> {
         return None;
     }
     let little = b[5] == 1;
-    let u16_at = |o: usize| -> Option<u64> {
-        let s: [u8; 2] = b.get(o..o + 2)?.try_into().ok()?;
+    // The unsigned integer of `n` bytes at `o`, in the file's byte order.
+    let uint = |o: usize, n: usize| -> Option<u64> {
+        let bytes = b.get(o..o + n)?;
+        let fold = |v: u64, &x: &u8| v << 8 | u64::from(x);
         Some(if little {
-            u16::from_le_bytes(s)
+            bytes.iter().rev().fold(0, fold)
         } else {
-            u16::from_be_bytes(s)
-        } as u64)
-    };
-    let u32_at = |o: usize| -> Option<u64> {
-        let s: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
-        Some(if little {
-            u32::from_le_bytes(s)
-        } else {
-            u32::from_be_bytes(s)
-        } as u64)
-    };
-    let u64_at = |o: usize| -> Option<u64> {
-        let s: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
-        Some(if little {
-            u64::from_le_bytes(s)
-        } else {
-            u64::from_be_bytes(s)
+            bytes.iter().fold(0, fold)
         })
     };
     let (phoff, phentsize, phnum) = match b[4] {
-        2 => (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?),
-        1 => (u32_at(0x1c)?, u16_at(0x2a)?, u16_at(0x2c)?),
+        2 => (uint(0x20, 8)?, uint(0x36, 2)?, uint(0x38, 2)?),
+        1 => (uint(0x1c, 4)?, uint(0x2a, 2)?, uint(0x2c, 2)?),
         _ => return None,
     };
     const PT_INTERP: u64 = 3;
     for k in 0..phnum {
         let at = usize::try_from(phoff + k * phentsize).ok()?;
-        if u32_at(at)? == PT_INTERP {
+        if uint(at, 4)? == PT_INTERP {
             return Some(true);
         }
     }
