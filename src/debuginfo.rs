@@ -1,4 +1,4 @@
-//! Symbols and line tables of one object file (ELF), loaded once and kept.
+//! Symbols and line tables of one object file (ELF), read in place from the file.
 //!
 //! Why not backtrace's symbolizer: it loads the separate debug file of every object
 //! (/usr/lib/debug/.build-id/…) and decompresses all of its DWARF; for glibc with libc6-dbg
@@ -7,41 +7,35 @@
 //!   separate debug file (found by build ID; reading a symbol table needs no
 //!   decompression), else from `.dynsym`;
 //! - files, lines and inlined calls come from the DWARF in the object itself (what
-//!   `cc -g` produces), never from a separate debug file;
-//! - files are read through a temporary read-only mapping, and only what is kept (symbols,
-//!   DWARF sections) is copied out; the kernel's vDSO, which has no file, is read in memory.
+//!   `cc -g` produces), never from a separate debug file.
+//!
+//! Cost in proportion to the addresses named, not to the object: the file stays mapped
+//! read-only and nothing is copied out of it whole. A batch of addresses is named by one
+//! pass over the symbol table's entries (read a chunk at a time, each chunk's pages given
+//! back once read, so a 4 MB `.symtab` does not stay in the RSS); only the names of the
+//! symbols that contain one of the addresses are read and copied. DWARF sections are
+//! referred to in the mapping (a compressed one is the only copy), and addr2line parses
+//! only the units the addresses fall in. PLT entries are named only when an address lies
+//! in a PLT section.
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
 use rprof_profile::LineInfo;
 
-type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 
-struct Symbol {
-    start: u64,
-    end: u64,
-    name: String,
-    global: bool,
-}
-
-pub struct ObjectInfo {
-    /// PT_LOAD segments: (file offset, file size, virtual address).
-    segments: Vec<(u64, u64, u64)>,
-    symbols: Vec<Symbol>,
-    dwarf: Option<addr2line::Context<Reader>>,
-}
-
-/// A read-only private mapping of a whole file, unmapped on drop.
-struct Mapped {
-    ptr: *mut libc::c_void,
+/// The bytes of an object file: a read-only private mapping of the whole file (unmapped on
+/// drop), or the vDSO in memory.
+struct Image {
+    ptr: *const u8,
     len: usize,
+    mapped: bool,
 }
 
-impl Mapped {
-    fn open(path: &str) -> Option<Mapped> {
+impl Image {
+    fn map(path: &str) -> Option<Image> {
         let file = std::fs::File::open(path).ok()?;
         let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
         if len == 0 {
@@ -58,77 +52,215 @@ impl Mapped {
                 0,
             )
         };
-        (ptr != libc::MAP_FAILED).then(|| Mapped { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
-/// The function symbols of `file`; of several names for one address, a global one wins,
-/// and among those one starting with `preferred` (the vDSO's `__vdso_` names, so that its
-/// functions are not taken for glibc's wrappers of the same name).
-fn text_symbols(file: &object::File<'_>, dynamic: bool, preferred: &str) -> Vec<Symbol> {
-    let syms: Vec<object::Symbol<'_, '_>> = if dynamic {
-        file.dynamic_symbols().collect()
-    } else {
-        file.symbols().collect()
-    };
-    let mut out: Vec<Symbol> = syms
-        .iter()
-        .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
-        .filter_map(|s| {
-            Some(Symbol {
-                start: s.address(),
-                end: s.address() + s.size().max(1),
-                // .symtab names of versioned symbols carry "@@GLIBC_2.34"; pprof wants the name.
-                name: s.name().ok()?.split('@').next()?.to_owned(),
-                global: s.is_global(),
-            })
+        (ptr != libc::MAP_FAILED).then(|| Image {
+            ptr: ptr as *const u8,
+            len,
+            mapped: true,
         })
-        .collect();
-    // Of several names for one address (glibc has many aliases), the global one wins.
-    out.sort_by_key(|s| {
-        let preferred = !preferred.is_empty() && s.name.starts_with(preferred);
-        (s.start, !s.global, !preferred, std::cmp::Reverse(s.end))
-    });
-    out.dedup_by_key(|s| s.start);
-    out
+    }
+
+    fn vdso() -> Option<Image> {
+        let bytes = crate::maps::vdso_image()?;
+        Some(Image {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+            mapped: false,
+        })
+    }
+
+    /// The file's bytes. The `'static` is a promise kept by `ObjectInfo`: what borrows
+    /// them (the parsed DWARF) is dropped before the image.
+    fn bytes(&self) -> &'static [u8] {
+        // SAFETY: `len` readable bytes at `ptr`, mapped until `self` is dropped (or the
+        // vDSO, never unmapped).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Gives back the pages wholly inside `range` (read once, not needed soon): they leave
+    /// the RSS and are read from the file again if touched.
+    fn release(&self, range: std::ops::Range<usize>) {
+        let page = 4096;
+        let (start, end) = (
+            (range.start + page - 1) & !(page - 1),
+            range.end & !(page - 1),
+        );
+        if !self.mapped || start >= end || end > self.len {
+            return;
+        }
+        // SAFETY: a page-aligned span inside our own read-only private mapping of a file;
+        // MADV_DONTNEED only drops clean pages, which are read from the file again.
+        unsafe {
+            libc::madvise(
+                self.ptr.add(start) as *mut libc::c_void,
+                end - start,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
 }
 
-/// Names for the PLT entries of `file`, `name@plt` as objdump and perf give them: each
-/// entry is found by the `jmp *GOT(%rip)` it holds, and named after the symbol whose GOT
-/// slot that is (a JUMP_SLOT or GLOB_DAT relocation). Without them a hot loop calling a
-/// shared library leaves unnamed addresses in the program's mapping, and `go tool pprof`
-/// then symbolizes the whole mapping again, worse.
+// SAFETY: the image is read-only memory owned by this value; any thread may read it.
+unsafe impl Send for Image {}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        if self.mapped {
+            // SAFETY: unmaps exactly the mapping made in `map`.
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
+/// An ELF64 symbol table in an image: its entries and its string table (file ranges).
+#[derive(Clone)]
+struct SymbolTable {
+    /// In the separate debug file rather than the object.
+    in_debug_file: bool,
+    entries: std::ops::Range<usize>,
+    strings: std::ops::Range<usize>,
+}
+
+const SYM_SIZE: usize = 24;
+const STT_FUNC: u8 = 2;
+const STT_GNU_IFUNC: u8 = 10;
+const STB_LOCAL: u8 = 0;
+
+/// The best symbol found so far for one address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Hit {
+    /// Compared in this order: the nearest start, then a global name, then one with the
+    /// preferred prefix, then the longest symbol.
+    start: u64,
+    global: bool,
+    preferred: bool,
+    end: u64,
+    name: u32,
+}
+
+/// The entries and strings of the section `name` and its linked string table, if the
+/// file has them (ELF64 little-endian only).
+fn symbol_table(file: &object::File<'_>, name: &str, in_debug_file: bool) -> Option<SymbolTable> {
+    if !file.is_little_endian() || !file.is_64() {
+        return None;
+    }
+    let section = file.section_by_name(name)?;
+    let strings = match name {
+        ".dynsym" => file.section_by_name(".dynstr")?,
+        _ => file.section_by_name(".strtab")?,
+    };
+    let range = |s: &object::Section<'_, '_>| {
+        let (off, size) = s.file_range()?;
+        let start = usize::try_from(off).ok()?;
+        Some(start..start.checked_add(usize::try_from(size).ok()?)?)
+    };
+    Some(SymbolTable {
+        in_debug_file,
+        entries: range(&section)?,
+        strings: range(&strings)?,
+    })
+}
+
+/// One pass over the function symbols of `table` for the addresses `svmas` (sorted,
+/// distinct): for each, the symbol containing it, nearest first. Returns how many function
+/// symbols the table has and the hits.
+fn scan(
+    image: &Image,
+    table: &SymbolTable,
+    svmas: &[u64],
+    preferred: &str,
+) -> (usize, Vec<Option<Hit>>) {
+    let bytes = image.bytes();
+    let mut hits = vec![None; svmas.len()];
+    let mut functions = 0;
+    let (Some(&lo), Some(&hi)) = (svmas.first(), svmas.last()) else {
+        return (0, hits);
+    };
+    let Some(entries) = bytes.get(table.entries.clone()) else {
+        return (0, hits);
+    };
+    let strings = bytes.get(table.strings.clone()).unwrap_or_default();
+    // 43,690 entries (about 1 MB) a chunk.
+    let chunk = SYM_SIZE * 43_690;
+    for (c, part) in entries.chunks(chunk).enumerate() {
+        for e in part.chunks_exact(SYM_SIZE) {
+            let info = e[4];
+            let kind = info & 0xf;
+            if kind != STT_FUNC && kind != STT_GNU_IFUNC {
+                continue;
+            }
+            let word = |at: usize| u64::from_le_bytes(e[at..at + 8].try_into().unwrap_or([0; 8]));
+            let (start, size) = (word(8), word(16));
+            if start == 0 {
+                continue;
+            }
+            functions += 1;
+            let end = start.saturating_add(size.max(1));
+            if end <= lo || start > hi {
+                continue;
+            }
+            let name = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let hit = Hit {
+                start,
+                global: info >> 4 != STB_LOCAL,
+                preferred: !preferred.is_empty()
+                    && name_at(strings, name).is_some_and(|n| n.starts_with(preferred)),
+                end,
+                name,
+            };
+            let first = svmas.partition_point(|&a| a < start);
+            for (i, _) in svmas[first..]
+                .iter()
+                .enumerate()
+                .take_while(|(_, &a)| a < end)
+            {
+                let best = &mut hits[first + i];
+                if best.is_none_or(|b| hit > b) {
+                    *best = Some(hit);
+                }
+            }
+        }
+        image
+            .release(table.entries.start + c * chunk..table.entries.start + c * chunk + part.len());
+    }
+    (functions, hits)
+}
+
+/// The NUL-terminated name at `offset` in a string table, without a version suffix
+/// (.symtab names of versioned symbols carry "@@GLIBC_2.34"; pprof wants the name).
+fn name_at(strings: &[u8], offset: u32) -> Option<&str> {
+    let rest = strings.get(offset as usize..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&rest[..end]).ok()?;
+    name.split('@').next().filter(|n| !n.is_empty())
+}
+
+/// A named PLT entry.
+struct PltEntry {
+    start: u64,
+    end: u64,
+    name: String,
+}
+
+/// The PLT entries of `file`, `name@plt` as objdump and perf give them: each entry is
+/// found by the `jmp *GOT(%rip)` it holds, and named after the symbol whose GOT slot that
+/// is (a JUMP_SLOT or GLOB_DAT relocation). Without them a hot loop calling a shared
+/// library leaves unnamed addresses in the program's mapping, and `go tool pprof` then
+/// symbolizes the whole mapping again, worse.
 ///
 /// A slot filled by an IRELATIVE relocation (an IFUNC inside the object itself, as libm's
-/// `cos`) is named after the function at its resolver's address, from `named`.
-fn plt_symbols(file: &object::File<'_>, named: &[Symbol]) -> Vec<Symbol> {
+/// `cos`) is named after the function at its resolver's address, by `name_of`.
+fn plt_entries(
+    file: &object::File<'_>,
+    name_of: impl FnOnce(&[u64]) -> Vec<Option<String>>,
+) -> Vec<PltEntry> {
     let Some(dynsyms) = file.dynamic_symbol_table() else {
         return Vec::new();
     };
     let mut slots = std::collections::HashMap::new();
+    let mut resolvers = Vec::new();
     for (got, reloc) in file.dynamic_relocations().into_iter().flatten() {
         if reloc.target() == object::RelocationTarget::Absolute && reloc.addend() > 0 {
-            let at = reloc.addend() as u64;
-            let i = named.partition_point(|s| s.start <= at);
-            if let Some(s) = i
-                .checked_sub(1)
-                .map(|i| &named[i])
-                .filter(|s| s.start == at)
-            {
-                slots.insert(got, s.name.clone());
-            }
+            resolvers.push((got, reloc.addend() as u64));
             continue;
         }
         if let object::RelocationTarget::Symbol(i) = reloc.target() {
@@ -143,6 +275,19 @@ fn plt_symbols(file: &object::File<'_>, named: &[Symbol]) -> Vec<Symbol> {
                 .filter(|n| !n.is_empty())
             {
                 slots.insert(got, name);
+            }
+        }
+    }
+    if !resolvers.is_empty() {
+        let mut at: Vec<u64> = resolvers.iter().map(|&(_, a)| a).collect();
+        at.sort_unstable();
+        at.dedup();
+        let names = name_of(&at);
+        for (got, a) in resolvers {
+            if let Ok(i) = at.binary_search(&a) {
+                if let Some(Some(name)) = names.get(i) {
+                    slots.insert(got, name.clone());
+                }
             }
         }
     }
@@ -177,19 +322,32 @@ fn plt_symbols(file: &object::File<'_>, named: &[Symbol]) -> Vec<Symbol> {
                 })
             });
             if let Some(name) = target.and_then(|t| slots.get(&t)) {
-                out.push(Symbol {
+                out.push(PltEntry {
                     start: base + start,
                     end: base + end,
                     name: format!("{name}@plt"),
-                    global: false,
                 });
             }
         }
     }
+    out.sort_by_key(|e| e.start);
     out
 }
 
-fn load_dwarf(file: &object::File<'_>) -> Option<addr2line::Context<Reader>> {
+/// The PLT sections' address ranges.
+fn plt_ranges(file: &object::File<'_>) -> Vec<(u64, u64)> {
+    file.sections()
+        .filter(|s| matches!(s.name(), Ok(".plt" | ".plt.sec" | ".plt.got")))
+        .map(|s| (s.address(), s.address() + s.size()))
+        .collect()
+}
+
+/// The DWARF of `file` over the bytes of its image, in place; decompressed sections are
+/// kept in `owned`.
+fn load_dwarf(
+    file: &object::File<'static>,
+    owned: &mut Vec<Box<[u8]>>,
+) -> Option<addr2line::Context<Reader>> {
     file.section_by_name(".debug_info")?;
     let endian = if file.is_little_endian() {
         gimli::RunTimeEndian::Little
@@ -197,11 +355,22 @@ fn load_dwarf(file: &object::File<'_>) -> Option<addr2line::Context<Reader>> {
         gimli::RunTimeEndian::Big
     };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let data: Cow<'_, [u8]> = file
+        let data: &'static [u8] = match file
             .section_by_name(id.name())
             .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[]));
-        Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
+        {
+            Some(Cow::Borrowed(b)) => b,
+            Some(Cow::Owned(v)) => {
+                let b: Box<[u8]> = v.into_boxed_slice();
+                // SAFETY: the box is kept in `owned` (never mutated, its heap buffer does not
+                // move) for as long as the context that borrows it (see `ObjectInfo`).
+                let data = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) };
+                owned.push(b);
+                data
+            }
+            None => &[],
+        };
+        Ok(gimli::EndianSlice::new(data, endian))
     };
     let dwarf = gimli::Dwarf::load(load).ok()?;
     addr2line::Context::from_dwarf(dwarf).ok()
@@ -220,18 +389,38 @@ fn debug_file(build_id: &str) -> Option<String> {
     std::path::Path::new(&p).exists().then_some(p)
 }
 
+/// What is known of one object file; its parts are read as addresses need them.
+pub struct ObjectInfo {
+    // Drop order matters: `dwarf` borrows `owned` and the images, so it is declared (and
+    // dropped) first.
+    /// The parsed DWARF: None until lines are first asked for, then Some(None) without any.
+    dwarf: Option<Option<addr2line::Context<Reader>>>,
+    owned: Vec<Box<[u8]>>,
+    with_lines: bool,
+    /// PT_LOAD segments: (file offset, file size, virtual address).
+    segments: Vec<(u64, u64, u64)>,
+    /// Candidate symbol tables in order of preference; the first with a function symbol
+    /// is used (`chosen`, once a scan has found out).
+    tables: Vec<SymbolTable>,
+    chosen: Option<usize>,
+    preferred: &'static str,
+    plt_ranges: Vec<(u64, u64)>,
+    /// Named PLT entries, made when an address first falls in a PLT section.
+    plt: Option<Vec<PltEntry>>,
+    image: Image,
+    debug_image: Option<Image>,
+}
+
 impl ObjectInfo {
-    /// Loads what symbolizing addresses in `path` needs (without its DWARF unless
-    /// `with_lines`); None if it cannot be read.
+    /// Opens `path` for symbolizing (its DWARF lines too if `with_lines`); None if it
+    /// cannot be read. Reads only the headers now.
     pub fn load(path: &str, build_id: &str, with_lines: bool) -> Option<ObjectInfo> {
-        let map;
-        let bytes = if path == "[vdso]" {
-            crate::maps::vdso_image()?
+        let image = if path == "[vdso]" {
+            Image::vdso()?
         } else {
-            map = Mapped::open(path)?;
-            map.bytes()
+            Image::map(path)?
         };
-        let file = object::File::parse(bytes).ok()?;
+        let file = object::File::parse(image.bytes()).ok()?;
         let segments = file
             .segments()
             .map(|s| {
@@ -239,44 +428,134 @@ impl ObjectInfo {
                 (off, size, s.address())
             })
             .collect();
-        let preferred = if path == "[vdso]" { "__vdso_" } else { "" };
-        let mut symbols = text_symbols(&file, false, preferred);
-        if symbols.is_empty() {
-            if let Some(debug) = debug_file(build_id).and_then(|p| Mapped::open(&p)) {
-                if let Ok(dfile) = object::File::parse(debug.bytes()) {
-                    symbols = text_symbols(&dfile, false, preferred);
-                }
+        let mut tables: Vec<SymbolTable> =
+            symbol_table(&file, ".symtab", false).into_iter().collect();
+        let debug_image = debug_file(build_id).and_then(|p| Image::map(&p));
+        if let Some(d) = &debug_image {
+            if let Ok(dfile) = object::File::parse(d.bytes()) {
+                tables.extend(symbol_table(&dfile, ".symtab", true));
             }
         }
-        if symbols.is_empty() {
-            symbols = text_symbols(&file, true, preferred);
-        }
-        let plt = plt_symbols(&file, &symbols);
-        if !plt.is_empty() {
-            symbols.extend(plt);
-            symbols.sort_by_key(|s| s.start);
-        }
-        let dwarf = if with_lines { load_dwarf(&file) } else { None };
+        tables.extend(symbol_table(&file, ".dynsym", false));
         Some(ObjectInfo {
+            dwarf: None,
+            owned: Vec::new(),
+            with_lines,
             segments,
-            symbols,
-            dwarf,
+            tables,
+            chosen: None,
+            preferred: if path == "[vdso]" { "__vdso_" } else { "" },
+            plt_ranges: plt_ranges(&file),
+            plt: None,
+            image,
+            debug_image,
         })
     }
 
-    /// The lines at a file offset of the object, innermost inlined call first.
-    pub fn lines(&self, file_offset: u64) -> Vec<LineInfo> {
-        let Some(svma) = self
-            .segments
+    fn svma(&self, file_offset: u64) -> Option<u64> {
+        self.segments
             .iter()
             .find(|&&(off, size, _)| (off..off + size).contains(&file_offset))
             .map(|&(off, _, vaddr)| file_offset - off + vaddr)
-        else {
-            return Vec::new();
+    }
+
+    /// The function symbol containing each of `svmas` (sorted, distinct): (name, start).
+    fn symbols(&mut self, svmas: &[u64]) -> Vec<Option<(String, u64)>> {
+        let order: Vec<usize> = match self.chosen {
+            Some(i) => vec![i],
+            None => (0..self.tables.len()).collect(),
         };
-        let symbol = self.symbol(svma);
+        for i in order {
+            let table = self.tables[i].clone();
+            let image = match (table.in_debug_file, &self.debug_image) {
+                (false, _) => &self.image,
+                (true, Some(d)) => d,
+                (true, None) => continue,
+            };
+            let (functions, hits) = scan(image, &table, svmas, self.preferred);
+            if functions == 0 {
+                continue;
+            }
+            self.chosen = Some(i);
+            let strings = image.bytes().get(table.strings.clone()).unwrap_or_default();
+            return hits
+                .into_iter()
+                .map(|h| h.and_then(|h| Some((name_at(strings, h.name)?.to_owned(), h.start))))
+                .collect();
+        }
+        vec![None; svmas.len()]
+    }
+
+    /// The PLT entry containing `svma`, if any.
+    fn plt_entry(&mut self, svma: u64) -> Option<(String, u64)> {
+        if !self.plt_ranges.iter().any(|&(s, e)| (s..e).contains(&svma)) {
+            return None;
+        }
+        if self.plt.is_none() {
+            let bytes = self.image.bytes();
+            let entries = match object::File::parse(bytes) {
+                Ok(file) => plt_entries(&file, |at| {
+                    let found = self.symbols(at);
+                    at.iter()
+                        .zip(found)
+                        .map(|(&a, f)| f.filter(|(_, start)| *start == a).map(|(n, _)| n))
+                        .collect()
+                }),
+                Err(_) => Vec::new(),
+            };
+            self.plt = Some(entries);
+        }
+        let plt = self.plt.as_ref()?;
+        let i = plt.partition_point(|e| e.start <= svma);
+        let e = plt.get(i.checked_sub(1)?)?;
+        (svma < e.end).then(|| (e.name.clone(), e.start))
+    }
+
+    fn context(&mut self) -> Option<&addr2line::Context<Reader>> {
+        if !self.with_lines {
+            return None;
+        }
+        if self.dwarf.is_none() {
+            let loaded = object::File::parse(self.image.bytes())
+                .ok()
+                .and_then(|file| load_dwarf(&file, &mut self.owned));
+            self.dwarf = Some(loaded);
+        }
+        self.dwarf.as_ref()?.as_ref()
+    }
+
+    /// For each file offset of the object: its lines (innermost inlined call first) and how
+    /// far it lies into its function symbol (Go's `pc - entry` in its text profiles).
+    pub fn resolve(&mut self, file_offsets: &[u64]) -> Vec<(Vec<LineInfo>, Option<u64>)> {
+        let svmas: Vec<Option<u64>> = file_offsets.iter().map(|&o| self.svma(o)).collect();
+        let mut sorted: Vec<u64> = svmas.iter().flatten().copied().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut named = self.symbols(&sorted);
+        for (i, &a) in sorted.iter().enumerate() {
+            if let Some(plt) = self.plt_entry(a) {
+                named[i] = Some(plt);
+            }
+        }
+        svmas
+            .iter()
+            .map(|svma| {
+                let Some(svma) = *svma else {
+                    return (Vec::new(), None);
+                };
+                let symbol = sorted
+                    .binary_search(&svma)
+                    .ok()
+                    .and_then(|i| named[i].as_ref());
+                let lines = self.lines_at(svma, symbol.map(|(n, _)| n.as_str()));
+                (lines, symbol.map(|&(_, start)| svma - start))
+            })
+            .collect()
+    }
+
+    fn lines_at(&mut self, svma: u64, symbol: Option<&str>) -> Vec<LineInfo> {
         let mut out = Vec::new();
-        if let Some(ctx) = &self.dwarf {
+        if let Some(ctx) = self.context() {
             if let Ok(mut frames) = ctx.find_frames(svma).skip_all_loads() {
                 while let Ok(Some(frame)) = frames.next() {
                     let raw = frame
@@ -309,25 +588,6 @@ impl ObjectInfo {
             }
         }
         out
-    }
-
-    /// How far a file offset of the object lies into the function symbol containing it
-    /// (Go's `pc - entry` in its text profiles).
-    pub fn symbol_offset(&self, file_offset: u64) -> Option<u64> {
-        let svma = self
-            .segments
-            .iter()
-            .find(|&&(off, size, _)| (off..off + size).contains(&file_offset))
-            .map(|&(off, _, vaddr)| file_offset - off + vaddr)?;
-        let i = self.symbols.partition_point(|s| s.start <= svma);
-        let s = self.symbols.get(i.checked_sub(1)?)?;
-        (svma < s.end).then(|| svma - s.start)
-    }
-
-    fn symbol(&self, svma: u64) -> Option<&str> {
-        let i = self.symbols.partition_point(|s| s.start <= svma);
-        let s = self.symbols.get(i.checked_sub(1)?)?;
-        (svma < s.end).then_some(s.name.as_str())
     }
 }
 
@@ -368,8 +628,8 @@ mod tests {
             .iter()
             .find(|m| (m.start..m.end).contains(&addr))
             .expect("mapping");
-        let info = ObjectInfo::load(&m.path, &m.build_id, true).expect("loads");
-        let lines = info.lines(addr - m.start + m.offset);
+        let mut info = ObjectInfo::load(&m.path, &m.build_id, true).expect("loads");
+        let lines = info.resolve(&[addr - m.start + m.offset]).remove(0).0;
         assert!(
             lines.iter().any(|l| l.function.ends_with("probe_function")),
             "{lines:?}"

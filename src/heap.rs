@@ -839,6 +839,8 @@ mod tests {
 
     #[test]
     fn gaps_are_exponential_with_the_rate_as_mean() {
+        // RATE is global: the table tests weigh samples by it.
+        let _turn = TABLE_TESTS.lock();
         RATE.store(1000, Ordering::Relaxed);
         let t = ThreadState {
             held: Cell::new(false),

@@ -2,8 +2,10 @@
 //! names and lines come from; C++ and Rust names demangled). Runs outside signal context
 //! only: at dumps, and before a dlclose.
 //!
-//! Cost: objects are loaded once and kept; addresses are resolved only when a profile is
-//! written, and lines are cached by (object path, file offset) for the life of the process.
+//! Cost: objects are opened once and kept (mapped, read as needed: see `debuginfo`);
+//! addresses are resolved only when a profile is written, each object once per batch for
+//! all its new addresses, and lines are cached by (object path, file offset) for the life
+//! of the process.
 //!
 //! Unloading: an address in an object that a dlclose may unmap is resolved ("pinned")
 //! before that dlclose, so samples keep the symbols and the mapping of a library that is
@@ -165,13 +167,33 @@ impl Symbolizer {
             return Vec::new();
         }
         let current = maps::executable_mappings();
+        let found: Vec<Option<&MapEntry>> = addrs
+            .iter()
+            .map(|&a| current.iter().find(|m| (m.start..m.end).contains(&a)))
+            .collect();
+        // Each object is asked once, for all its addresses not resolved before.
+        let mut wanted: HashMap<(&str, &str), (&MapEntry, Vec<u64>)> = HashMap::new();
+        for (&addr, m) in addrs.iter().zip(&found) {
+            if let Some(m) = *m {
+                let offset = addr - m.start + m.offset;
+                if !self.lines.contains_key(&(m.path.clone(), offset)) {
+                    wanted
+                        .entry((m.path.as_str(), m.build_id.as_str()))
+                        .or_insert_with(|| (m, Vec::new()))
+                        .1
+                        .push(offset);
+                }
+            }
+        }
+        for (m, offsets) in wanted.into_values() {
+            self.resolve_in(m, offsets);
+        }
         let mut out = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let m = current.iter().find(|m| (m.start..m.end).contains(&addr));
-            let (lines, symbol_offset) = match m {
-                Some(m) => self.lines_in(m, addr),
-                None => (Vec::new(), None),
-            };
+        for (addr, m) in addrs.into_iter().zip(found) {
+            let (lines, symbol_offset) = m
+                .and_then(|m| self.lines.get(&(m.path.clone(), addr - m.start + m.offset)))
+                .cloned()
+                .unwrap_or_default();
             out.push(Frame {
                 address: addr,
                 mapping: m.map(|m| self.intern_mapping(m)),
@@ -194,13 +216,8 @@ impl Symbolizer {
         self.mappings.len() - 1
     }
 
-    /// The lines at `addr` and its offset into its symbol.
-    fn lines_in(&mut self, m: &MapEntry, addr: u64) -> (Vec<LineInfo>, Option<u64>) {
-        let offset = addr - m.start + m.offset;
-        let key = (m.path.clone(), offset);
-        if let Some(found) = self.lines.get(&key) {
-            return found.clone();
-        }
+    /// Resolves file offsets of the object mapped by `m` into the cache.
+    fn resolve_in(&mut self, m: &MapEntry, offsets: Vec<u64>) {
         let object = self
             .objects
             .entry((m.path.clone(), m.build_id.clone()))
@@ -209,12 +226,13 @@ impl Symbolizer {
                 // would cost megabytes of memory.
                 ObjectInfo::load(&m.path, &m.build_id, !is_own(m))
             });
-        let found = object
-            .as_ref()
-            .map(|o| (o.lines(offset), o.symbol_offset(offset)))
-            .unwrap_or_default();
-        self.lines.insert(key, found.clone());
-        found
+        let found = match object {
+            Some(o) => o.resolve(&offsets),
+            None => vec![Default::default(); offsets.len()],
+        };
+        for (offset, f) in offsets.into_iter().zip(found) {
+            self.lines.insert((m.path.clone(), offset), f);
+        }
     }
 }
 
