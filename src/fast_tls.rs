@@ -44,6 +44,28 @@ impl FastTls {
         }
     }
 
+    /// The first machine word of the calling thread's instance, read in one instruction
+    /// (`mov %fs:(offset)`), or None before `init` (or without static TLS).
+    #[inline(always)]
+    pub fn load_word(&self) -> Option<usize> {
+        let offset = self.offset.load(Ordering::Relaxed);
+        if offset == 0 {
+            return None;
+        }
+        let word: usize;
+        // SAFETY: %fs:offset is this thread's instance of the thread-local (see `init`),
+        // live as long as the thread; the load has no side effects.
+        unsafe {
+            std::arch::asm!(
+                "mov {w}, qword ptr fs:[{o}]",
+                w = out(reg) word,
+                o = in(reg) offset,
+                options(nostack, readonly, preserves_flags)
+            )
+        };
+        Some(word)
+    }
+
     /// The calling thread's instance, or None before `init` (or without static TLS).
     #[inline(always)]
     pub fn get(&self) -> Option<usize> {
@@ -69,6 +91,8 @@ mod tests {
         let check = || {
             let ordinary = PROBE.with(|p| p as *const Cell<u64> as usize);
             assert_eq!(FAST.get(), Some(ordinary));
+            PROBE.with(|p| p.set(ordinary as u64));
+            assert_eq!(FAST.load_word(), Some(ordinary));
         };
         check();
         std::thread::spawn(check).join().unwrap();

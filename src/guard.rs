@@ -23,20 +23,32 @@ pub fn defer() {
 }
 
 /// Held while rprof itself runs on a thread (dumps, logging, the sampled path of a hook).
-pub struct Guard(());
+/// Meanwhile the thread's hooks write `heap::DISCARD` instead of its own counter block, so
+/// that rprof's allocations are in no count and the unsampled paths need no test of the
+/// flag; the block the thread had is kept here and put back on release.
+pub struct Guard {
+    block: usize,
+}
 
 impl Guard {
     /// None when the thread already holds it (we are inside rprof already).
     pub fn enter() -> Option<Guard> {
         // Lazily: a Guard built and dropped when the thread already holds it would release
         // the outer holder's guard.
-        thread_state::with(|t| (!t.held.replace(true)).then(|| Guard(())))
+        thread_state::with(|t| {
+            (!t.held.replace(true)).then(|| Guard {
+                block: t.block.replace(crate::heap::DISCARD_PTR) as usize,
+            })
+        })
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        thread_state::with(|t| t.held.set(false));
+        thread_state::with(|t| {
+            t.block.set(self.block as *const ());
+            t.held.set(false);
+        });
         if DEFERRED.load(Ordering::Acquire) != 0 && DEFERRED.swap(0, Ordering::AcqRel) != 0 {
             if let Some(f) = ON_DEFERRED.get() {
                 f();
@@ -57,9 +69,12 @@ pub fn unprofiled<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Marks the calling thread as rprof's for good (the collector thread).
+/// Marks the calling thread as rprof's for good (its own threads).
 pub fn hold_forever() {
-    thread_state::with(|t| t.held.set(true));
+    thread_state::with(|t| {
+        t.held.set(true);
+        t.block.set(crate::heap::DISCARD_PTR);
+    });
 }
 
 #[cfg(test)]

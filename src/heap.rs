@@ -5,14 +5,24 @@
 //! byte countdown decides sampling, as Go's `mallocgc` does: the gap between sampled bytes
 //! is exponential with mean `RPROF_HEAP_RATE`, so an allocation of size s is sampled with
 //! probability 1 − exp(−s/rate). Exact counts (allocation calls, frees, bytes requested)
-//! go into a block of counters that only the calling thread writes (see `Counters`).
+//! and the countdown are in one cache line of counters that only the calling thread
+//! writes (see `Counters`). The thread-local pointer to it is never null and needs no
+//! test: a thread's first call finds `UNCLAIMED` (whose countdown is always negative, so
+//! the call takes the general path and claims a block), and rprof's own work finds
+//! `DISCARD` (see `guard`). An unsampled malloc is then: one `%fs` load, two adds, a
+//! subtraction and its sign; a free: the same load, the bit test below, the countdown's
+//! sign and an add.
 //!
 //! Frees: a sampled block is tracked until freed. A free must tell "not sampled" cheaply:
-//! `PAGE_BITS` has one bit per page (mod 64 Ki pages, 8 KiB in all) set while a live
-//! sampled block starts on that page; exact per-page counts live in the locked table. The
-//! bitmap is small enough to stay cached even when a large heap is freed in random order
-//! (a byte per page measured 13-23 % slower on such a load); only a free on a marked page
-//! takes the table lock.
+//! `SLOT_BITS` has one bit per 256-byte granule of address (modulo 64 Ki granules, 8 KiB in
+//! all), set while a live sampled block starts in that granule; exact per-slot counts live
+//! in the locked table. A free passes the test only for a sampled block or a block
+//! starting near one (or 16 MiB away), so few unsampled frees take the table lock (4,148
+//! lookups for 3,940 sampled blocks in 4 M frees of 16-1040 B, against 27,788 with a bit
+//! per page). The bitmap is small enough to stay cached even when a large heap is freed in
+//! random order (a byte per slot measured 13-23 % slower on such a load). Slots marked for good
+//! (`mark_for_good`: the loader's early allocations from the bootstrap pool, which must
+//! never reach the real free) send those frees down the general path too.
 //!
 //! Sampled path (about once per 512 KiB allocated): the stack is walked from the hook with
 //! the signal-safe unwinder, rprof's own frames are dropped, and the (stack, size) bucket
@@ -21,8 +31,9 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
+use crate::fast_hash::FastHash;
 use crate::guard::Guard;
 use crate::stack::{self, OwnFrames};
 use crate::symbolize::{self, Symbolizer};
@@ -38,16 +49,19 @@ static OFF: AtomicBool = AtomicBool::new(false);
 /// Distinct (stack, size) buckets kept; beyond that, samples go to one bucket per size
 /// under a synthetic frame.
 const MAX_BUCKETS: usize = 16_384;
-const PAGE_SLOTS: usize = 1 << 16;
-const PAGE_WORDS: usize = PAGE_SLOTS / 64;
+const SLOTS: usize = 1 << 16;
+const SLOT_WORDS: usize = SLOTS / 64;
 
 /// Exact counts of one thread at a time. A thread claims a block at its first allocation
 /// or free and writes it (plain loads and stores, no locked instruction) until the thread
 /// is gone: also after its exit hook, since later thread-exit destructors still free
 /// memory. A block passes to a new thread only once its previous owner no longer exists,
 /// keeping its counts: totals are sums over every block ever used.
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub struct Counters {
+    /// Bytes left before the next heap sample; negative: the next call takes the general
+    /// path (a sample is due, or heap profiling has not started yet).
+    countdown: AtomicI64,
     mallocs: AtomicU64,
     frees: AtomicU64,
     bytes: AtomicU64,
@@ -69,7 +83,12 @@ impl Counters {
     }
 
     const fn new() -> Self {
+        Counters::with_countdown(-1)
+    }
+
+    const fn with_countdown(countdown: i64) -> Self {
         Counters {
+            countdown: AtomicI64::new(countdown),
             mallocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -105,17 +124,28 @@ impl Counters {
 }
 
 static BLOCKS: [Counters; 1024] = [const { Counters::new() }; 1024];
+/// What a thread writes before it has a block: its countdown stays far below zero (racy
+/// writes from several threads only subtract), so every call takes the general path,
+/// which claims a block. Never summed.
+static UNCLAIMED: Counters = Counters::with_countdown(i64::MIN / 2);
+/// What a thread writes while rprof works on it: its countdown stays far above zero, so
+/// rprof's own allocations take the unsampled path. Never summed.
+static DISCARD: Counters = Counters::with_countdown(i64::MAX / 2);
+pub const UNCLAIMED_PTR: *const () = &UNCLAIMED as *const Counters as *const ();
+pub const DISCARD_PTR: *const () = &DISCARD as *const Counters as *const ();
 /// Blocks at and above this one were never claimed: a fork child's reset stops there, so
 /// that it reads (and faults in) no page nobody used.
 static BLOCKS_USED: AtomicUsize = AtomicUsize::new(0);
-/// Some bit of PAGE_BITS was ever set (else a fork child need not look at them).
+/// Some bit of SLOT_BITS was ever set (else a fork child need not look at them).
 static PAGES_MARKED: AtomicBool = AtomicBool::new(false);
 /// Blocks beyond the static ones (more than 1024 threads alive at once); never freed.
 /// Held by fork's prepare handler.
 pub static MORE_BLOCKS: Lock<Vec<&'static Counters>> = Lock::new(Vec::new());
 
-static PAGE_BITS: [AtomicU64; PAGE_WORDS] = [const { AtomicU64::new(0) }; PAGE_WORDS];
-/// Frees that passed the page test and were looked up under the lock, and how many of
+static SLOT_BITS: [AtomicU64; SLOT_WORDS] = [const { AtomicU64::new(0) }; SLOT_WORDS];
+/// Slots whose bit stays set whatever the table says (see `mark_for_good`).
+static SLOTS_FOR_GOOD: [AtomicU64; SLOT_WORDS] = [const { AtomicU64::new(0) }; SLOT_WORDS];
+/// Frees that passed the slot test and were looked up under the lock, and how many of
 /// those were sampled blocks: the measure of the cheap test's worth.
 static FREES_LOOKED_UP: AtomicU64 = AtomicU64::new(0);
 static FREES_OF_SAMPLES: AtomicU64 = AtomicU64::new(0);
@@ -123,18 +153,20 @@ static FREES_OF_SAMPLES: AtomicU64 = AtomicU64::new(0);
 /// Sampled allocations folded by (stack, size), and the sampled blocks still live.
 #[derive(Default)]
 pub struct HeapTable {
-    index: HashMap<(Vec<u64>, u64), u32>,
+    /// The buckets by the hash of (stack, size): the first of a chain linked by `chain`.
+    index: HashMap<u64, u32, FastHash>,
+    /// For each bucket, the next with the same hash (NO_BUCKET: none).
+    chain: Vec<u32>,
     pub buckets: Vec<Bucket>,
-    live: HashMap<usize, u32>,
-    /// Live sampled blocks per page slot (the bit in PAGE_BITS is set while non-zero).
-    page_counts: HashMap<usize, u32>,
-    /// Some bucket holds an address in code that a dlclose may unmap.
-    unpinned: bool,
+    live: HashMap<usize, u32, FastHash>,
+    /// Live sampled blocks per slot (the bit in SLOT_BITS is set while non-zero).
+    slot_counts: HashMap<usize, u32, FastHash>,
+    /// Buckets holding an address in code that a dlclose may unmap, not yet pinned.
+    unpinned: Vec<u32>,
     /// Estimated in-use bytes now: the sum of the weights of the live sampled blocks.
     live_bytes: u64,
-    /// The highest `live_bytes` so far, and when it was reached (Unix, CLOCK_MONOTONIC ns).
+    /// The highest `live_bytes` so far, and when it was reached (CLOCK_MONOTONIC ns).
     max_bytes: u64,
-    max_unix_ns: i64,
     max_mono_ns: u64,
     /// The heap as it stood at a past maximum (see `note_fall`).
     peak: Option<Peak>,
@@ -188,26 +220,46 @@ pub fn rate() -> u64 {
     RATE.load(Ordering::Relaxed)
 }
 
-/// The page slot of an address: (word index, bit mask).
-#[inline]
-fn page_bit(p: usize) -> (usize, u64) {
-    let slot = (p >> 12) & (PAGE_SLOTS - 1);
+/// The slot of a block's address, as (word index, bit mask): its 256-byte granule, modulo
+/// 64 Ki granules (16 MiB). Neighbouring blocks share a word, so a heap freed in random
+/// order touches 1/2048 of its size in bitmap (a hash of the address measured 8 % slower
+/// on a 2 MB heap: every free missed the cache).
+#[inline(always)]
+fn slot_bit(p: usize) -> (usize, u64) {
+    let slot = (p >> 8) & (SLOTS - 1);
     (slot / 64, 1u64 << (slot % 64))
 }
 
-#[inline]
-fn page_marked(p: usize) -> bool {
-    let (w, bit) = page_bit(p);
-    PAGE_BITS[w].load(Ordering::Relaxed) & bit != 0
+#[inline(always)]
+fn slot_marked(p: usize) -> bool {
+    let (w, bit) = slot_bit(p);
+    SLOT_BITS[w].load(Ordering::Relaxed) & bit != 0
 }
 
-/// The calling thread's counter block, claimed on first use.
+/// Sends every free of `p` (and of what shares its slot) down the general path for good.
+/// Async-signal-safe: for the bootstrap pool's pointers, handed out while the allocator is
+/// looked up.
+pub fn mark_for_good(p: *mut libc::c_void) {
+    let (w, bit) = slot_bit(p as usize);
+    SLOTS_FOR_GOOD[w].fetch_or(bit, Ordering::Relaxed);
+    // PAGES_MARKED stays as it is: a fork child keeps these bits as they are.
+    SLOT_BITS[w].fetch_or(bit, Ordering::Relaxed);
+}
+
+/// The block a thread-state pointer designates (never null).
+#[inline(always)]
+fn block_at(b: *const ()) -> &'static Counters {
+    // SAFETY: `ThreadState::block` only ever holds the address of a static block
+    // (UNCLAIMED, DISCARD, BLOCKS) or a leaked one (MORE_BLOCKS).
+    unsafe { &*(b as *const Counters) }
+}
+
+/// The calling thread's counter block, claimed on first use (DISCARD while held).
 #[inline(always)]
 fn counters(t: &ThreadState) -> &'static Counters {
-    let b = t.block.get() as *const Counters;
-    if !b.is_null() {
-        // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
-        return unsafe { &*b };
+    let b = t.block.get();
+    if b != UNCLAIMED_PTR {
+        return block_at(b);
     }
     claim_counters(t)
 }
@@ -251,10 +303,9 @@ fn claim_counters(t: &ThreadState) -> &'static Counters {
 pub enum Counted {
     /// Counted (or rprof's own): the real call is all that is left.
     Unsampled,
-    /// Counted, and the block is to be sampled: pass it to `sample`.
-    Sample,
-    /// Not counted (first call of a thread, or thread-locals not yet reachable the fast
-    /// way): use `count_alloc`.
+    /// The countdown went below zero: `after_fast_count` says what it means.
+    Negative,
+    /// Not counted (thread-locals not yet reachable the fast way): use `count_alloc`.
     Slow,
 }
 
@@ -262,34 +313,43 @@ pub enum Counted {
 /// needs no stack frame of its own.
 #[inline(always)]
 pub fn count_alloc_fast(size: usize) -> Counted {
-    thread_state::with_fast(|t| {
-        if t.held.get() {
-            return Counted::Unsampled;
-        }
-        let b = t.block.get() as *const Counters;
-        if b.is_null() {
-            return Counted::Slow;
-        }
-        // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
-        if count_in(t, unsafe { &*b }, size) {
-            Counted::Sample
-        } else {
-            Counted::Unsampled
-        }
-    })
-    .unwrap_or(Counted::Slow)
+    match thread_state::block_fast() {
+        Some(b) if count_in(block_at(b), size) => Counted::Negative,
+        Some(_) => Counted::Unsampled,
+        None => Counted::Slow,
+    }
 }
 
-/// Counts an allocation of `size` bytes in `c`, the block of thread `t`, and runs down its
-/// sampling countdown: true if this allocation is to be sampled.
+/// After `count_alloc_fast` returned `Negative` for an allocation of `size`: true if it
+/// is to be sampled (pass it to `sample`). The thread may have had no block yet (the
+/// counts went to UNCLAIMED): it is claimed and counted now.
+#[cold]
+#[inline(never)]
+pub fn after_fast_count(size: usize) -> bool {
+    thread_state::with(|t| {
+        if t.held.get() {
+            return false;
+        }
+        if t.block.get() == UNCLAIMED_PTR {
+            return count_in(claim_counters(t), size);
+        }
+        true
+    })
+}
+
+/// Counts an allocation of `size` bytes in `c` and runs down its sampling countdown: true
+/// if this allocation is to be sampled.
 #[inline(always)]
-fn count_in(t: &ThreadState, c: &Counters, size: usize) -> bool {
+fn count_in(c: &Counters, size: usize) -> bool {
     Counters::add(&c.mallocs, 1);
     Counters::add(&c.bytes, size as u64);
     // The countdown never goes negative on a zero size (it is reset to ≥ 0), and stays far
     // from it while heap profiling is off (see `sample_slow`).
-    let left = t.countdown.get() - size as i64;
-    t.countdown.set(left);
+    let left = c
+        .countdown
+        .load(Ordering::Relaxed)
+        .wrapping_sub(size as i64);
+    c.countdown.store(left, Ordering::Relaxed);
     left < 0
 }
 
@@ -302,7 +362,7 @@ pub fn count_alloc(size: usize) -> bool {
         if t.held.get() {
             return false;
         }
-        count_in(t, counters(t), size)
+        count_in(counters(t), size)
     })
 }
 
@@ -315,33 +375,41 @@ pub fn on_alloc(p: *mut libc::c_void, size: usize) {
     }
 }
 
+/// As `sample`, from malloc's entry: `sp` and `bp` as they were there (see
+/// `stack::capture_from_call`).
+#[cold]
+#[inline(never)]
+pub fn sample_from_call(p: *mut libc::c_void, size: usize, sp: u64, bp: u64) {
+    if !p.is_null() {
+        thread_state::with(|t| sample_slow(t, p as usize, size as u64, Some((sp, bp))));
+    }
+}
+
 /// The block `p` (null if the allocation failed) of `size` bytes, for which `count_alloc`
 /// returned true.
 #[cold]
 #[inline(never)]
 pub fn sample(p: *mut libc::c_void, size: usize) {
     if !p.is_null() {
-        thread_state::with(|t| sample_slow(t, p as usize, size as u64));
+        thread_state::with(|t| sample_slow(t, p as usize, size as u64, None));
     }
 }
 
 /// `on_free` for the common case only (thread-locals reachable the fast way, counter block
-/// claimed), with no call inside: true if done, false if the caller must use `on_free`.
+/// claimed, not a slot marked), with no call inside: true if done, false if the caller
+/// must use `on_free`.
 #[inline(always)]
 pub fn count_free_fast(p: *mut libc::c_void) -> bool {
-    thread_state::with_fast(|t| {
-        if t.held.get() {
-            return true;
-        }
-        let b = t.block.get() as *const Counters;
-        if b.is_null() || page_marked(p as usize) {
-            return false;
-        }
-        // SAFETY: blocks are statics or leaked; the pointer was set from one of them.
-        Counters::add(unsafe { &(*b).frees }, 1);
-        true
-    })
-    .unwrap_or(false)
+    let Some(b) = thread_state::block_fast() else {
+        return false;
+    };
+    let c = block_at(b);
+    // A negative countdown: no block yet (UNCLAIMED), or heap profiling not started.
+    if slot_marked(p as usize) || c.countdown.load(Ordering::Relaxed) < 0 {
+        return false;
+    }
+    Counters::add(&c.frees, 1);
+    true
 }
 
 /// Before the program frees `p` (not null).
@@ -365,7 +433,7 @@ pub fn on_free_undoable(p: *mut libc::c_void) -> FreeDone {
         Counters::add(&counters(t).frees, 1);
         true
     });
-    let sample = if counted && page_marked(p as usize) {
+    let sample = if counted && slot_marked(p as usize) {
         free_slow(p as usize)
     } else {
         None
@@ -413,11 +481,12 @@ fn next_gap(t: &ThreadState) -> i64 {
 
 #[cold]
 #[inline(never)]
-fn sample_slow(t: &ThreadState, p: usize, size: u64) {
+fn sample_slow(t: &ThreadState, p: usize, size: u64, entry: Option<(u64, u64)>) {
+    let c = counters(t);
     if !ACTIVE.load(Ordering::Relaxed) {
         if OFF.load(Ordering::Relaxed) {
             // Counting goes on; sampling never comes back here.
-            t.countdown.set(i64::MAX);
+            c.countdown.store(i64::MAX / 2, Ordering::Relaxed);
         }
         // Before `init` (allocations in other libraries' constructors): not sampled, and
         // the countdown stays negative so that the first allocation after it starts one.
@@ -430,35 +499,101 @@ fn sample_slow(t: &ThreadState, p: usize, size: u64) {
             ^ (crate::signal_safe::sys::gettid() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         t.rng.set(seed | 1);
         let left = next_gap(t) - size as i64;
-        t.countdown.set(left);
+        c.countdown.store(left, Ordering::Relaxed);
         if left >= 0 {
             return;
         }
     }
-    t.countdown.set(next_gap(t));
+    c.countdown.store(next_gap(t), Ordering::Relaxed);
     let Some(_g) = Guard::enter() else { return };
-    let stack = stack::capture(OwnFrames::Drop);
+    let stack = match entry {
+        Some((sp, bp)) => stack::capture_from_call(sp, bp),
+        None => stack::capture(OwnFrames::Drop),
+    };
     record(p, size, &stack);
+}
+
+const NO_BUCKET: u32 = u32::MAX;
+
+fn key_hash(stack: &[u64], size: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = FastHash.build_hasher();
+    for &pc in stack {
+        h.write_u64(pc);
+    }
+    h.write_u64(size);
+    h.finish()
+}
+
+impl HeapTable {
+    fn find(&self, stack: &[u64], size: u64, hash: u64) -> Option<u32> {
+        let mut i = *self.index.get(&hash)?;
+        while i != NO_BUCKET {
+            let b = &self.buckets[i as usize];
+            if b.size == size && b.stack == stack {
+                return Some(i);
+            }
+            i = self.chain[i as usize];
+        }
+        None
+    }
+
+    fn link(&mut self, i: u32, hash: u64) {
+        self.chain[i as usize] = self.index.insert(hash, i).unwrap_or(NO_BUCKET);
+    }
+
+    fn unlink(&mut self, i: u32, hash: u64) {
+        let next = self.chain[i as usize];
+        let Some(&head) = self.index.get(&hash) else {
+            return;
+        };
+        if head == i {
+            if next == NO_BUCKET {
+                self.index.remove(&hash);
+            } else {
+                self.index.insert(hash, next);
+            }
+            return;
+        }
+        let mut at = head;
+        while at != NO_BUCKET {
+            if self.chain[at as usize] == i {
+                self.chain[at as usize] = next;
+                return;
+            }
+            at = self.chain[at as usize];
+        }
+    }
 }
 
 fn record(p: usize, size: u64, stack: &[u64]) {
     let mut guard = TABLE.lock();
     let Some(table) = guard.as_mut() else { return };
-    let full = table.buckets.len() >= MAX_BUCKETS;
-    let key = (if full { Vec::new() } else { stack.to_vec() }, size);
-    let next = table.buckets.len() as u32;
-    let b = *table.index.entry(key).or_insert_with(|| next);
-    if b == next {
-        let stack = if full { Vec::new() } else { stack.to_vec() };
-        table.unpinned |= stack.iter().any(|&pc| symbolize::may_unload(pc));
-        table.buckets.push(Bucket {
-            stack,
-            size,
-            allocs: 0,
-            frees: 0,
-            weight: (size as f64 * scale(size, rate())).round() as u64,
-        });
-    }
+    let stack = if table.buckets.len() >= MAX_BUCKETS {
+        &[][..]
+    } else {
+        stack
+    };
+    let hash = key_hash(stack, size);
+    let b = match table.find(stack, size, hash) {
+        Some(b) => b,
+        None => {
+            let b = table.buckets.len() as u32;
+            if stack.iter().any(|&pc| symbolize::may_unload(pc)) {
+                table.unpinned.push(b);
+            }
+            table.buckets.push(Bucket {
+                stack: stack.to_vec(),
+                size,
+                allocs: 0,
+                frees: 0,
+                weight: (size as f64 * scale(size, rate())).round() as u64,
+            });
+            table.chain.push(NO_BUCKET);
+            table.link(b, hash);
+            b
+        }
+    };
     table.buckets[b as usize].allocs += 1;
     track_live(table, p, b);
     note_rise(table);
@@ -468,9 +603,6 @@ fn record(p: usize, size: u64, stack: &[u64]) {
 fn note_rise(table: &mut HeapTable) {
     if table.live_bytes > table.max_bytes {
         table.max_bytes = table.live_bytes;
-        table.max_unix_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
         table.max_mono_ns = crate::signal_safe::sys::monotonic_ns();
     }
 }
@@ -487,10 +619,19 @@ fn note_fall(table: &mut HeapTable) {
     }
 }
 
+/// The Unix time of a CLOCK_MONOTONIC reading of this boot, in nanoseconds.
+fn unix_ns_of(mono_ns: u64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let ago = crate::signal_safe::sys::monotonic_ns().saturating_sub(mono_ns);
+    now - ago as i64
+}
+
 /// `peak` := the buckets' counts now, at the running maximum.
 fn fill_peak(table: &HeapTable, peak: &mut Peak) {
     peak.bytes = table.live_bytes;
-    peak.unix_ns = table.max_unix_ns;
+    peak.unix_ns = unix_ns_of(table.max_mono_ns);
     peak.mono_ns = table.max_mono_ns;
     peak.counts.clear();
     peak.counts
@@ -501,12 +642,12 @@ fn fill_peak(table: &HeapTable, peak: &mut Peak) {
 fn track_live(table: &mut HeapTable, p: usize, b: u32) {
     if table.live.insert(p, b).is_none() {
         table.live_bytes += table.buckets.get(b as usize).map_or(0, |b| b.weight);
-        let (w, bit) = page_bit(p);
+        let (w, bit) = slot_bit(p);
         *table
-            .page_counts
+            .slot_counts
             .entry(w * 64 + bit.trailing_zeros() as usize)
             .or_insert(0) += 1;
-        PAGE_BITS[w].fetch_or(bit, Ordering::Relaxed);
+        SLOT_BITS[w].fetch_or(bit, Ordering::Relaxed);
         PAGES_MARKED.store(true, Ordering::Relaxed);
     }
 }
@@ -526,13 +667,15 @@ fn free_slow(p: usize) -> Option<u32> {
         bucket.frees += 1;
         table.live_bytes = table.live_bytes.saturating_sub(bucket.weight);
     }
-    let (w, bit) = page_bit(p);
+    let (w, bit) = slot_bit(p);
     let key = w * 64 + bit.trailing_zeros() as usize;
-    if let Some(n) = table.page_counts.get_mut(&key) {
+    if let Some(n) = table.slot_counts.get_mut(&key) {
         *n -= 1;
         if *n == 0 {
-            table.page_counts.remove(&key);
-            PAGE_BITS[w].fetch_and(!bit, Ordering::Relaxed);
+            table.slot_counts.remove(&key);
+            if SLOTS_FOR_GOOD[w].load(Ordering::Relaxed) & bit == 0 {
+                SLOT_BITS[w].fetch_and(!bit, Ordering::Relaxed);
+            }
         }
     }
     Some(b)
@@ -541,10 +684,9 @@ fn free_slow(p: usize) -> Option<u32> {
 /// The calling thread is exiting: its block may pass to a new thread once it is gone.
 pub fn release_thread() {
     thread_state::with(|t| {
-        let b = t.block.get() as *const Counters;
-        if !b.is_null() {
-            // SAFETY: blocks are statics or leaked.
-            unsafe { &*b }.retiring.store(true, Ordering::Release);
+        let b = t.block.get();
+        if b != UNCLAIMED_PTR && b != DISCARD_PTR {
+            block_at(b).retiring.store(true, Ordering::Release);
         }
     });
 }
@@ -576,8 +718,11 @@ pub fn reset_after_fork() {
         store_changed!(c.owner, if std::ptr::eq(c, mine) { me } else { 0 });
     }
     if PAGES_MARKED.load(Ordering::Relaxed) {
-        for w in PAGE_BITS.iter().filter(|w| w.load(Ordering::Relaxed) != 0) {
-            w.store(0, Ordering::Relaxed);
+        for (w, good) in SLOT_BITS.iter().zip(&SLOTS_FOR_GOOD) {
+            let keep = good.load(Ordering::Relaxed);
+            if w.load(Ordering::Relaxed) != keep {
+                w.store(keep, Ordering::Relaxed);
+            }
         }
     }
     store_changed!(FREES_LOOKED_UP, 0);
@@ -673,28 +818,31 @@ pub fn peak() -> Option<(Vec<Bucket>, Peak)> {
 }
 
 /// Before a dlclose: resolves addresses of unloadable code in the buckets while mapped.
+/// Only the buckets made since the last time are looked at: the cost does not grow with
+/// the samples taken so far.
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
     let mut guard = TABLE.lock();
     let Some(table) = guard.as_mut() else { return };
-    if !table.unpinned {
+    if table.unpinned.is_empty() {
         return;
     }
-    table.unpinned = false;
-    let addrs: Vec<u64> = table
-        .buckets
+    let fresh = std::mem::take(&mut table.unpinned);
+    let addrs: Vec<u64> = fresh
         .iter()
-        .flat_map(|b| b.stack.iter().copied())
+        .flat_map(|&b| table.buckets[b as usize].stack.iter().copied())
         .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
         .collect();
     let ids = symbolizer.pin(addrs);
-    symbolize::repin(table.buckets.iter_mut().map(|b| &mut b.stack), &ids);
-    // Two stacks may now be equal (two loads of one library); counts stay per bucket.
-    table.index = table
-        .buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| ((b.stack.clone(), b.size), i as u32))
-        .collect();
+    for b in fresh {
+        let bucket = &table.buckets[b as usize];
+        let old = key_hash(&bucket.stack, bucket.size);
+        table.unlink(b, old);
+        let bucket = &mut table.buckets[b as usize];
+        symbolize::repin(std::iter::once(&mut bucket.stack), &ids);
+        let new = key_hash(&bucket.stack, bucket.size);
+        // Two stacks may now be equal (two loads of one library); counts stay per bucket.
+        table.link(b, new);
+    }
 }
 
 /// Unbiased estimates for a bucket, as Go's scaleHeapSample: a block of size s was sampled
@@ -790,8 +938,8 @@ mod tests {
             MAX_BUCKETS + 100,
             "every block is still tracked"
         );
-        for w in PAGE_BITS.iter() {
-            w.store(0, Ordering::Relaxed);
+        for (w, good) in SLOT_BITS.iter().zip(&SLOTS_FOR_GOOD) {
+            w.store(good.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 
@@ -832,8 +980,8 @@ mod tests {
         assert_eq!(buckets.iter().map(|b| b.allocs - b.frees).sum::<u64>(), 201);
         let t = TABLE.lock().take().unwrap();
         assert_eq!(t.live_bytes, 200_010);
-        for w in PAGE_BITS.iter() {
-            w.store(0, Ordering::Relaxed);
+        for (w, good) in SLOT_BITS.iter().zip(&SLOTS_FOR_GOOD) {
+            w.store(good.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 
@@ -843,11 +991,10 @@ mod tests {
         let _turn = TABLE_TESTS.lock();
         RATE.store(1000, Ordering::Relaxed);
         let t = ThreadState {
+            block: Cell::new(UNCLAIMED_PTR),
             held: Cell::new(false),
-            countdown: Cell::new(0),
             seeded: Cell::new(true),
             rng: Cell::new(12345),
-            block: Cell::new(std::ptr::null()),
         };
         let n = 100_000;
         let gaps: Vec<i64> = (0..n).map(|_| next_gap(&t)).collect();

@@ -20,6 +20,7 @@ mod contention;
 mod cpu;
 mod debuginfo;
 mod dump;
+mod fast_hash;
 mod fast_tls;
 mod guard;
 mod heap;
@@ -75,9 +76,8 @@ fn start() {
     }
     let heap_on = cfg.profiles.heap && cfg.heap_rate > 0;
     dump::install(cfg.out_prefix.clone(), cfg.profiles.cpu, heap_on);
-    if heap_on {
-        heap::init(cfg.heap_rate);
-    }
+    // Off (rate 0) too: the counters go on, and the countdown is then set far from zero.
+    heap::init(if heap_on { cfg.heap_rate } else { 0 });
     let block_rate = if cfg.profiles.block {
         cfg.block_rate
     } else {

@@ -41,6 +41,31 @@ pub fn capture(own: OwnFrames) -> Vec<u64> {
     }
 }
 
+/// The stack of the program's call into a hook, from the hook's entry: `sp` as it was
+/// there (the return address into the program at `[sp]`) and the program's `rbp`. Only
+/// the program's frames are walked (half the steps of `capture`, which starts in rprof).
+/// Falls back to `capture` when `[sp]` is in rprof (the hook did not reach its slow path
+/// by a tail call).
+pub fn capture_from_call(sp: u64, bp: u64) -> Vec<u64> {
+    // SAFETY: `sp` is this thread's stack pointer at the hook's entry, below our frames:
+    // mapped, and holding the return address the call pushed.
+    let ret = unsafe { std::ptr::read(sp as *const u64) };
+    let code = symbolize::own_code();
+    if (code.0..code.1).contains(&ret) {
+        return capture(OwnFrames::Drop);
+    }
+    let mut regs = Regs([None; 17]);
+    regs.0[16] = Some(ret);
+    regs.0[7] = Some(sp + 8);
+    regs.0[6] = Some(bp);
+    let own = thread_stacks::stack_bounds();
+    let bounds = own
+        .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
+    let mut pcs = [0u64; MAX_DEPTH];
+    let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), &mut pcs).depth;
+    pcs[..depth].to_vec()
+}
+
 #[inline(never)]
 fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
     let (rip, rsp, rbp): (u64, u64, u64);

@@ -1,7 +1,8 @@
-//! The per-thread state the hooks read on every call, in one thread-local so that a hook
-//! computes one address: the reentrancy flag (`guard`) and the heap sampler's countdown,
-//! random state and counter block (`heap`). Const-initialised, no destructor (a TLS
-//! destructor registration would call calloc from inside malloc).
+//! The per-thread state the hooks read, in one thread-local: the heap counter block the
+//! thread writes (`heap`; the only field the unsampled malloc and free paths read, first
+//! so that they reach it with one `%fs`-relative load), the reentrancy flag (`guard`) and
+//! the heap sampler's random state. Const-initialised, no destructor (a TLS destructor
+//! registration would call calloc from inside malloc).
 //!
 //! Access goes through `FastTls` (the thread pointer plus a fixed offset) once `init` has
 //! run, and through the ordinary thread-local access before that.
@@ -10,25 +11,24 @@ use std::cell::Cell;
 
 use crate::fast_tls::FastTls;
 
+#[repr(C)]
 pub struct ThreadState {
+    /// The counter block the hooks write (`heap::Counters`): `heap::UNCLAIMED` until the
+    /// thread's first call claims one, `heap::DISCARD` while the guard is held. Never null.
+    pub block: Cell<*const ()>,
     /// Inside rprof: allocations pass through unprofiled (see `guard`).
     pub held: Cell<bool>,
-    /// Bytes left before the next heap sample (see `heap`).
-    pub countdown: Cell<i64>,
     pub seeded: Cell<bool>,
     pub rng: Cell<u64>,
-    /// This thread's counter block in `heap` (null until first use).
-    pub block: Cell<*const ()>,
 }
 
 thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
+            block: Cell::new(crate::heap::UNCLAIMED_PTR),
             held: Cell::new(false),
-            countdown: Cell::new(0),
             seeded: Cell::new(false),
             rng: Cell::new(0),
-            block: Cell::new(std::ptr::null()),
         }
     };
 }
@@ -40,13 +40,12 @@ pub fn init() {
     FAST.init(STATE.with(|s| s as *const ThreadState as usize));
 }
 
-/// Runs `f` on the calling thread's state if the fast access is ready (else None).
+/// The calling thread's `block` field, read with one `%fs`-relative load, if the fast
+/// access is ready (else None).
 #[inline(always)]
-#[allow(unsafe_code)]
-pub fn with_fast<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
-    // SAFETY: as in `with`.
-    FAST.get()
-        .map(|a| f(unsafe { &*(a as *const ThreadState) }))
+pub fn block_fast() -> Option<*const ()> {
+    // `block` is the first field of the repr(C) state: its address is the state's.
+    FAST.load_word().map(|w| w as *const ())
 }
 
 /// Runs `f` on the calling thread's state.

@@ -17,17 +17,44 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     // that fails is counted too; the other functions count only what they allocate.
     match heap::count_alloc_fast(size) {
         heap::Counted::Unsampled => real::malloc(size),
-        heap::Counted::Sample => malloc_sampled(size),
+        // SAFETY: the entry takes malloc's argument and returns its result.
+        heap::Counted::Negative => unsafe { rprof_malloc_negative(size) },
         heap::Counted::Slow => malloc_counting(size),
     }
 }
 
-/// A malloc that `heap::count_alloc_fast` counted and chose to sample. `extern "C"` (cannot
-/// unwind) so that the hook reaches it by a tail call.
+// A malloc whose countdown `heap::count_alloc_fast` took below zero: a sample, or the
+// thread's first call. The hook reaches it by a tail call, so at its entry `[rsp]` is the
+// return address into the program and `rbp` the program's: passed on, the sample's stack
+// is walked from the program's frame (`stack::capture_from_call`).
+std::arch::global_asm!(
+    ".pushsection .text.rprof_malloc_negative,\"ax\",@progbits",
+    ".p2align 4",
+    ".type rprof_malloc_negative,@function",
+    "rprof_malloc_negative:",
+    "mov rsi, rsp",
+    "mov rdx, rbp",
+    "jmp {body}",
+    ".size rprof_malloc_negative, . - rprof_malloc_negative",
+    ".popsection",
+    body = sym malloc_negative_body,
+);
+
+extern "C" {
+    fn rprof_malloc_negative(size: size_t) -> *mut c_void;
+}
+
+/// `malloc`'s negative countdown (see `rprof_malloc_negative`). `extern "C"` (cannot
+/// unwind): the entry jumps here.
 #[cold]
 #[inline(never)]
-extern "C" fn malloc_sampled(size: size_t) -> *mut c_void {
-    sampled(real::malloc(size), size)
+extern "C" fn malloc_negative_body(size: size_t, sp: u64, bp: u64) -> *mut c_void {
+    if heap::after_fast_count(size) {
+        let p = real::malloc(size);
+        heap::sample_from_call(p, size, sp, bp);
+        return p;
+    }
+    real::malloc(size)
 }
 
 /// A malloc that `heap::count_alloc_fast` did not count.
@@ -52,22 +79,27 @@ fn sampled(p: *mut c_void, size: size_t) -> *mut c_void {
 /// As free(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    // Pool pointers (dlsym's early allocations) are never freed.
-    if p.is_null() || real::is_bootstrap(p) {
+    if p.is_null() {
         return;
     }
-    // The common case ends in a jump to the real free, with no stack frame.
+    // The common case ends in a jump to the real free, with no stack frame. Pool pointers
+    // (dlsym's early allocations) are in slots marked for good: they never pass here.
     if heap::count_free_fast(p) {
         return real::free(p);
     }
     free_counting(p)
 }
 
-/// A free that `heap::count_free_fast` left to the general path (a page holding a sampled
-/// block, a thread's first call). `extern "C"` so that the hook reaches it by a tail call.
+/// A free that `heap::count_free_fast` left to the general path (a slot marked by a
+/// sampled block or a pool pointer, a thread's first call). `extern "C"` so that the hook
+/// reaches it by a tail call.
 #[cold]
 #[inline(never)]
 extern "C" fn free_counting(p: *mut c_void) {
+    // Pool pointers are never freed.
+    if real::is_bootstrap(p) {
+        return;
+    }
     heap::on_free(p);
     real::free(p);
 }

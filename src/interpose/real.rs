@@ -284,7 +284,10 @@ fn bootstrap_alloc(size: usize) -> *mut libc::c_void {
     unsafe {
         let base = (pool_base() + off) as *mut u8;
         *(base as *mut usize) = size;
-        base.add(16).cast()
+        let p = base.add(16).cast();
+        // Its frees must reach `free_counting`, which knows pool pointers.
+        crate::heap::mark_for_good(p);
+        p
     }
 }
 

@@ -389,7 +389,18 @@ pub fn walk(
     floor: u64,
     pcs: &mut [u64; MAX_DEPTH],
 ) -> Walk {
-    walk_from(regs.0[RA], |r| *r = *regs, stack, floor, pcs)
+    walk_from(regs.0[RA], true, |r| *r = *regs, stack, floor, pcs)
+}
+
+/// Async-signal-safe. As `walk`, for registers taken at a function's entry: their pc is a
+/// return address (recorded minus one, its call looked up, as for every caller).
+pub fn walk_from_call(
+    regs: &Regs,
+    stack: Option<StackBounds>,
+    floor: u64,
+    pcs: &mut [u64; MAX_DEPTH],
+) -> Walk {
+    walk_from(regs.0[RA], false, |r| *r = *regs, stack, floor, pcs)
 }
 
 /// Async-signal-safe. As `walk`, for the context a signal handler was given: its
@@ -408,6 +419,7 @@ pub unsafe fn walk_ucontext(
     // SAFETY: as above.
     walk_from(
         Some(pc),
+        true,
         |r| *r = unsafe { regs_from_ucontext(uc) },
         stack,
         floor,
@@ -431,6 +443,7 @@ pub unsafe fn pc_sp_from_ucontext(uc: *const libc::c_void) -> (u64, u64) {
 #[inline(always)]
 fn walk_from(
     leaf: Option<u64>,
+    leaf_is_exact: bool,
     load: impl FnOnce(&mut Regs),
     stack: Option<StackBounds>,
     floor: u64,
@@ -442,7 +455,11 @@ fn walk_from(
             truncated: false,
         };
     };
-    pcs[0] = leaf;
+    pcs[0] = if leaf_is_exact {
+        leaf
+    } else {
+        leaf.wrapping_sub(1)
+    };
     let mut w = Walk {
         depth: 1,
         truncated: false,
@@ -459,7 +476,7 @@ fn walk_from(
     let walked = with_scratch(|s| {
         load(&mut s.cur);
         let _ = UNLOAD_FENCE.enter(|| {
-            let mut exact = true;
+            let mut exact = leaf_is_exact;
             while let Some(caller_exact) = step(s, exact, &stack) {
                 let Some(pc) = s.caller.0[RA].filter(|&pc| pc > 1) else {
                     break;
