@@ -71,6 +71,11 @@ pub(super) fn rule_cache_clear() {
     }
 }
 
+/// The cached rule of an outermost frame (its return address undefined: glibc's `clone`
+/// and `_start`), which every walk reaches: the walk ends there. Bit 63 is never set in a
+/// packed rule.
+pub(super) const END_OF_STACK: u64 = u64::MAX;
+
 /// Packs a row of the common shape: bit 0 CFA from RBP (else RSP), bit 1 RBP saved,
 /// bits 2..26 CFA offset (signed 24), 26..42 RA offset, 42..58 RBP offset (signed 16).
 pub(super) fn pack_rule(row: &RowState) -> Option<u64> {

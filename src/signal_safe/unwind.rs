@@ -19,7 +19,9 @@
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::cfi::{eval_expr, find_fde, run_cfa_program, CfaRule, Cursor, Object, RowState, Rule};
-use super::rule_cache::{pack_rule, rule_cache_clear, rule_cache_get, rule_cache_put, step_cached};
+use super::rule_cache::{
+    pack_rule, rule_cache_clear, rule_cache_get, rule_cache_put, step_cached, END_OF_STACK,
+};
 
 /// Deepest stack recorded; deeper stacks keep their innermost frames and are marked truncated.
 pub const MAX_DEPTH: usize = 128;
@@ -291,6 +293,9 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
     let pc = regs.0[RA]?;
     let lookup = if pc_is_exact { pc } else { pc.wrapping_sub(1) };
     if let Some(rule) = rule_cache_get(lookup) {
+        if rule == END_OF_STACK {
+            return None;
+        }
         return step_cached(regs, rule, stack, &mut s.caller).map(|()| false);
     }
     let obj = find_object(pc)?;
@@ -335,7 +340,9 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
         &mut s.saved,
     )?;
     let (row, regs) = (&s.row, &s.cur);
-    if let Some(rule) = pack_rule(row) {
+    if row.regs[RA] == Rule::Undefined {
+        rule_cache_put(lookup, END_OF_STACK);
+    } else if let Some(rule) = pack_rule(row) {
         rule_cache_put(lookup, rule);
     }
     let cfa = match row.cfa {
