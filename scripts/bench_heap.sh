@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Heap-profiling overhead: c_tests/malloc_bench.c (random sizes 16-1040 B, a window of live
-# blocks per thread) with and without librprof.so at the default rate (all profiles on, as
-# users run it), 1 and 2 threads; wall-time and peak-RSS ratios over RUNS (default 7) rounds
-# of interleaved runs. Where Debian's libjemalloc2 is installed, also jemalloc alone, with its
+# blocks per thread: WINDOW, default 4000, about 2 MB that stays in cache; 200000 gives a
+# 100 MB heap that misses it anyway) with and without librprof.so at the default rate (all
+# profiles on, as users run it), 1 and 2 threads; wall-time and peak-RSS ratios over RUNS
+# (default 7) rounds of interleaved runs. Where Debian's libjemalloc2 is installed, also jemalloc alone, with its
 # own sampling profiler (prof:true, lg_prof_sample:19 = 512 KiB), and under rprof; where
 # heaptrack is installed, heaptrack on glibc. Each ratio is against the same allocator
 # without a profiler. Then the in-process rows: one thread alternating, within one
 # process, between the linked malloc/free and glibc's own (the hooks' cost alone, nearly
-# free of the host's drift). A benchmark, not a test: it judges nothing.
+# free of the host's drift). Last, where valgrind is installed, callgrind's count of
+# instructions per malloc/free pair of the loop (hooks and sampling included) for glibc,
+# the forwarding preload and rprof: exact and repeatable, whatever the host's noise.
+# A benchmark, not a test: it judges nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
 OPS=${OPS:-3000000}
-WINDOW=${WINDOW:-200000}
+WINDOW=${WINDOW:-4000}
 cargo build --release -q -p rprof
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -78,23 +82,51 @@ med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 paired() { # values base-values
   paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{print $1/$2}' | median
 }
-printf '%-16s %7s %10s %10s %8s %10s\n' config threads "wall (s)" "time ratio" "RSS (MB)" "RSS ratio"
+printf '%-16s %7s %10s %10s %8s %8s %10s\n' config threads "wall (s)" "time ratio" "vs fwd" "RSS (MB)" "RSS ratio"
 for threads in 1 2; do
   for c in "${configs[@]}"; do
     b=$(base_of "$c")
     w=$(med "${wall[$c.$threads]}")
     r=$(med "${rss[$c.$threads]}")
-    printf '%-16s %7s %10.3f %10.3f %8.1f %10.3f\n' "$c" "$threads" \
-      "$(awk "BEGIN{print $w/1e9}")" "$(paired "${wall[$c.$threads]}" "${wall[$b.$threads]}")" \
+    vs=-
+    [[ $b == glibc ]] && vs=$(printf '%.3f' "$(paired "${wall[$c.$threads]}" "${wall[forward.$threads]}")")
+    printf '%-16s %7s %10.3f %10.3f %8s %8.1f %10.3f\n' "$c" "$threads" \
+      "$(awk "BEGIN{print $w/1e9}")" "$(paired "${wall[$c.$threads]}" "${wall[$b.$threads]}")" "$vs" \
       "$(awk "BEGIN{print $r/1024}")" "$(paired "${rss[$c.$threads]}" "${rss[$b.$threads]}")"
   done
 done
 inbase=$(med "${inproc[glibc]}")
 for c in forward rprof; do
-  printf '%-16s %7s %10s %10.3f %8s %10s\n' "$c" "in-proc" "-" \
-    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$inbase}")" "-" "-"
+  printf '%-16s %7s %10s %10.3f %8s %8s %10s\n' "$c" "in-proc" "-" \
+    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$inbase}")" "-" "-" "-"
 done
 echo "(malloc_bench: $OPS ops per thread, window $WINDOW blocks per thread; ratios: median over $RUNS"
 echo " rounds of interleaved runs of each round's ratio; 'forward' only forwards malloc/free to"
 echo " glibc, the floor for any interposer; in-proc: 41 rounds alternating linked and glibc's own"
-echo " calls in one thread, median of $RUNS runs; targets for rprof: time <= 1.10, peak RSS <= 1.05)"
+echo " calls in one thread, median of $RUNS runs; target for rprof: time <= 1.05 x forward)"
+
+# Instructions per pair: the loop's inclusive count (callgrind) at 2N and at N operations,
+# differenced so that start-up and exit cancel out.
+if command -v valgrind >/dev/null; then
+  n=200000
+  per_pair() { # config
+    local counts=() ops pre
+    case $1 in
+      glibc) pre=() ;;
+      forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
+      rprof) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p") ;;
+    esac
+    for ops in "$n" "$((2 * n))"; do
+      "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+        "$work/malloc_bench" "$ops" 1 "$WINDOW" >/dev/null 2>&1
+      counts+=("$(callgrind_annotate --inclusive=yes "$work/cg.out" 2>/dev/null |
+        awk '/:worker /{gsub(",", "", $1); print $1; exit}')")
+      rm -f "$work"/cg.out* "$work"/p.*
+    done
+    awk "BEGIN{printf \"%.1f\", (${counts[1]} - ${counts[0]}) / $n}"
+  }
+  g=$(per_pair glibc) f=$(per_pair forward) r=$(per_pair rprof)
+  printf '%-16s %12s %14s %14s\n' callgrind "glibc" "forward" "rprof"
+  printf '%-16s %12s %14s %14s\n' "instr/pair" "$g" "$f ($(awk "BEGIN{printf \"%+.1f\", $f - $g}"))" \
+    "$r ($(awk "BEGIN{printf \"%+.1f\", $r - $f}") vs fwd)"
+fi

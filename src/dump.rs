@@ -200,9 +200,34 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate:
     let symbolizer = symbolize::shared(&mut symbolizer);
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
-    if s.cpu_enabled {
+    let cpu_now = s.cpu_enabled.then(|| {
         let now = cpu::snapshot();
         let window = cpu::window(&s.cpu_before, &now);
+        (now, window)
+    });
+    let contention = (s.block_enabled || s.mutex_enabled).then(crate::contention::buckets);
+    // Every kind's addresses in one batch: each object's symbol table is read once.
+    {
+        let mut addrs: Vec<u64> = Vec::new();
+        if let Some((_, window)) = &cpu_now {
+            addrs.extend(window.counts.keys().flat_map(|k| k.pcs.iter().copied()));
+        }
+        if s.heap_enabled {
+            addrs.extend(crate::heap::stack_addresses());
+        }
+        if let Some((block, mutex)) = &contention {
+            addrs.extend(
+                block
+                    .iter()
+                    .chain(mutex)
+                    .flat_map(|b| b.stack.iter().copied()),
+            );
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        symbolizer.resolve_all(addrs);
+    }
+    if let Some((now, window)) = cpu_now {
         recorded.cpu = window.counts.values().sum::<u64>() + window.lost;
         let profile = pprof::cpu_profile(
             &window,
@@ -225,9 +250,8 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate:
             write_profile(&s.prefix, "heap-peak", seq, &peak);
         }
     }
-    if s.block_enabled || s.mutex_enabled {
+    if let Some((block, mutex)) = contention {
         // Cumulative from the start of the program, as Go's are.
-        let (block, mutex) = crate::contention::buckets();
         let events = |b: &[crate::contention::EventBucket]| {
             b.iter().map(|e| e.count).sum::<f64>().round() as u64
         };

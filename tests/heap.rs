@@ -69,6 +69,30 @@ fn statistic(p: &Profile, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {name} in {:?}", p.comments()))
 }
 
+/// A library loaded and unloaded 300 times allocates 150 blocks of 64 bytes each time and
+/// leaves 50 live: at rate 1, every one is in the profile under its own function, whose
+/// library is gone when the profile is written (its frames were pinned at each dlclose).
+#[test]
+fn allocations_of_unloaded_libraries_are_all_kept_at_rate_one() {
+    let prog = build("dlopen_loop");
+    let plugin = build("libplugin.so");
+    let args = [plugin.to_str().unwrap(), "150"];
+    let r = run("heap-dlopen", &prog, &args, &[("RPROF_HEAP_RATE", "1")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let p = heap_file(&r);
+    let sites = by_leaf_and_size(&p);
+    assert_eq!(
+        sites.get(&("plugin_alloc".to_owned(), 64)).copied(),
+        Some([45_000, 45_000 * 64, 15_000, 15_000 * 64]),
+        "{:?}",
+        sites.keys().collect::<Vec<_>>()
+    );
+    assert!(p
+        .mapping
+        .iter()
+        .any(|m| p.str(m.filename).ends_with("libplugin.so")));
+}
+
 #[test]
 fn every_allocation_is_exact_at_rate_one() {
     let prog = build("heap_sites");
