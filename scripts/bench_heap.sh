@@ -17,7 +17,6 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
 OPS=${OPS:-3000000}
 WINDOW=${WINDOW:-4000}
-cargo build --release -q -p rprof
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -pthread -o "$work/malloc_bench" c_tests/malloc_bench.c -ldl
@@ -25,8 +24,13 @@ cc -O2 -o "$work/run_measured" scripts/run_measured.c
 je=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 
 cc -O2 -shared -fPIC -DFORWARD_MALLOC -o "$work/forward.so" scripts/bench_reference.c
-# A copy, so that a rebuild during the run does not change what is measured.
-cp target/release/librprof.so "$work/librprof.so"
+# RPROF_LIB names another build of the library to measure. A copy, so that a rebuild
+# during the run does not change what is measured.
+if [[ -z ${RPROF_LIB:-} ]]; then
+  cargo build --release -q -p rprof
+  RPROF_LIB=target/release/librprof.so
+fi
+cp "$RPROF_LIB" "$work/librprof.so"
 lib=$work/librprof.so
 configs=(glibc forward rprof)
 [[ -f $je ]] && configs+=(jemalloc jemalloc+prof jemalloc+rprof)

@@ -125,8 +125,12 @@ impl Counters {
 
 static BLOCKS: [Counters; 1024] = [const { Counters::new() }; 1024];
 /// What a thread writes before it has a block: its countdown stays far below zero (racy
-/// writes from several threads only subtract), so every call takes the general path,
-/// which claims a block. Never summed.
+/// writes from several threads only subtract), so every malloc takes the general path,
+/// which claims a block. Its frees are summed (a thread may free before it ever
+/// allocates; threads started by `pthread_create` have their block from the start, so
+/// only threads made otherwise, as Go's runtime makes them, count here, where two such
+/// threads freeing at the same instant could lose one count); its mallocs are not (they
+/// are counted again in the block claimed).
 static UNCLAIMED: Counters = Counters::with_countdown(i64::MIN / 2);
 /// What a thread writes while rprof works on it: its countdown stays far above zero, so
 /// rprof's own allocations take the unsampled path. Never summed.
@@ -142,9 +146,17 @@ static PAGES_MARKED: AtomicBool = AtomicBool::new(false);
 /// Held by fork's prepare handler.
 pub static MORE_BLOCKS: Lock<Vec<&'static Counters>> = Lock::new(Vec::new());
 
-static SLOT_BITS: [AtomicU64; SLOT_WORDS] = [const { AtomicU64::new(0) }; SLOT_WORDS];
+/// Slot 0 (the null pointer's) is marked from the start: `free(NULL)` takes the general
+/// path, so the unsampled one needs no test for it.
+static SLOT_BITS: [AtomicU64; SLOT_WORDS] = slots_marked_for_null();
 /// Slots whose bit stays set whatever the table says (see `mark_for_good`).
-static SLOTS_FOR_GOOD: [AtomicU64; SLOT_WORDS] = [const { AtomicU64::new(0) }; SLOT_WORDS];
+static SLOTS_FOR_GOOD: [AtomicU64; SLOT_WORDS] = slots_marked_for_null();
+
+const fn slots_marked_for_null() -> [AtomicU64; SLOT_WORDS] {
+    let mut words = [const { AtomicU64::new(0) }; SLOT_WORDS];
+    words[0] = AtomicU64::new(1);
+    words
+}
 /// Frees that passed the slot test and were looked up under the lock, and how many of
 /// those were sampled blocks: the measure of the cheap test's worth.
 static FREES_LOOKED_UP: AtomicU64 = AtomicU64::new(0);
@@ -403,12 +415,10 @@ pub fn count_free_fast(p: *mut libc::c_void) -> bool {
     let Some(b) = thread_state::block_fast() else {
         return false;
     };
-    let c = block_at(b);
-    // A negative countdown: no block yet (UNCLAIMED), or heap profiling not started.
-    if slot_marked(p as usize) || c.countdown.load(Ordering::Relaxed) < 0 {
+    if slot_marked(p as usize) {
         return false;
     }
-    Counters::add(&c.frees, 1);
+    Counters::add(&block_at(b).frees, 1);
     true
 }
 
@@ -737,6 +747,7 @@ pub fn reset_after_fork() {
             }
         }
     }
+    store_changed!(UNCLAIMED.frees, 0);
     store_changed!(FREES_LOOKED_UP, 0);
     store_changed!(FREES_OF_SAMPLES, 0);
     // SAFETY: as above.
@@ -749,7 +760,7 @@ pub fn reset_after_fork() {
 /// Exact totals since the program started: (allocation calls, frees, bytes requested).
 pub fn totals() -> (u64, u64, u64) {
     let more = MORE_BLOCKS.lock();
-    let mut t = (0, 0, 0);
+    let mut t = (0, UNCLAIMED.frees.load(Ordering::Relaxed), 0);
     for c in BLOCKS.iter().chain(more.iter().copied()) {
         t.0 += c.mallocs.load(Ordering::Relaxed);
         t.1 += c.frees.load(Ordering::Relaxed);

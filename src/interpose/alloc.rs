@@ -79,11 +79,9 @@ fn sampled(p: *mut c_void, size: size_t) -> *mut c_void {
 /// As free(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() {
-        return;
-    }
-    // The common case ends in a jump to the real free, with no stack frame. Pool pointers
-    // (dlsym's early allocations) are in slots marked for good: they never pass here.
+    // The common case ends in a jump to the real free, with no stack frame. Null and pool
+    // pointers (dlsym's early allocations) are in slots marked for good: they never pass
+    // here.
     if heap::count_free_fast(p) {
         return real::free(p);
     }
@@ -97,7 +95,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[inline(never)]
 extern "C" fn free_counting(p: *mut c_void) {
     // Pool pointers are never freed.
-    if real::is_bootstrap(p) {
+    if p.is_null() || real::is_bootstrap(p) {
         return;
     }
     heap::on_free(p);
