@@ -405,6 +405,8 @@ pub struct ObjectInfo {
     chosen: Option<usize>,
     preferred: &'static str,
     plt_ranges: Vec<(u64, u64)>,
+    /// The file ranges of the DWARF sections, given back after each lookup.
+    dwarf_ranges: Vec<std::ops::Range<usize>>,
     /// Named PLT entries, made when an address first falls in a PLT section.
     plt: Option<Vec<PltEntry>>,
     image: Image,
@@ -446,6 +448,14 @@ impl ObjectInfo {
             chosen: None,
             preferred: if path == "[vdso]" { "__vdso_" } else { "" },
             plt_ranges: plt_ranges(&file),
+            dwarf_ranges: file
+                .sections()
+                .filter(|s| s.name().is_ok_and(|n| n.starts_with(".debug_")))
+                .filter_map(|s| {
+                    let (off, size) = s.file_range()?;
+                    Some(off as usize..(off + size) as usize)
+                })
+                .collect(),
             plt: None,
             image,
             debug_image,
@@ -576,6 +586,12 @@ impl ObjectInfo {
                         line: i64::from(line),
                     });
                 }
+            }
+            // What was read of the DWARF (a unit's entries and line program, parsed and kept
+            // by addr2line now) leaves the RSS again: the peak holds one unit's pages, not
+            // every unit's the addresses fall in.
+            for r in &self.dwarf_ranges {
+                self.image.release(r.clone());
             }
         }
         if out.is_empty() {
