@@ -342,38 +342,139 @@ fn plt_ranges(file: &object::File<'_>) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The DWARF of `file` over the bytes of its image, in place; decompressed sections are
-/// kept in `owned`.
-fn load_dwarf(
+/// The bytes of a DWARF section of `file` in place, or decompressed once into `owned`
+/// (kept by section name).
+fn dwarf_section(
     file: &object::File<'static>,
-    owned: &mut Vec<Box<[u8]>>,
-) -> Option<addr2line::Context<Reader>> {
-    file.section_by_name(".debug_info")?;
-    let endian = if file.is_little_endian() {
+    name: &str,
+    owned: &mut Vec<(String, Box<[u8]>)>,
+) -> &'static [u8] {
+    let as_static = |b: &[u8]| -> &'static [u8] {
+        // SAFETY: the box is kept in `owned` (never mutated or removed, its heap buffer
+        // does not move) for as long as what borrows it (see `ObjectInfo`).
+        unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) }
+    };
+    if let Some((_, b)) = owned.iter().find(|(n, _)| n == name) {
+        return as_static(b);
+    }
+    match file
+        .section_by_name(name)
+        .and_then(|s| s.uncompressed_data().ok())
+    {
+        Some(Cow::Borrowed(b)) => b,
+        Some(Cow::Owned(v)) => {
+            let b: Box<[u8]> = v.into_boxed_slice();
+            let data = as_static(&b);
+            owned.push((name.to_owned(), b));
+            data
+        }
+        None => &[],
+    }
+}
+
+fn endian(file: &object::File<'_>) -> gimli::RunTimeEndian {
+    if file.is_little_endian() {
         gimli::RunTimeEndian::Little
     } else {
         gimli::RunTimeEndian::Big
-    };
+    }
+}
+
+/// The whole length of the unit whose header starts at `at` in `.debug_info`.
+fn unit_length(info: &[u8], at: usize) -> Option<usize> {
+    let word = |i: usize| Some(u32::from_le_bytes(info.get(i..i + 4)?.try_into().ok()?));
+    match word(at)? {
+        0xffff_ffff => {
+            let n = u64::from_le_bytes(info.get(at + 4..at + 12)?.try_into().ok()?);
+            usize::try_from(n).ok()?.checked_add(12)
+        }
+        n if n < 0xffff_fff0 => (n as usize).checked_add(4),
+        _ => None,
+    }
+}
+
+/// A context over the DWARF of `file`, in place: of the one unit at `unit` in
+/// `.debug_info` (addr2line then parses that unit only), or of all of them.
+fn load_dwarf(
+    file: &object::File<'static>,
+    owned: &mut Vec<(String, Box<[u8]>)>,
+    unit: Option<usize>,
+) -> Option<addr2line::Context<Reader>> {
+    let endian = endian(file);
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let data: &'static [u8] = match file
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-        {
-            Some(Cow::Borrowed(b)) => b,
-            Some(Cow::Owned(v)) => {
-                let b: Box<[u8]> = v.into_boxed_slice();
-                // SAFETY: the box is kept in `owned` (never mutated, its heap buffer does not
-                // move) for as long as the context that borrows it (see `ObjectInfo`).
-                let data = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) };
-                owned.push(b);
-                data
-            }
-            None => &[],
-        };
+        let mut data = dwarf_section(file, id.name(), owned);
+        if let (gimli::SectionId::DebugInfo, Some(at)) = (id, unit) {
+            data = unit_length(data, at)
+                .and_then(|n| data.get(at..at.checked_add(n)?))
+                .unwrap_or_default();
+        }
         Ok(gimli::EndianSlice::new(data, endian))
     };
     let dwarf = gimli::Dwarf::load(load).ok()?;
     addr2line::Context::from_dwarf(dwarf).ok()
+}
+
+/// The DWARF of an object, parsed a unit at a time: `.debug_aranges` says which unit
+/// holds an address, and only the units addresses fall in are parsed (addr2line parses
+/// every unit's header, abbreviations and file table up front: 14 MB for libpython).
+/// Without aranges (LLVM does not emit them by default), one context for all units.
+struct Dwarf {
+    /// (start, end, unit offset in .debug_info), by start.
+    aranges: Vec<(u64, u64, usize)>,
+    units: std::collections::HashMap<usize, Option<addr2line::Context<Reader>>>,
+    whole: Option<Option<addr2line::Context<Reader>>>,
+}
+
+impl Dwarf {
+    fn new(file: &object::File<'static>, owned: &mut Vec<(String, Box<[u8]>)>) -> Option<Dwarf> {
+        file.section_by_name(".debug_info")?;
+        let data = dwarf_section(file, ".debug_aranges", owned);
+        let mut aranges = Vec::new();
+        let mut headers = gimli::DebugAranges::new(data, endian(file)).headers();
+        while let Ok(Some(h)) = headers.next() {
+            let unit = h.debug_info_offset().0;
+            let mut entries = h.entries();
+            while let Ok(Some(e)) = entries.next() {
+                if e.length() > 0 {
+                    aranges.push((e.address(), e.address().saturating_add(e.length()), unit));
+                }
+            }
+        }
+        aranges.sort_unstable();
+        Some(Dwarf {
+            aranges,
+            units: std::collections::HashMap::new(),
+            whole: None,
+        })
+    }
+
+    fn context_for(
+        &mut self,
+        svma: u64,
+        file: &object::File<'static>,
+        owned: &mut Vec<(String, Box<[u8]>)>,
+    ) -> Option<&addr2line::Context<Reader>> {
+        let i = self.aranges.partition_point(|r| r.0 <= svma);
+        let unit = i
+            .checked_sub(1)
+            .map(|i| self.aranges[i])
+            .filter(|r| svma < r.1)
+            .map(|r| r.2);
+        match unit {
+            Some(at) => self
+                .units
+                .entry(at)
+                .or_insert_with(|| load_dwarf(file, owned, Some(at)))
+                .as_ref(),
+            // Aranges cover every unit with code where the compiler emits them; an address
+            // outside them (start-up files, assembly) has no lines to find.
+            None if !self.aranges.is_empty() => None,
+            None => self
+                .whole
+                .get_or_insert_with(|| load_dwarf(file, owned, None))
+                .as_ref(),
+        }
+    }
 }
 
 /// The separate debug file of an object with this build ID, in Debian's layout.
@@ -394,8 +495,9 @@ pub struct ObjectInfo {
     // Drop order matters: `dwarf` borrows `owned` and the images, so it is declared (and
     // dropped) first.
     /// The parsed DWARF: None until lines are first asked for, then Some(None) without any.
-    dwarf: Option<Option<addr2line::Context<Reader>>>,
-    owned: Vec<Box<[u8]>>,
+    dwarf: Option<Option<Dwarf>>,
+    /// Decompressed DWARF sections, by name.
+    owned: Vec<(String, Box<[u8]>)>,
     with_lines: bool,
     /// PT_LOAD segments: (file offset, file size, virtual address).
     segments: Vec<(u64, u64, u64)>,
@@ -521,17 +623,19 @@ impl ObjectInfo {
         (svma < e.end).then(|| (e.name.clone(), e.start))
     }
 
-    fn context(&mut self) -> Option<&addr2line::Context<Reader>> {
+    /// The DWARF context for an address (None: no DWARF, or lines not wanted).
+    fn context(&mut self, svma: u64) -> Option<&addr2line::Context<Reader>> {
         if !self.with_lines {
             return None;
         }
+        let file = object::File::parse(self.image.bytes()).ok()?;
         if self.dwarf.is_none() {
-            let loaded = object::File::parse(self.image.bytes())
-                .ok()
-                .and_then(|file| load_dwarf(&file, &mut self.owned));
-            self.dwarf = Some(loaded);
+            self.dwarf = Some(Dwarf::new(&file, &mut self.owned));
         }
-        self.dwarf.as_ref()?.as_ref()
+        self.dwarf
+            .as_mut()?
+            .as_mut()?
+            .context_for(svma, &file, &mut self.owned)
     }
 
     /// For each file offset of the object: its lines (innermost inlined call first) and how
@@ -565,7 +669,7 @@ impl ObjectInfo {
 
     fn lines_at(&mut self, svma: u64, symbol: Option<&str>) -> Vec<LineInfo> {
         let mut out = Vec::new();
-        if let Some(ctx) = self.context() {
+        if let Some(ctx) = self.context(svma) {
             if let Ok(mut frames) = ctx.find_frames(svma).skip_all_loads() {
                 while let Ok(Some(frame)) = frames.next() {
                     let raw = frame

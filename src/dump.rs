@@ -140,11 +140,13 @@ pub enum Ending {
 
 /// Writes the final files (at exit, or before dying of SIGINT/SIGTERM). Runs once.
 pub fn final_dump(ending: Ending) {
-    if ending == Ending::Exit {
-        crate::masks::check_current_thread();
-        crate::masks::check_other_threads();
-    }
+    // The timers stop first, so that no CPU sample lands in the checks of /proc below.
+    let signal = cpu::signal_in_use();
     cpu::stop();
+    if ending == Ending::Exit {
+        crate::masks::check_current_thread_for(signal);
+        crate::masks::check_other_threads_for(signal);
+    }
     let mut guard = STATE.lock();
     let Some(s) = this_process(&mut guard) else {
         return;

@@ -181,7 +181,12 @@ pub fn wait_set(set: *const libc::sigset_t) -> Option<libc::sigset_t> {
 /// its exit, and at the final dump); counts it once and says so the first time. Not for
 /// signal context.
 pub fn check_current_thread() {
-    let k = kept();
+    check_current_thread_for(kept());
+}
+
+/// `check_current_thread` for CPU signal `k` (0: none), which the final dump reads before
+/// it stops the timers, so that no sample lands in the checks.
+pub fn check_current_thread_for(k: i32) {
     if k == 0 || COUNTED.with(Cell::get) || VIEW.with(Cell::get).0 != k {
         return;
     }
@@ -205,8 +210,7 @@ pub fn unsampleable() -> u64 {
 
 /// The program's other live threads with the CPU signal blocked, from
 /// /proc/self/task/*/status (at the final dump). Threads rprof set itself are skipped.
-pub fn check_other_threads() {
-    let k = kept();
+pub fn check_other_threads_for(k: i32) {
     if k == 0 {
         return;
     }
