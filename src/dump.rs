@@ -172,7 +172,7 @@ pub fn final_dump(ending: Ending) {
     if s.heap_enabled {
         let (looked_up, sampled) = crate::heap::free_lookups();
         debug!(
-            "heap: {looked_up} of {} frees passed the page test and were looked up ({sampled} were sampled blocks); the others took no lock",
+            "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
             crate::heap::totals().1
         );
     }

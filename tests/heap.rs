@@ -158,11 +158,11 @@ fn every_allocation_is_exact_at_rate_one() {
     // At rate 1 every free is of a sampled block, so every free is looked up. That
     // internal figure is for RPROF_LOG=debug, not for the profile's readers.
     assert!(
-        r.stderr().contains("frees passed the page test"),
+        r.stderr().contains("frees passed the slot test"),
         "{}",
         r.stderr()
     );
-    assert!(!comments.contains("page test"), "{comments}");
+    assert!(!comments.contains("slot test"), "{comments}");
     if let Some(top) = go_pprof_top(
         &r.files()
             .into_iter()
@@ -187,14 +187,14 @@ fn default_rate_estimates_are_unbiased_within_bounds() {
     let stderr = r.stderr();
     let line = stderr
         .lines()
-        .find(|l| l.contains("frees passed the page test"))
+        .find(|l| l.contains("frees passed the slot test"))
         .unwrap();
     let numbers: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
         .collect();
     let (looked_up, frees, sampled) = (numbers[0], numbers[1], numbers[2]);
-    // Frees looked up in vain (their page holds a sampled block, they are not one): few.
+    // Frees looked up in vain (their slot holds a sampled block, they are not one): few.
     assert!(
         frees > 1000 && (looked_up - sampled) * 100 < frees,
         "{line}"
