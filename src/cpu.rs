@@ -64,6 +64,7 @@ static OWN_WORK: AtomicBool = AtomicBool::new(false);
 
 /// Async-signal-safe. Marks the start (true) and end of rprof's own work on a program
 /// thread.
+#[inline(always)]
 pub fn own_work(on: bool) {
     OWN_WORK.store(on, Ordering::Release);
 }
@@ -110,6 +111,8 @@ pub fn period_ns() -> u64 {
 /// The CPU signal's handler. Async-signal-safe: it walks the stack straight into the
 /// store. A signal that is neither a timer's nor a stack request (`kill -PROF`, the
 /// program's own `setitimer`) gets the action the program set, as without rprof.
+// In the section of `on_exit`: that page is then resident at exit (see lib.rs).
+#[link_section = ".text.hot.rprof_sample"]
 pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
