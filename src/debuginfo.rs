@@ -511,6 +511,8 @@ pub struct ObjectInfo {
     dwarf_ranges: Vec<std::ops::Range<usize>>,
     /// Named PLT entries, made when an address first falls in a PLT section.
     plt: Option<Vec<PltEntry>>,
+    /// The object's headers, parsed once (they borrow `image`, declared after).
+    file: object::File<'static>,
     image: Image,
     debug_image: Option<Image>,
 }
@@ -559,6 +561,7 @@ impl ObjectInfo {
                 })
                 .collect(),
             plt: None,
+            file,
             image,
             debug_image,
         })
@@ -628,14 +631,13 @@ impl ObjectInfo {
         if !self.with_lines {
             return None;
         }
-        let file = object::File::parse(self.image.bytes()).ok()?;
         if self.dwarf.is_none() {
-            self.dwarf = Some(Dwarf::new(&file, &mut self.owned));
+            self.dwarf = Some(Dwarf::new(&self.file, &mut self.owned));
         }
         self.dwarf
             .as_mut()?
             .as_mut()?
-            .context_for(svma, &file, &mut self.owned)
+            .context_for(svma, &self.file, &mut self.owned)
     }
 
     /// For each file offset of the object: its lines (innermost inlined call first) and how
