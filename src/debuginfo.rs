@@ -774,3 +774,27 @@ mod demangle_tests {
         assert_eq!(super::demangle("plain_c_function"), "plain_c_function");
     }
 }
+
+/// The link-time address ranges [start, end) of the named symbols in `path`'s symbol
+/// table, in the order asked (None for a name not there, or without a size).
+pub fn symbol_ranges(path: &str, names: &[&str]) -> Vec<Option<(u64, u64)>> {
+    let mut out = vec![None; names.len()];
+    let Some(image) = Image::map(path) else {
+        return out;
+    };
+    let Ok(file) = object::File::parse(image.bytes()) else {
+        return out;
+    };
+    let Some(table) = file.symbol_table() else {
+        return out;
+    };
+    for sym in table.symbols() {
+        let Ok(name) = sym.name() else { continue };
+        if let Some(i) = names.iter().position(|&n| n == name) {
+            if out[i].is_none() && sym.size() > 0 {
+                out[i] = Some((sym.address(), sym.address() + sym.size()));
+            }
+        }
+    }
+    out
+}

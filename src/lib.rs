@@ -22,6 +22,7 @@ mod debuginfo;
 mod dump;
 mod fast_hash;
 mod fast_tls;
+mod go;
 mod guard;
 mod heap;
 mod http;
@@ -71,6 +72,7 @@ fn start() {
     interpose::real::init();
     thread_state::init();
     symbolize::init();
+    go::init();
     if !signal_safe::unwind::init() {
         warning!("this glibc has no _dl_find_object (glibc < 2.35): stacks hold only their innermost function");
     }

@@ -10,6 +10,8 @@
 //! rprof's own threads call (a store's `init`, `stack_requests::ask`) say so.
 
 mod cfi;
+/// Go frames beyond a cgo call (`runtime.asmcgocall`).
+pub mod go_frames;
 pub mod own_alloc;
 mod rule_cache;
 pub mod stack_requests;

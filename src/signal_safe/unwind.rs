@@ -19,6 +19,7 @@
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::cfi::{eval_expr, find_fde, run_cfa_program, CfaRule, Cursor, Object, RowState, Rule};
+use super::go_frames;
 use super::rule_cache::{
     pack_rule, rule_cache_clear, rule_cache_get, rule_cache_put, step_cached, END_OF_STACK,
 };
@@ -28,6 +29,7 @@ pub const MAX_DEPTH: usize = 128;
 
 pub(super) const RA: usize = 16;
 pub(super) const RSP: usize = 7;
+pub(super) const RBP: usize = 6;
 pub(super) const NREGS: usize = 17;
 
 /// Registers of an interrupted context, indexed by DWARF register number (0–15 the general
@@ -484,7 +486,17 @@ fn walk_from(
         load(&mut s.cur);
         let _ = UNLOAD_FENCE.enter(|| {
             let mut exact = leaf_is_exact;
-            while let Some(caller_exact) = step(s, exact, &stack) {
+            loop {
+                let Some(caller_exact) = step(s, exact, &stack) else {
+                    // C called from Go: the goroutine's frames lie beyond asmcgocall.
+                    if let (Some(pc), Some(sp)) = (s.cur.0[RA], s.cur.0[RSP]) {
+                        if !exact && go_frames::is_cgo_return(pc) {
+                            let bp = s.cur.0[RBP];
+                            go_frames::extend(sp, bp, &stack, pcs, &mut w.depth, &mut w.truncated);
+                        }
+                    }
+                    break;
+                };
                 let Some(pc) = s.caller.0[RA].filter(|&pc| pc > 1) else {
                     break;
                 };
