@@ -33,6 +33,9 @@ static WAKE: AtomicU32 = AtomicU32::new(0);
 static SNAPSHOT_REQUESTS: AtomicU32 = AtomicU32::new(0);
 static FATAL_REQUESTED: AtomicU32 = AtomicU32::new(0);
 static FATAL_DONE: AtomicU32 = AtomicU32::new(0);
+/// Requests for the final files while the program goes on (`final_files_and_wait`).
+static FINAL_NOW_REQUESTS: AtomicU32 = AtomicU32::new(0);
+static FINAL_NOW_SERVED: AtomicU32 = AtomicU32::new(0);
 /// Set to make the collector thread return; its pthread_t (+1) while it runs.
 static STOP: AtomicU32 = AtomicU32::new(0);
 static THREAD: AtomicU64 = AtomicU64::new(0);
@@ -85,6 +88,12 @@ fn run() {
                 dump::final_dump(dump::Ending::Dying);
                 FATAL_DONE.store(1, Ordering::Release);
                 sys::futex_wake(&FATAL_DONE);
+            }
+            let wanted = FINAL_NOW_REQUESTS.load(Ordering::Acquire);
+            if FINAL_NOW_SERVED.load(Ordering::Acquire) != wanted {
+                dump::final_files_now();
+                FINAL_NOW_SERVED.store(wanted, Ordering::Release);
+                sys::futex_wake(&FINAL_NOW_SERVED);
             }
             // A request that came before this thread first ran is served too.
             let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
@@ -143,6 +152,29 @@ pub fn on_fatal_signal(sig: i32, timeout_ns: u64) {
     serve_here();
 }
 
+/// Async-signal-safe. Has the collector thread write the final files now, while the
+/// program goes on, and waits for them (at most `timeout_ns`). Only where the collector
+/// thread runs (a Go program always has threads); false if it does not.
+pub fn final_files_and_wait(timeout_ns: u64) -> bool {
+    if !running() || guard::held() {
+        return false;
+    }
+    let ticket = FINAL_NOW_REQUESTS.fetch_add(1, Ordering::AcqRel) + 1;
+    wake();
+    let deadline = sys::monotonic_ns() + timeout_ns;
+    loop {
+        let served = FINAL_NOW_SERVED.load(Ordering::Acquire);
+        if served.wrapping_sub(ticket) as i32 >= 0 {
+            return true;
+        }
+        let now = sys::monotonic_ns();
+        if now >= deadline {
+            return false;
+        }
+        sys::futex_wait(&FINAL_NOW_SERVED, served, (deadline - now).min(50_000_000));
+    }
+}
+
 /// Has the collector thread write the final files, waits for it (at most `timeout_ns`),
 /// then dies of `sig`.
 fn die_after_collector_dump(sig: i32, timeout_ns: u64) {
@@ -160,7 +192,7 @@ fn die_after_collector_dump(sig: i32, timeout_ns: u64) {
 }
 
 /// Async-signal-safe. Dies of `sig` by its default action (the files are written).
-fn die_of(sig: i32) {
+pub fn die_of(sig: i32) {
     // SAFETY: plain data and async-signal-safe calls (sigaction, pthread_sigmask, tgkill).
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -238,4 +270,6 @@ pub fn reset_after_fork() {
     store_changed!(FATAL_REQUESTED, 0);
     store_changed!(FATAL_DONE, 0);
     store_changed!(FATAL_SIGNAL, 0);
+    store_changed!(FINAL_NOW_REQUESTS, 0);
+    store_changed!(FINAL_NOW_SERVED, 0);
 }

@@ -165,8 +165,16 @@ unsafe fn answer_request(uc: *mut libc::c_void) {
 }
 
 /// The lowest address this thread's stack may use (0: not known). Async-signal-safe.
+/// On an alternate signal stack (Go's threads have one, and rprof's handlers use it
+/// there), that stack's lowest address.
 fn stack_floor() -> u64 {
-    crate::thread_stacks::stack_bounds().map_or(0, |b| b.lo)
+    let probe = 0u8;
+    let here = std::ptr::addr_of!(probe) as u64;
+    match crate::thread_stacks::stack_bounds() {
+        Some(b) if here >= b.lo && here < b.hi => b.lo,
+        Some(_) => sys::alternate_stack_floor(here),
+        None => 0,
+    }
 }
 
 /// The span of this thread's stack above the interrupted stack pointer. Async-signal-safe.

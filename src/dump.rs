@@ -35,6 +35,9 @@ pub struct DumpState {
     /// When this process (or fork child) started, CLOCK_MONOTONIC.
     process_start_mono: u64,
     final_done: bool,
+    /// Final files were written while the program went on (`final_files_now`): the next
+    /// final files replace them.
+    final_written: bool,
     /// The process this state describes: a fork child finds its parent's here, and starts
     /// its own at its first use (`this_process`).
     pid: u32,
@@ -68,6 +71,7 @@ fn this_process(slot: &mut Option<DumpState>) -> Option<&mut DumpState> {
         s.window_start_mono = FORK_MONO.load(Ordering::Relaxed);
         s.process_start_mono = s.window_start_mono;
         s.final_done = false;
+        s.final_written = false;
     }
     Some(s)
 }
@@ -89,6 +93,7 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
         window_start_mono: sys::monotonic_ns(),
         process_start_mono: sys::monotonic_ns(),
         final_done: false,
+        final_written: false,
         pid: std::process::id(),
     });
 }
@@ -125,7 +130,22 @@ pub fn snapshot() {
     }
     s.snapshots += 1;
     let n = s.snapshots;
-    write_profiles(s, Some(n), Ending::Exit);
+    write_profiles(s, Some(n), Ending::Exit, false);
+}
+
+/// Writes the files a final dump would, now, while the program goes on: for a signal that
+/// ends the program unless it catches it itself (a Go program's SIGTERM), written before
+/// the program can react. A later final dump writes them again.
+pub fn final_files_now() {
+    let mut guard = STATE.lock();
+    let Some(s) = this_process(&mut guard) else {
+        return;
+    };
+    if s.final_done || (s.snapshots == 0 && nothing_recorded(s)) {
+        return;
+    }
+    write_profiles(s, None, Ending::Dying, true);
+    s.final_written = true;
 }
 
 /// How the process is ending when the final files are written.
@@ -160,7 +180,7 @@ pub fn final_dump(ending: Ending) {
         info!("nothing was recorded: no profile files written");
         crate::ledger::ended(crate::ledger::Recorded::default(), None);
     } else {
-        let recorded = write_profiles(s, None, ending);
+        let recorded = write_profiles(s, None, ending, false);
         let mut pattern = s.prefix.as_os_str().to_owned();
         pattern.push(format!(".{}.*.pb.gz", std::process::id()));
         crate::ledger::ended(recorded, Some(&pattern.to_string_lossy()));
@@ -195,8 +215,16 @@ fn nothing_recorded(s: &DumpState) -> bool {
 }
 
 /// Writes the files of every enabled kind; returns what they hold (CPU samples of this
-/// window, sampled allocations, block and mutex events since the start).
-fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate::ledger::Recorded {
+/// window, sampled allocations, block and mutex events since the start). `provisional`
+/// files (final ones written while the program goes on) leave the window open: the next
+/// files cover it again.
+fn write_profiles(
+    s: &mut DumpState,
+    seq: Option<u32>,
+    ending: Ending,
+    provisional: bool,
+) -> crate::ledger::Recorded {
+    let replace = seq.is_none() && s.final_written;
     let mut recorded = crate::ledger::Recorded::default();
     let mut symbolizer = symbolize::SHARED.lock();
     let symbolizer = symbolize::shared(&mut symbolizer);
@@ -238,8 +266,10 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate:
             s.window_start_unix,
             duration,
         );
-        write_profile(&s.prefix, "cpu", seq, &profile);
-        s.cpu_before = now;
+        write_profile(&s.prefix, "cpu", seq, &profile, replace);
+        if !provisional {
+            s.cpu_before = now;
+        }
     }
     if s.heap_enabled {
         // Heap profiles are cumulative from the start of the program, as Go's are.
@@ -247,9 +277,9 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate:
         let allocator_figures = ending == Ending::Exit;
         let profile = pprof::heap_profile(symbolizer, allocator_figures);
         recorded.heap = crate::heap::sampled_allocations();
-        write_profile(&s.prefix, "heap", seq, &profile);
+        write_profile(&s.prefix, "heap", seq, &profile, replace);
         if let Some(peak) = pprof::heap_peak_profile(symbolizer, s.process_start_mono) {
-            write_profile(&s.prefix, "heap-peak", seq, &peak);
+            write_profile(&s.prefix, "heap-peak", seq, &peak, replace);
         }
     }
     if let Some((block, mutex)) = contention {
@@ -260,24 +290,32 @@ fn write_profiles(s: &mut DumpState, seq: Option<u32>, ending: Ending) -> crate:
         recorded.block = events(&block);
         if s.block_enabled {
             let p = pprof::contention_profile(&block, 1.0, symbolizer);
-            write_profile(&s.prefix, "block", seq, &p);
+            write_profile(&s.prefix, "block", seq, &p, replace);
         }
         if s.mutex_enabled {
             let fraction = crate::contention::mutex_fraction() as f64;
             recorded.mutex = (events(&mutex) as f64 * fraction).round() as u64;
             let p = pprof::contention_profile(&mutex, fraction, symbolizer);
-            write_profile(&s.prefix, "mutex", seq, &p);
+            write_profile(&s.prefix, "mutex", seq, &p, replace);
         }
     }
-    s.window_start_unix = pprof::unix_now_ns();
-    s.window_start_mono = now_mono;
+    if !provisional {
+        s.window_start_unix = pprof::unix_now_ns();
+        s.window_start_mono = now_mono;
+    }
     recorded
 }
 
-fn write_profile(prefix: &Path, kind: &str, seq: Option<u32>, profile: &rprof_profile::Profile) {
+fn write_profile(
+    prefix: &Path,
+    kind: &str,
+    seq: Option<u32>,
+    profile: &rprof_profile::Profile,
+    replace: bool,
+) {
     let bytes = rprof_profile::encode_gzip(profile);
     let path = file_name(prefix, kind, seq);
-    match write_new_file(&path, &bytes) {
+    match write_new_file(&path, &bytes, replace) {
         Ok(()) => info!(
             "wrote {} ({} samples)",
             path.display(),
@@ -298,8 +336,9 @@ fn file_name(prefix: &Path, kind: &str, seq: Option<u32>) -> PathBuf {
 }
 
 /// Writes `bytes` to a new temporary file beside `path`, then links it to `path`. Never
-/// replaces an existing file and never follows a symlink at either name.
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// replaces an existing file (unless `replace`: rprof's own, written earlier by this
+/// process) and never follows a symlink at either name.
+fn write_new_file(path: &Path, bytes: &[u8], replace: bool) -> Result<(), String> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", sys::monotonic_ns() % 1_000_000_007));
     let tmp = PathBuf::from(tmp);
@@ -316,6 +355,12 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         return Err(e.to_string());
     }
     drop(f);
+    if replace {
+        return std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e.to_string()
+        });
+    }
     match std::fs::hard_link(&tmp, path) {
         Ok(()) => {
             let _ = std::fs::remove_file(&tmp);
@@ -355,18 +400,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.pb.gz");
-        write_new_file(&p, b"one").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"one");
-        let err = write_new_file(&p, b"two").unwrap_err();
+        write_new_file(&p, b"one", false).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"one", false);
+        let err = write_new_file(&p, b"two", false).unwrap_err();
         assert!(err.contains("already exists"), "{err}");
-        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        assert_eq!(std::fs::read(&p).unwrap(), b"one", false);
         let target = dir.join("target");
         std::fs::write(&target, b"keep").unwrap();
         let link = dir.join("link.pb.gz");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(write_new_file(&link, b"evil").is_err());
+        assert!(write_new_file(&link, b"evil", false).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-        assert!(write_new_file(&dir.join("missing/x.pb.gz"), b"x").is_err());
+        assert!(write_new_file(&dir.join("missing/x.pb.gz"), b"x", false).is_err());
+        // rprof's own final files, written while the program went on, are replaced.
+        write_new_file(&p, b"three", true).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"three");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,7 +19,7 @@
 //!   handler that then raises its signal again dies of it with the files written.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::collector;
 use crate::config::Config;
@@ -111,11 +111,22 @@ fn install_real(sig: i32, handler: Handler) -> bool {
     // SAFETY: sigaction is plain data; zero is a valid start.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler as usize;
-    act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | onstack();
     if let Some(slot) = OURS.get(sig as usize) {
         slot.store(handler as usize, Ordering::Release);
     }
     real::sigaction(sig, &act, std::ptr::null_mut()) == 0
+}
+
+/// SA_ONSTACK in a Go program: Go requires it of every handler in its process, since a
+/// goroutine's stack has no room for a signal frame (each Go thread has an alternate
+/// signal stack). Elsewhere handlers run on the interrupted stack, as before.
+fn onstack() -> i32 {
+    if crate::go::present() {
+        libc::SA_ONSTACK
+    } else {
+        0
+    }
 }
 
 fn current_real(sig: i32) -> Option<libc::sigaction> {
@@ -276,6 +287,39 @@ fn install_program_action(sig: i32, act: &libc::sigaction) -> i32 {
     real::sigaction(sig, &a, std::ptr::null_mut())
 }
 
+/// Whether the dump signal, SIGINT, SIGTERM and SIGHUP stay rprof's too when the program
+/// installs `act` for them: in a Go program, whose runtime installs a handler for every
+/// signal at start. Go's handler then runs as it would alone: for a signal the program
+/// did not ask for (os/signal), it does nothing (the dump signal) or ends the program
+/// (SIGINT, SIGTERM, SIGHUP: it puts SIG_DFL back and raises the signal again, which
+/// rprof's own handler then serves, writing the final files). When it returns, rprof
+/// writes a snapshot: the program caught the signal itself and goes on.
+fn shares_signal(act: &libc::sigaction) -> bool {
+    crate::go::present()
+        && act.sa_sigaction != libc::SIG_IGN
+        && act.sa_flags & libc::SA_RESETHAND == 0
+}
+
+/// Per signal: the program's handler that `on_shared` calls (0: none), with SA_SIGINFO's
+/// bit in SHARED_SIGINFO.
+static SHARED: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+static SHARED_SIGINFO: AtomicU64 = AtomicU64::new(0);
+/// Shared signals that end the program unless it catches them (not the dump signal).
+static SHARED_FATAL: AtomicU64 = AtomicU64::new(0);
+
+/// Installs `on_shared` for `sig` with the program's flags and mask (Go's: SA_ONSTACK
+/// among them), so that both the program and rprof see each signal.
+fn install_shared(sig: i32, act: &libc::sigaction, fatal: bool) -> i32 {
+    let mut a = without_cpu_signal(sig, act);
+    set_bit(&SHARED_FATAL, sig, fatal);
+    SHARED[sig as usize].store(a.sa_sigaction, Ordering::Release);
+    set_bit(&SHARED_SIGINFO, sig, a.sa_flags & libc::SA_SIGINFO != 0);
+    ONESHOT[sig as usize].store(0, Ordering::Release);
+    a.sa_sigaction = on_shared as *const () as usize;
+    a.sa_flags |= libc::SA_SIGINFO | libc::SA_ONSTACK;
+    real::sigaction(sig, &a, std::ptr::null_mut())
+}
+
 /// The program took the CPU signal `old` for its own handler: the timers move to a
 /// real-time signal it has not touched, and `old` is handled as a fatal signal. False if
 /// none is free (CPU profiling stops).
@@ -321,6 +365,10 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
     let outcome = with_managed(|table| {
         let m = managed(table, sig)?;
         let view = m.program.unwrap_or(m.initial);
+        let is_dump = m.role == Role::Dump;
+        let shareable = is_dump
+            || (m.role == Role::Fatal
+                && matches!(sig, libc::SIGINT | libc::SIGTERM | libc::SIGHUP));
         let mut dump_displaced = false;
         if !act.is_null() {
             // SAFETY: the program passed a readable sigaction.
@@ -338,12 +386,17 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
                     }
                     managed(table, sig)?.role = Role::Fatal;
                 }
-                let rc = install_program_action(sig, &new);
+                let shared = shareable && shares_signal(&new);
+                let rc = if shared {
+                    install_shared(sig, &new, !is_dump)
+                } else {
+                    install_program_action(sig, &new)
+                };
                 if rc != 0 {
                     return Some(Err(rc));
                 }
                 let m = managed(table, sig)?;
-                dump_displaced = !m.displaced && m.role == Role::Dump;
+                dump_displaced = !m.displaced && m.role == Role::Dump && !shared;
                 m.displaced = true;
                 m.program = Some(new);
             } else {
@@ -536,6 +589,52 @@ extern "C" fn on_oneshot(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_
     }
 }
 
+/// Async-signal-safe. A signal shared with the program's handler (see `shares_signal`):
+/// the program's handler runs first, as the kernel would have run it; if it returns, the
+/// program goes on and rprof writes a snapshot.
+extern "C" fn on_shared(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let Some(slot) = SHARED.get(sig as usize) else {
+        return;
+    };
+    let fatal = has_bit(&SHARED_FATAL, sig);
+    if fatal {
+        // Before the program can act on it (a Go program that catches SIGTERM may return
+        // from main at once): the final files as of now. If Go's handler then ends the
+        // program, rprof's own handler finds them written (FINAL_WRITTEN_FOR).
+        let _errno = ErrnoGuard::new();
+        // Go's handler, ending the program, raises the signal again: it comes back here
+        // (nested) before Go puts SIG_DFL back, with the files already written.
+        if FINAL_WRITTEN_FOR.load(Ordering::Acquire) != sig as u32
+            && crate::collector::final_files_and_wait(crate::collector::FATAL_DUMP_TIMEOUT_NS)
+        {
+            FINAL_WRITTEN_FOR.store(sig as u32, Ordering::Release);
+        }
+    }
+    match slot.load(Ordering::Acquire) {
+        0 | 1 => {}
+        h if has_bit(&SHARED_SIGINFO, sig) => {
+            // SAFETY: the program installed this SA_SIGINFO handler for `sig`.
+            let f = unsafe { std::mem::transmute::<usize, Handler>(h) };
+            f(sig, info, uc);
+        }
+        h => {
+            // SAFETY: the program installed this plain handler for `sig`.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(h) };
+            f(sig);
+        }
+    }
+    let _errno = ErrnoGuard::new();
+    if fatal {
+        // The program caught it and goes on: a later ending writes the files again.
+        FINAL_WRITTEN_FOR.store(0, Ordering::Release);
+    } else {
+        collector::request_snapshot();
+    }
+}
+
+/// The fatal signal for which `on_shared` has just written the final files (0: none).
+static FINAL_WRITTEN_FOR: AtomicU32 = AtomicU32::new(0);
+
 /// Async-signal-safe. The dump signal: only records the request.
 extern "C" fn on_dump_signal(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
@@ -546,5 +645,9 @@ extern "C" fn on_dump_signal(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_vo
 /// die of the same signal (or, when the thread was inside rprof, as soon as it leaves).
 extern "C" fn on_fatal_signal(sig: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
+    if FINAL_WRITTEN_FOR.load(Ordering::Acquire) == sig as u32 {
+        collector::die_of(sig);
+        return;
+    }
     collector::on_fatal_signal(sig, collector::FATAL_DUMP_TIMEOUT_NS);
 }

@@ -69,6 +69,27 @@ pub fn thread_exists(tid: i32) -> bool {
     }
 }
 
+/// Async-signal-safe. The lowest address of the alternate signal stack the caller runs on
+/// (`here` is an address on the caller's stack), or 0 if it runs on none.
+pub fn alternate_stack_floor(here: u64) -> u64 {
+    // SAFETY: stack_t is plain data; sigaltstack with a null new stack only fills `ss`.
+    let mut ss: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sigaltstack,
+            std::ptr::null::<libc::stack_t>(),
+            &mut ss,
+        )
+    };
+    let lo = ss.ss_sp as u64;
+    if rc != 0 || ss.ss_flags & libc::SS_ONSTACK == 0 || here < lo || here >= lo + ss.ss_size as u64
+    {
+        return 0;
+    }
+    lo
+}
+
 /// Async-signal-safe. Monotonic clock in nanoseconds.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
