@@ -401,10 +401,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.pb.gz");
         write_new_file(&p, b"one", false).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"one", false);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
         let err = write_new_file(&p, b"two", false).unwrap_err();
         assert!(err.contains("already exists"), "{err}");
-        assert_eq!(std::fs::read(&p).unwrap(), b"one", false);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
         let target = dir.join("target");
         std::fs::write(&target, b"keep").unwrap();
         let link = dir.join("link.pb.gz");
