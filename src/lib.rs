@@ -125,6 +125,13 @@ fn start() {
             collector::ensure_started();
         }
     }
+    if go::present() {
+        warning!(
+            "a Go program ends with a raw exit_group system call, which runs no exit hook: no files are written at its normal exit; SIGTERM, SIGINT or the dump signal ({}) write them{}",
+            cfg.dump_signal.map_or_else(|| "off".to_string(), |s| s.to_string()),
+            if cfg.http.is_some() { ", and RPROF_HTTP serves them" } else { ", or RPROF_HTTP serves them" }
+        );
+    }
     info!(
         "profiling pid {} into {}.{}.*.pb.gz (cpu {} Hz, heap rate {})",
         std::process::id(),

@@ -492,7 +492,7 @@ fn report_lines(entries: &BTreeMap<u32, Entry>, filtered: bool) -> Vec<String> {
     }
     if unended > 0 {
         lines.push(format!(
-            "{unended} process{} ended without rprof's exit hook (killed by SIGKILL, or _exit outside a fork child): no files",
+            "{unended} process{} ended without rprof's exit hook (killed by SIGKILL, _exit outside a fork child, or a Go program's exit): no files",
             if unended == 1 { "" } else { "es" }
         ));
     }
@@ -610,7 +610,7 @@ mod tests {
             [
                 "12 python3.11 work.py: 37 cpu, 12 heap, 0 block, 1 mutex samples: /o/rprof.12.*.pb.gz",
                 "2 other processes recorded nothing (no files)",
-                "1 process ended without rprof's exit hook (killed by SIGKILL, or _exit outside a fork child): no files",
+                "1 process ended without rprof's exit hook (killed by SIGKILL, _exit outside a fork child, or a Go program's exit): no files",
                 "1 process did not match --only (RPROF_PROGRAMS): not profiled",
             ]
         );
