@@ -629,21 +629,9 @@ fn go_tool_pprof_reads_every_path() {
 /// MemStats fields in the same order, the same headers), and errors carry the same headers.
 #[test]
 fn texts_match_what_go_prints() {
-    if !have_go() {
+    let Some(exe) = build_go("go_pprof_server") else {
         return;
-    }
-    let exe = out_dir("go-build").join("go_pprof_server");
-    let built = std::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(&exe)
-        .arg(root().join("c_tests/go_pprof_server.go"))
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    };
     let mut go = std::process::Command::new(&exe)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -354,6 +354,36 @@ pub fn have_go() -> bool {
     have_tool("go", present, "golang-go")
 }
 
+/// Builds c_tests/<name>.go with `go build` (cgo too, with the C compiler) into the
+/// scratch directory; None when Go is not installed (see `have_go`).
+pub fn build_go(name: &str) -> Option<PathBuf> {
+    if !have_go() {
+        return None;
+    }
+    // Once per test binary: its tests run in parallel and would build over each other.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built_here = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = scratch().join("go-build").join(name);
+    if built_here.iter().any(|n| n == name) {
+        return Some(exe);
+    }
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(root().join(format!("c_tests/{name}.go")))
+        .env("CGO_ENABLED", "1")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "go build {name}: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    built_here.push(name.to_string());
+    Some(exe)
+}
+
 /// `go tool pprof -top` on a file, when `go` is installed (see `have_tool`).
 pub fn go_pprof_top(path: &Path, extra: &[&str]) -> Option<String> {
     go_pprof_top_files(&[path], extra)
