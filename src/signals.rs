@@ -291,9 +291,10 @@ fn install_program_action(sig: i32, act: &libc::sigaction) -> i32 {
 /// installs `act` for them: in a Go program, whose runtime installs a handler for every
 /// signal at start. Go's handler then runs as it would alone: for a signal the program
 /// did not ask for (os/signal), it does nothing (the dump signal) or ends the program
-/// (SIGINT, SIGTERM, SIGHUP: it puts SIG_DFL back and raises the signal again, which
-/// rprof's own handler then serves, writing the final files). When it returns, rprof
-/// writes a snapshot: the program caught the signal itself and goes on.
+/// (SIGINT, SIGTERM, SIGHUP: it puts SIG_DFL back and raises the signal again). rprof
+/// writes a snapshot on the dump signal, and the final files on a fatal one before Go's
+/// handler runs: a program that caught it itself may return from main at once, and one
+/// that did not dies with them written (see `on_shared`).
 fn shares_signal(act: &libc::sigaction) -> bool {
     crate::go::present()
         && act.sa_sigaction != libc::SIG_IGN
@@ -590,8 +591,8 @@ extern "C" fn on_oneshot(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_
 }
 
 /// Async-signal-safe. A signal shared with the program's handler (see `shares_signal`):
-/// the program's handler runs first, as the kernel would have run it; if it returns, the
-/// program goes on and rprof writes a snapshot.
+/// for a fatal one, the final files first; then the program's handler, as the kernel
+/// would have run it; then, for the dump signal, a snapshot.
 extern "C" fn on_shared(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let Some(slot) = SHARED.get(sig as usize) else {
         return;
