@@ -368,13 +368,15 @@ pub fn build_go(name: &str) -> Option<PathBuf> {
         return Some(exe);
     }
     std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-    let built = Command::new("go")
-        .args(["build", "-o"])
+    let mut go = Command::new("go");
+    go.args(["build", "-o"])
         .arg(&exe)
         .arg(root().join(format!("c_tests/{name}.go")))
-        .env("CGO_ENABLED", "1")
-        .output()
-        .unwrap();
+        .env("CGO_ENABLED", "1");
+    if std::env::var_os("HOME").is_none() && std::env::var_os("GOCACHE").is_none() {
+        go.env("GOCACHE", scratch().join("go-cache"));
+    }
+    let built = go.output().unwrap();
     assert!(
         built.status.success(),
         "go build {name}: {}",
