@@ -575,9 +575,21 @@ extern "C" fn on_oneshot(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_
         }
         set_bit(&RESET_PENDING, sig, true);
     }
-    match handler {
-        0 | 1 => {} // SIG_DFL / SIG_IGN never come here
-        h if has_bit(&ONESHOT_SIGINFO, sig) => {
+    run_program_handler(handler, has_bit(&ONESHOT_SIGINFO, sig), sig, info, uc);
+}
+
+/// Async-signal-safe. Calls the program's handler `h` for `sig` as the kernel would
+/// (`siginfo`: installed with SA_SIGINFO). SIG_DFL and SIG_IGN (0, 1) never come here.
+fn run_program_handler(
+    h: usize,
+    siginfo: bool,
+    sig: i32,
+    info: *mut libc::siginfo_t,
+    uc: *mut libc::c_void,
+) {
+    match h {
+        0 | 1 => {}
+        h if siginfo => {
             // SAFETY: the program installed this SA_SIGINFO handler for `sig`.
             let f = unsafe { std::mem::transmute::<usize, Handler>(h) };
             f(sig, info, uc);
@@ -611,19 +623,8 @@ extern "C" fn on_shared(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
             FINAL_WRITTEN_FOR.store(sig as u32, Ordering::Release);
         }
     }
-    match slot.load(Ordering::Acquire) {
-        0 | 1 => {}
-        h if has_bit(&SHARED_SIGINFO, sig) => {
-            // SAFETY: the program installed this SA_SIGINFO handler for `sig`.
-            let f = unsafe { std::mem::transmute::<usize, Handler>(h) };
-            f(sig, info, uc);
-        }
-        h => {
-            // SAFETY: the program installed this plain handler for `sig`.
-            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(h) };
-            f(sig);
-        }
-    }
+    let h = slot.load(Ordering::Acquire);
+    run_program_handler(h, has_bit(&SHARED_SIGINFO, sig), sig, info, uc);
     let _errno = ErrnoGuard::new();
     if fatal {
         // The program caught it and goes on: a later ending writes the files again.

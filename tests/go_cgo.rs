@@ -78,14 +78,6 @@ fn check_c_site(what: &str, p: &Profile) {
     }
 }
 
-fn statistic(p: &Profile, name: &str) -> i64 {
-    let prefix = format!("{name} = ");
-    p.comments()
-        .iter()
-        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {:?}", p.comments()))
-}
-
 /// Reads the program's stdout up to its "ready" line (its allocations and burn are done).
 fn wait_ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -150,11 +142,7 @@ fn c_memory_of_a_go_program_with_its_go_callers() {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    let addr = line
-        .strip_prefix("rprof: serving profiles on http://")
-        .and_then(|l| l.split("/debug/pprof/").next())
-        .unwrap_or_else(|| panic!("no address line: {line:?}"))
-        .to_string();
+    let addr = served_address(&line);
     let _out = wait_ready(&mut child);
 
     let served = rprof_profile::decode(&http_get(&addr, "/debug/pprof/heap")).unwrap();

@@ -60,15 +60,6 @@ fn by_leaf_and_size(p: &Profile) -> HashMap<(String, i64), [i64; 4]> {
     out
 }
 
-/// A number from the heap profile's statistics comments (`Mallocs = 123 ...`).
-fn statistic(p: &Profile, name: &str) -> i64 {
-    let prefix = format!("{name} = ");
-    p.comments()
-        .iter()
-        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {:?}", p.comments()))
-}
-
 /// A library loaded and unloaded 300 times allocates 150 blocks of 64 bytes each time and
 /// leaves 50 live: at rate 1, every one is in the profile under its own function, whose
 /// library is gone when the profile is written (its frames were pinned at each dlclose).

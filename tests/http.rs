@@ -35,12 +35,7 @@ impl Server {
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         err.read_line(&mut line).unwrap();
-        let addr = line
-            .strip_prefix("rprof: serving profiles on ")
-            .and_then(|l| l.split("/debug/pprof/").next())
-            .unwrap_or_else(|| panic!("no address line: {line:?}"))
-            .trim_start_matches("http://")
-            .to_string();
+        let addr = served_address(&line);
         let stdin = child.stdin.take();
         if http.starts_with("0.0.0.0:") {
             assert!(line.contains("other hosts can reach it"), "{line}");

@@ -430,3 +430,21 @@ pub fn kill(pid: u32, sig: &str) {
         .unwrap();
     assert!(st.success());
 }
+
+/// A number from a heap profile's statistics comments (`Mallocs = 123 ...`).
+pub fn statistic(p: &Profile, name: &str) -> i64 {
+    let prefix = format!("{name} = ");
+    p.comments()
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {:?}", p.comments()))
+}
+
+/// The host:port of the server's first stderr line (`rprof: serving profiles on http://…`).
+pub fn served_address(line: &str) -> String {
+    line.strip_prefix("rprof: serving profiles on ")
+        .and_then(|l| l.split("/debug/pprof/").next())
+        .unwrap_or_else(|| panic!("no address line: {line:?}"))
+        .trim_start_matches("http://")
+        .to_string()
+}
