@@ -28,7 +28,10 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 // return address into the program and `rbp` the program's: passed on, the sample's stack
 // is walked from the program's frame (`stack::capture_from_call`).
 std::arch::global_asm!(
-    ".pushsection .text.rprof_malloc_negative,\"ax\",@progbits",
+    // In the CPU handler's section, whose pages every sample keeps resident: every thread's
+    // first malloc comes here, and a timer tick that expires while the kernel faults in a
+    // cold page is delivered at that page's code (the sample would then name rprof).
+    ".pushsection .text.hot.rprof_sample,\"ax\",@progbits",
     ".p2align 4",
     ".type rprof_malloc_negative,@function",
     "rprof_malloc_negative:",
@@ -48,6 +51,7 @@ extern "C" {
 /// unwind): the entry jumps here.
 #[cold]
 #[inline(never)]
+#[link_section = ".text.hot.rprof_sample"]
 extern "C" fn malloc_negative_body(size: size_t, sp: u64, bp: u64) -> *mut c_void {
     if heap::after_fast_count(size) {
         let p = real::malloc(size);
