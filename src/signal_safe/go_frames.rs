@@ -9,8 +9,8 @@
 //! leaves it alone, and C code restores it), from which Go's frame pointers (kept on
 //! amd64) chain up to `runtime.goexit`.
 //!
-//! Go has stored these at two places: 48(SP)/40(SP) up to Go 1.21, 8(SP)/0(SP) since; both
-//! are tried. Nothing outside the thread's own stack is read directly: the `g` and every
+//! Go has stored these at two places: 48(SP)/40(SP) (Go 1.19, Debian's) and 8(SP)/0(SP)
+//! (later releases, which dropped the Windows shadow space there); both are tried. Nothing outside the thread's own stack is read directly: the `g` and every
 //! word of the goroutine's stack are read with process_vm_readv on this process, which
 //! fails (never faults) on memory that is not mapped, and every value is checked (the
 //! stack pointer inside g's stack, frame pointers rising inside it, return addresses in
