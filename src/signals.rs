@@ -17,6 +17,9 @@
 //! - A handler installed with SA_RESETHAND (node's SIGINT and SIGTERM) is run by a
 //!   trampoline that first puts rprof's back, as the kernel would put SIG_DFL back: a
 //!   handler that then raises its signal again dies of it with the files written.
+//! - In a Go program (`crate::go`), whose runtime installs a handler for every signal, the
+//!   dump signal, SIGINT, SIGTERM and SIGHUP are shared instead (`on_shared`): rprof's
+//!   handler calls Go's, and every handler rprof installs there has SA_ONSTACK.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
