@@ -793,6 +793,9 @@ pub fn symbol_ranges(path: &str, names: &[&str]) -> Vec<Option<(u64, u64)>> {
         if let Some(i) = names.iter().position(|&n| n == name) {
             if out[i].is_none() && sym.size() > 0 {
                 out[i] = Some((sym.address(), sym.address() + sym.size()));
+                if out.iter().all(Option::is_some) {
+                    break; // Go's runtime symbols come early in its table
+                }
             }
         }
     }
