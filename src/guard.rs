@@ -27,7 +27,7 @@ pub fn defer() {
 /// that rprof's allocations are in no count and the unsampled paths need no test of the
 /// flag; the block the thread had is kept here and put back on release.
 pub struct Guard {
-    block: usize,
+    block: isize,
 }
 
 impl Guard {
@@ -37,7 +37,7 @@ impl Guard {
         // the outer holder's guard.
         thread_state::with(|t| {
             (!t.held.replace(true)).then(|| Guard {
-                block: t.block.replace(crate::heap::DISCARD_PTR) as usize,
+                block: t.block.replace(crate::heap::DISCARD_OFFSET),
             })
         })
     }
@@ -46,7 +46,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         thread_state::with(|t| {
-            t.block.set(self.block as *const ());
+            t.block.set(self.block);
             t.held.set(false);
         });
         if DEFERRED.load(Ordering::Acquire) != 0 && DEFERRED.swap(0, Ordering::AcqRel) != 0 {
@@ -73,7 +73,7 @@ pub fn unprofiled<R>(f: impl FnOnce() -> R) -> R {
 pub fn hold_forever() {
     thread_state::with(|t| {
         t.held.set(true);
-        t.block.set(crate::heap::DISCARD_PTR);
+        t.block.set(crate::heap::DISCARD_OFFSET);
     });
 }
 

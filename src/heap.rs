@@ -50,7 +50,7 @@ static OFF: AtomicBool = AtomicBool::new(false);
 /// under a synthetic frame.
 const MAX_BUCKETS: usize = 16_384;
 const SLOTS: usize = 1 << 16;
-const SLOT_WORDS: usize = SLOTS / 64;
+pub const SLOT_WORDS: usize = SLOTS / 64;
 
 /// Exact counts of one thread at a time. A thread claims a block at its first allocation
 /// or free and writes it (plain loads and stores, no locked instruction) until the thread
@@ -124,19 +124,46 @@ impl Counters {
 }
 
 static BLOCKS: [Counters; 1024] = [const { Counters::new() }; 1024];
-/// What a thread writes before it has a block: its countdown stays far below zero (racy
-/// writes from several threads only subtract), so every malloc takes the general path,
-/// which claims a block. Its frees are summed (a thread may free before it ever
-/// allocates; threads started by `pthread_create` have their block from the start, so
-/// only threads made otherwise, as Go's runtime makes them, count here, where two such
-/// threads freeing at the same instant could lose one count); its mallocs are not (they
-/// are counted again in the block claimed).
-static UNCLAIMED: Counters = Counters::with_countdown(i64::MIN / 2);
-/// What a thread writes while rprof works on it: its countdown stays far above zero, so
-/// rprof's own allocations take the unsampled path. Never summed.
-static DISCARD: Counters = Counters::with_countdown(i64::MAX / 2);
-pub const UNCLAIMED_PTR: *const () = &UNCLAIMED as *const Counters as *const ();
-pub const DISCARD_PTR: *const () = &DISCARD as *const Counters as *const ();
+/// What the malloc and free hooks reach from one address (`HOT`, whose address they load
+/// once): the counter blocks that are not a thread's own, at fixed offsets, and the slot
+/// bitmap. A thread's `block` is the offset of its counter block from here.
+#[repr(C)]
+pub struct Hot {
+    /// What a thread writes before it has a block (offset 0, so a thread's zeroed state
+    /// designates it): its countdown stays far below zero (racy writes from several
+    /// threads only subtract), so every malloc takes the general path, which claims a
+    /// block. Its frees are summed (a thread may free before it ever allocates; threads
+    /// started by `pthread_create` have their block from the start, so only threads made
+    /// otherwise, as Go's runtime makes them, count here, where two such threads freeing at
+    /// the same instant could lose one count); its mallocs are not (they are counted again
+    /// in the block claimed).
+    unclaimed: Counters,
+    /// What a thread writes while rprof works on it: its countdown stays far above zero,
+    /// so rprof's own allocations take the unsampled path. Never summed.
+    discard: Counters,
+    /// One bit per slot (see `slot_bit`). Slot 0 (the null pointer's) is marked from the
+    /// start: `free(NULL)` takes the general path, so the unsampled one needs no test for
+    /// it.
+    slot_bits: [AtomicU64; SLOT_WORDS],
+}
+
+pub static HOT: Hot = Hot {
+    unclaimed: Counters::with_countdown(i64::MIN / 2),
+    discard: Counters::with_countdown(i64::MAX / 2),
+    slot_bits: slots_marked_for_null(),
+};
+static SLOT_BITS: &[AtomicU64; SLOT_WORDS] = &HOT.slot_bits;
+/// `ThreadState::block` for `HOT.unclaimed` and `HOT.discard`.
+pub const UNCLAIMED_OFFSET: isize = std::mem::offset_of!(Hot, unclaimed) as isize;
+pub const DISCARD_OFFSET: isize = std::mem::offset_of!(Hot, discard) as isize;
+/// For the hooks' assembly: where the fields they write lie.
+pub const SLOT_BITS_OFFSET: usize = std::mem::offset_of!(Hot, slot_bits);
+pub const MALLOCS_OFFSET: usize = std::mem::offset_of!(Counters, mallocs);
+pub const FREES_OFFSET: usize = std::mem::offset_of!(Counters, frees);
+pub const BYTES_OFFSET: usize = std::mem::offset_of!(Counters, bytes);
+pub const COUNTDOWN_OFFSET: usize = std::mem::offset_of!(Counters, countdown);
+const _: () = assert!(UNCLAIMED_OFFSET == 0 && SLOTS == 1 << 16 && COUNTDOWN_OFFSET == 0);
+
 /// Blocks at and above this one were never claimed: a fork child's reset stops there, so
 /// that it reads (and faults in) no page nobody used.
 static BLOCKS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -146,9 +173,6 @@ static PAGES_MARKED: AtomicBool = AtomicBool::new(false);
 /// Held by fork's prepare handler.
 pub static MORE_BLOCKS: Lock<Vec<&'static Counters>> = Lock::new(Vec::new());
 
-/// Slot 0 (the null pointer's) is marked from the start: `free(NULL)` takes the general
-/// path, so the unsampled one needs no test for it.
-static SLOT_BITS: [AtomicU64; SLOT_WORDS] = slots_marked_for_null();
 /// Slots whose bit stays set whatever the table says (see `mark_for_good`).
 static SLOTS_FOR_GOOD: [AtomicU64; SLOT_WORDS] = slots_marked_for_null();
 
@@ -258,19 +282,24 @@ pub fn mark_for_good(p: *mut libc::c_void) {
     SLOT_BITS[w].fetch_or(bit, Ordering::Relaxed);
 }
 
-/// The block a thread-state pointer designates (never null).
+/// The block a thread-state offset designates.
 #[inline(always)]
-fn block_at(b: *const ()) -> &'static Counters {
-    // SAFETY: `ThreadState::block` only ever holds the address of a static block
-    // (UNCLAIMED, DISCARD, BLOCKS) or a leaked one (MORE_BLOCKS).
-    unsafe { &*(b as *const Counters) }
+fn block_at(b: isize) -> &'static Counters {
+    // SAFETY: `ThreadState::block` only ever holds the offset from HOT of a static block
+    // (in HOT or BLOCKS) or a leaked one (MORE_BLOCKS).
+    unsafe { &*((&HOT as *const Hot as *const u8).wrapping_offset(b) as *const Counters) }
+}
+
+/// The offset from HOT that designates `c` in `ThreadState::block`.
+fn offset_of_block(c: &'static Counters) -> isize {
+    (c as *const Counters as isize).wrapping_sub(&HOT as *const Hot as isize)
 }
 
 /// The calling thread's counter block, claimed on first use (DISCARD while held).
 #[inline(always)]
 fn counters(t: &ThreadState) -> &'static Counters {
     let b = t.block.get();
-    if b != UNCLAIMED_PTR {
+    if b != UNCLAIMED_OFFSET {
         return block_at(b);
     }
     claim_counters(t)
@@ -307,33 +336,12 @@ fn claim_counters(t: &ThreadState) -> &'static Counters {
             }
         }
     };
-    t.block.set(c as *const Counters as *const ());
+    t.block.set(offset_of_block(c));
     c
 }
 
-/// What `count_alloc_fast` found.
-pub enum Counted {
-    /// Counted (or rprof's own): the real call is all that is left.
-    Unsampled,
-    /// The countdown went below zero: `after_fast_count` says what it means.
-    Negative,
-    /// Not counted (thread-locals not yet reachable the fast way): use `count_alloc`.
-    Slow,
-}
-
-/// `count_alloc` for the common case only, with no call inside, so that the malloc hook
-/// needs no stack frame of its own.
-#[inline(always)]
-pub fn count_alloc_fast(size: usize) -> Counted {
-    match thread_state::block_fast() {
-        Some(b) if count_in(block_at(b), size) => Counted::Negative,
-        Some(_) => Counted::Unsampled,
-        None => Counted::Slow,
-    }
-}
-
-/// After `count_alloc_fast` returned `Negative` for an allocation of `size`: true if it
-/// is to be sampled (pass it to `sample`). The thread may have had no block yet (the
+/// After the malloc hook took the countdown below zero for an allocation of `size`: true
+/// if it is to be sampled (pass it to `sample`). The thread may have had no block yet (the
 /// counts went to UNCLAIMED): it is claimed and counted now.
 #[cold]
 #[inline(never)]
@@ -342,7 +350,7 @@ pub fn after_fast_count(size: usize) -> bool {
         if t.held.get() {
             return false;
         }
-        if t.block.get() == UNCLAIMED_PTR {
+        if t.block.get() == UNCLAIMED_OFFSET {
             return count_in(claim_counters(t), size);
         }
         true
@@ -405,21 +413,6 @@ pub fn sample(p: *mut libc::c_void, size: usize) {
     if !p.is_null() {
         thread_state::with(|t| sample_slow(t, p as usize, size as u64, None));
     }
-}
-
-/// `on_free` for the common case only (thread-locals reachable the fast way, counter block
-/// claimed, not a slot marked), with no call inside: true if done, false if the caller
-/// must use `on_free`.
-#[inline(always)]
-pub fn count_free_fast(p: *mut libc::c_void) -> bool {
-    let Some(b) = thread_state::block_fast() else {
-        return false;
-    };
-    if slot_marked(p as usize) {
-        return false;
-    }
-    Counters::add(&block_at(b).frees, 1);
-    true
 }
 
 /// Before the program frees `p` (not null).
@@ -707,7 +700,7 @@ fn free_slow(p: usize) -> Option<u32> {
 pub fn release_thread() {
     thread_state::with(|t| {
         let b = t.block.get();
-        if b != UNCLAIMED_PTR && b != DISCARD_PTR {
+        if b != UNCLAIMED_OFFSET && b != DISCARD_OFFSET {
             block_at(b).retiring.store(true, Ordering::Release);
         }
     });
@@ -722,7 +715,7 @@ pub fn release_thread() {
 #[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
     let me = crate::signal_safe::sys::gettid();
-    let mine = thread_state::with(|t| t.block.get() as *const Counters);
+    let mine: *const Counters = thread_state::with(|t| block_at(t.block.get()));
     // SAFETY: called from fork's child handler only (lib.rs).
     let more = unsafe { MORE_BLOCKS.in_fork_child() };
     // Only blocks ever used are written: a page written in a fork child is copied.
@@ -747,7 +740,7 @@ pub fn reset_after_fork() {
             }
         }
     }
-    store_changed!(UNCLAIMED.frees, 0);
+    store_changed!(HOT.unclaimed.frees, 0);
     store_changed!(FREES_LOOKED_UP, 0);
     store_changed!(FREES_OF_SAMPLES, 0);
     // SAFETY: as above.
@@ -760,7 +753,7 @@ pub fn reset_after_fork() {
 /// Exact totals since the program started: (allocation calls, frees, bytes requested).
 pub fn totals() -> (u64, u64, u64) {
     let more = MORE_BLOCKS.lock();
-    let mut t = (0, UNCLAIMED.frees.load(Ordering::Relaxed), 0);
+    let mut t = (0, HOT.unclaimed.frees.load(Ordering::Relaxed), 0);
     for c in BLOCKS.iter().chain(more.iter().copied()) {
         t.0 += c.mallocs.load(Ordering::Relaxed);
         t.1 += c.frees.load(Ordering::Relaxed);
@@ -1041,7 +1034,7 @@ mod tests {
         let _turn = TABLE_TESTS.lock();
         RATE.store(1000, Ordering::Relaxed);
         let t = ThreadState {
-            block: Cell::new(UNCLAIMED_PTR),
+            block: Cell::new(UNCLAIMED_OFFSET),
             held: Cell::new(false),
             seeded: Cell::new(true),
             rng: Cell::new(12345),

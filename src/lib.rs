@@ -21,7 +21,6 @@ mod cpu;
 mod debuginfo;
 mod dump;
 mod fast_hash;
-mod fast_tls;
 mod go;
 mod guard;
 mod heap;
@@ -70,7 +69,6 @@ fn start() {
     }
     ledger::loaded();
     interpose::real::init();
-    thread_state::init();
     symbolize::init();
     go::init();
     if !signal_safe::unwind::init() {
@@ -163,7 +161,6 @@ fn program_names() -> Vec<String> {
 /// no thread, no exit hook, no file. A program it execs loads rprof afresh.
 fn go_dormant(names: &[String]) {
     interpose::real::init();
-    thread_state::init();
     heap::init(0);
     interpose::locks::init();
     interpose::locks::set_threaded(false);

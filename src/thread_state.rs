@@ -1,61 +1,93 @@
-//! The per-thread state the hooks read, in one thread-local: the heap counter block the
-//! thread writes (`heap`; the only field the unsampled malloc and free paths read, first
-//! so that they reach it with one `%fs`-relative load), the reentrancy flag (`guard`) and
-//! the heap sampler's random state. Const-initialised, no destructor (a TLS destructor
-//! registration would call calloc from inside malloc).
+//! The per-thread state the hooks read, in one thread-local: which heap counter block the
+//! thread writes (`block`; the only field the unsampled malloc and free paths read, first
+//! so that they reach it with one `%fs`-relative load), the reentrancy flag (`held`) and
+//! the heap sampler's random state.
 //!
-//! Access goes through `FastTls` (the thread pointer plus a fixed offset) once `init` has
-//! run, and through the ordinary thread-local access before that.
+//! The thread-local is defined in assembly, in `.tbss`, and reached with the initial-exec
+//! TLS model: the dynamic linker puts its offset from the thread pointer in a GOT slot when
+//! it relocates the library, so an access is that load plus `%fs`, valid from the first
+//! call on (before the library's constructor, in every thread), with no `__tls_get_addr`
+//! (Rust's thread-locals in a shared library call it, and stable Rust cannot pick the
+//! model). librprof.so is loaded at startup (LD_PRELOAD), so its TLS is in the static TLS
+//! area; a dlopen of it uses glibc's surplus static TLS, which 24 bytes fit.
+//!
+//! All fields start as zero bytes (`.tbss`), which is a valid state: block offset 0 is
+//! `heap`'s UNCLAIMED block, the flags are false. No destructor (a TLS destructor
+//! registration would call calloc from inside malloc).
+#![allow(unsafe_code)]
 
 use std::cell::Cell;
 
-use crate::fast_tls::FastTls;
-
 #[repr(C)]
 pub struct ThreadState {
-    /// The counter block the hooks write (`heap::Counters`): `heap::UNCLAIMED` until the
-    /// thread's first call claims one, `heap::DISCARD` while the guard is held. Never null.
-    pub block: Cell<*const ()>,
+    /// The counter block the hooks write (`heap::Counters`), as its offset from
+    /// `heap::HOT`: `heap::UNCLAIMED` (0) until the thread's first call claims one,
+    /// `heap::DISCARD` while the guard is held.
+    pub block: Cell<isize>,
     /// Inside rprof: allocations pass through unprofiled (see `guard`).
     pub held: Cell<bool>,
     pub seeded: Cell<bool>,
     pub rng: Cell<u64>,
 }
 
-thread_local! {
-    static STATE: ThreadState = const {
-        ThreadState {
-            block: Cell::new(crate::heap::UNCLAIMED_PTR),
-            held: Cell::new(false),
-            seeded: Cell::new(false),
-            rng: Cell::new(0),
-        }
-    };
-}
+std::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 4",
+    // Global but hidden: the hooks' assembly (another object file) names it; it is not
+    // exported from the library.
+    ".globl rprof_thread_state",
+    ".hidden rprof_thread_state",
+    ".type rprof_thread_state,@tls_object",
+    ".size rprof_thread_state, {size}",
+    "rprof_thread_state:",
+    ".zero {size}",
+    ".popsection",
+    size = const std::mem::size_of::<ThreadState>(),
+);
 
-static FAST: FastTls = FastTls::new();
-
-/// Enables the fast access path. Call once at load, on the main thread.
-pub fn init() {
-    FAST.init(STATE.with(|s| s as *const ThreadState as usize));
-}
-
-/// The calling thread's `block` field, read with one `%fs`-relative load, if the fast
-/// access is ready (else None).
+/// The calling thread's state: its TLS offset (from the GOT) plus the thread pointer
+/// (`%fs:0` holds its own address on x86-64 Linux).
 #[inline(always)]
-pub fn block_fast() -> Option<*const ()> {
-    // `block` is the first field of the repr(C) state: its address is the state's.
-    FAST.load_word().map(|w| w as *const ())
+fn state() -> *const ThreadState {
+    let p: *const ThreadState;
+    // SAFETY: reads the GOT slot the dynamic linker filled with the thread-local's offset,
+    // and the TCB self-pointer; no side effects but the flags.
+    unsafe {
+        std::arch::asm!(
+            "mov {p}, qword ptr [rip + rprof_thread_state@GOTTPOFF]",
+            "add {p}, qword ptr fs:[0]",
+            p = out(reg) p,
+            options(nostack, pure, readonly),
+        )
+    };
+    p
 }
 
 /// Runs `f` on the calling thread's state.
 #[inline(always)]
-#[allow(unsafe_code)]
 pub fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
-    match FAST.get() {
-        // SAFETY: FastTls gives the address of this thread's STATE, which lives as long as
-        // the thread; the reference does not escape `f`.
-        Some(a) => f(unsafe { &*(a as *const ThreadState) }),
-        None => STATE.with(f),
+    // SAFETY: `state` is this thread's instance, which lives as long as the thread and is
+    // valid as zero bytes; the reference does not escape `f`.
+    f(unsafe { &*state() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_thread_has_its_own_state_starting_at_zero() {
+        let here = with(|t| t as *const ThreadState as usize);
+        with(|t| t.rng.set(7));
+        let there = std::thread::spawn(|| {
+            with(|t| {
+                assert_eq!((t.block.get(), t.held.get(), t.rng.get()), (0, false, 0));
+                t as *const ThreadState as usize
+            })
+        })
+        .join()
+        .unwrap();
+        assert_ne!(here, there);
+        assert_eq!(with(|t| t.rng.get()), 7);
     }
 }

@@ -8,47 +8,67 @@ use libc::{c_int, c_void, size_t};
 use super::real;
 use crate::heap;
 
+// malloc and free are written in assembly (naked functions): the unsampled path is a few
+// instructions ending in a jump to the real function, with no stack frame and no test
+// that the compiler would add (it loads a function pointer before jumping through it, and
+// splits a read-modify-write into three instructions).
+//
+// Both reach the thread's state by the initial-exec TLS model (`thread_state`): `block`
+// is the offset of the thread's counter block from `heap::HOT`, which also holds the
+// blocks a thread writes before it has its own (offset 0) and while rprof works on it, and
+// the slot bitmap. The counts are exact (see `heap::Counters`): a malloc adds to the call
+// and byte counts and runs down the sampling countdown; a free adds to the free count.
+
 /// # Safety
 /// As malloc(3).
-#[cfg_attr(not(test), no_mangle)]
+#[cfg(not(test))]
+#[unsafe(naked)]
+#[no_mangle]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    // Counted first, so that the unsampled path is a few instructions and a jump to the
-    // real malloc, with no stack frame; the rest is out of line (tail calls). So a malloc
-    // that fails is counted too; the other functions count only what they allocate.
-    match heap::count_alloc_fast(size) {
-        heap::Counted::Unsampled => real::malloc(size),
-        // SAFETY: the entry takes malloc's argument and returns its result.
-        heap::Counted::Negative => unsafe { rprof_malloc_negative(size) },
-        heap::Counted::Slow => malloc_counting(size),
-    }
+    // Counted first, so that a malloc that fails is counted too (the other functions
+    // count only what they allocate). A countdown taken below zero (a sample, or the
+    // thread's first call: UNCLAIMED's is always negative) goes on in
+    // `rprof_malloc_negative`, with `[rsp]` and `rbp` still the program's.
+    std::arch::naked_asm!(
+        "mov rax, qword ptr [rip + rprof_thread_state@GOTTPOFF]",
+        "mov rcx, qword ptr fs:[rax]",
+        "lea rdx, [rip + {hot}]",
+        "inc qword ptr [rdx + rcx + {mallocs}]",
+        "add qword ptr [rdx + rcx + {bytes}], rdi",
+        "sub qword ptr [rdx + rcx], rdi",
+        "js {negative}",
+        "jmp qword ptr [rip + {real}]",
+        hot = sym heap::HOT,
+        mallocs = const heap::MALLOCS_OFFSET,
+        bytes = const heap::BYTES_OFFSET,
+        negative = sym rprof_malloc_negative,
+        real = sym real::MALLOC_NOW,
+    )
 }
 
-// A malloc whose countdown `heap::count_alloc_fast` took below zero: a sample, or the
-// thread's first call. The hook reaches it by a tail call, so at its entry `[rsp]` is the
-// return address into the program and `rbp` the program's: passed on, the sample's stack
-// is walked from the program's frame (`stack::capture_from_call`).
-std::arch::global_asm!(
-    // In the CPU handler's section, whose pages every sample keeps resident: every thread's
-    // first malloc comes here, and a timer tick that expires while the kernel faults in a
-    // cold page is delivered at that page's code (the sample would then name rprof).
-    ".pushsection .text.hot.rprof_sample,\"ax\",@progbits",
-    ".p2align 4",
-    ".type rprof_malloc_negative,@function",
-    "rprof_malloc_negative:",
-    "mov rsi, rsp",
-    "mov rdx, rbp",
-    "jmp {body}",
-    ".size rprof_malloc_negative, . - rprof_malloc_negative",
-    ".popsection",
-    body = sym malloc_negative_body,
-);
-
-extern "C" {
-    fn rprof_malloc_negative(size: size_t) -> *mut c_void;
+/// A malloc whose countdown the hook took below zero: a sample, or the thread's first
+/// call. The hook reaches it by a jump, so at its entry `[rsp]` is the return address
+/// into the program and `rbp` the program's: passed on, the sample's stack is walked from
+/// the program's frame (`stack::capture_from_call`).
+///
+/// In the CPU handler's section, whose pages every sample keeps resident: every thread's
+/// first malloc comes here, and a timer tick that expires while the kernel faults in a
+/// cold page is delivered at that page's code (the sample would then name rprof).
+#[cfg(not(test))]
+#[unsafe(naked)]
+#[link_section = ".text.hot.rprof_sample"]
+unsafe extern "C" fn rprof_malloc_negative(size: size_t) -> *mut c_void {
+    std::arch::naked_asm!(
+        "mov rsi, rsp",
+        "mov rdx, rbp",
+        "jmp {body}",
+        body = sym malloc_negative_body,
+    )
 }
 
 /// `malloc`'s negative countdown (see `rprof_malloc_negative`). `extern "C"` (cannot
 /// unwind): the entry jumps here.
+#[cfg(not(test))]
 #[cold]
 #[inline(never)]
 #[link_section = ".text.hot.rprof_sample"]
@@ -61,40 +81,44 @@ extern "C" fn malloc_negative_body(size: size_t, sp: u64, bp: u64) -> *mut c_voi
     real::malloc(size)
 }
 
-/// A malloc that `heap::count_alloc_fast` did not count.
-#[cold]
-#[inline(never)]
-extern "C" fn malloc_counting(size: size_t) -> *mut c_void {
-    if heap::count_alloc(size) {
-        return sampled(real::malloc(size), size);
-    }
-    real::malloc(size)
-}
-
-/// `p`, an allocation of `size` bytes that `heap::count_alloc` chose to sample.
-#[cold]
-#[inline(never)]
-fn sampled(p: *mut c_void, size: size_t) -> *mut c_void {
-    heap::sample(p, size);
-    p
-}
-
 /// # Safety
 /// As free(3).
-#[cfg_attr(not(test), no_mangle)]
+#[cfg(not(test))]
+#[unsafe(naked)]
+#[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    // The common case ends in a jump to the real free, with no stack frame. Null and pool
-    // pointers (dlsym's early allocations) are in slots marked for good: they never pass
-    // here.
-    if heap::count_free_fast(p) {
-        return real::free(p);
-    }
-    free_counting(p)
+    // A free whose slot is marked (a sampled block may start in the granule, or the slot
+    // is marked for good: null and the bootstrap pool's pointers) takes the general path;
+    // the others add one to the thread's free count and jump to the real free. The slot
+    // is the address's 256-byte granule modulo 64 Ki (`heap::slot_bit`): bits 8 to 23 of
+    // the address, a word of the bitmap chosen by bits 14 to 23 and a bit by bits 8 to 13
+    // (`bt` reads only the low six bits of its register operand).
+    std::arch::naked_asm!(
+        "mov rax, qword ptr [rip + rprof_thread_state@GOTTPOFF]",
+        "mov rcx, qword ptr fs:[rax]",
+        "mov eax, edi",
+        "shr eax, 8",
+        "mov edx, eax",
+        "shr edx, 6",
+        "and edx, {word_mask}",
+        "lea rsi, [rip + {hot}]",
+        "mov rdx, qword ptr [rsi + rdx * 8 + {slot_bits}]",
+        "bt rdx, rax",
+        "jc {general}",
+        "inc qword ptr [rsi + rcx + {frees}]",
+        "jmp qword ptr [rip + {real}]",
+        word_mask = const heap::SLOT_WORDS - 1,
+        hot = sym heap::HOT,
+        slot_bits = const heap::SLOT_BITS_OFFSET,
+        general = sym free_counting,
+        frees = const heap::FREES_OFFSET,
+        real = sym real::FREE_NOW,
+    )
 }
 
-/// A free that `heap::count_free_fast` left to the general path (a slot marked by a
-/// sampled block or a pool pointer, a thread's first call). `extern "C"` so that the hook
-/// reaches it by a tail call.
+/// A free that the hook left to the general path (a slot marked by a sampled block, or for
+/// good). `extern "C"` so that the hook reaches it by a jump.
+#[cfg(not(test))]
 #[cold]
 #[inline(never)]
 extern "C" fn free_counting(p: *mut c_void) {

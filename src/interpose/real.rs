@@ -359,8 +359,8 @@ macro_rules! call_or {
 /// The real malloc and free for the hooks' fast paths, never null: a stand-in that looks
 /// them up (or serves the pool) until `resolve_alloc` stores them, so a call is one load
 /// and an indirect call, with no test.
-static MALLOC_NOW: AtomicPtr<libc::c_void> = AtomicPtr::new(malloc_via_lookup as *mut _);
-static FREE_NOW: AtomicPtr<libc::c_void> = AtomicPtr::new(free_via_lookup as *mut _);
+pub(crate) static MALLOC_NOW: AtomicPtr<libc::c_void> = AtomicPtr::new(malloc_via_lookup as *mut _);
+pub(crate) static FREE_NOW: AtomicPtr<libc::c_void> = AtomicPtr::new(free_via_lookup as *mut _);
 
 unsafe extern "C" fn malloc_via_lookup(size: libc::size_t) -> *mut libc::c_void {
     call_or!(MALLOC, MallocFn, bootstrap_alloc(size), |f| f(size))
