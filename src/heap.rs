@@ -62,13 +62,44 @@ pub struct Counters {
     /// Bytes left before the next heap sample; negative: the next call takes the general
     /// path (a sample is due, or heap profiling has not started yet).
     countdown: AtomicI64,
+    /// With `countdown`, the bytes requested so far: `base - countdown`. Each allocation
+    /// only runs the countdown down, and each reset of the countdown moves `base` by as
+    /// much (`set_countdown`), so the malloc hook writes two counters, not three. The two
+    /// words form one 16-byte unit, written and read whole (`pair`, `set_countdown`).
+    base: AtomicU64,
     mallocs: AtomicU64,
     frees: AtomicU64,
-    bytes: AtomicU64,
     /// Kernel thread id of the writer; 0 while never used.
     owner: AtomicI32,
     /// The owner has passed its exit hook: worth checking whether it is gone.
     retiring: AtomicBool,
+}
+
+/// The processor has cmpxchg16b (set at load, by `init`).
+static HAS_CX16: AtomicBool = AtomicBool::new(false);
+
+/// `lock cmpxchg16b` at `p`: `new` if it held `old`; returns what it held.
+///
+/// # Safety
+/// The CPU has cmpxchg16b; `p` is 16-byte aligned and valid for 16 bytes.
+unsafe fn cas_pair(p: *mut u128, old: u128, new: u128) -> u128 {
+    let (lo, hi): (u64, u64);
+    // SAFETY: as the caller promises. rbx (reserved by the compiler) holds the new value's
+    // low half only during the instruction, and is restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {new_lo}, rbx",
+            "lock cmpxchg16b xmmword ptr [{p}]",
+            "mov rbx, {new_lo}",
+            p = in(reg) p,
+            new_lo = inout(reg) new as u64 => _,
+            in("rcx") (new >> 64) as u64,
+            inout("rax") old as u64 => lo,
+            inout("rdx") (old >> 64) as u64 => hi,
+            options(nostack),
+        )
+    };
+    (lo as u128) | ((hi as u128) << 64)
 }
 
 impl Counters {
@@ -86,12 +117,54 @@ impl Counters {
         Counters::with_countdown(-1)
     }
 
+    /// The bytes requested so far, exact whenever it is read: another thread's reset of
+    /// its countdown is never seen halfway.
+    fn bytes(&self) -> u64 {
+        let (countdown, base) = self.pair();
+        base.wrapping_sub(countdown as u64)
+    }
+
+    /// (countdown, base), read as one 16-byte unit.
+    fn pair(&self) -> (i64, u64) {
+        if HAS_CX16.load(Ordering::Relaxed) {
+            // SAFETY: the CPU has cmpxchg16b (checked at load); the pair is 16-byte aligned
+            // (`Counters` is 64-aligned, countdown first, then base).
+            let v = unsafe { cas_pair(&self.countdown as *const AtomicI64 as *mut u128, 0, 0) };
+            return (v as u64 as i64, (v >> 64) as u64);
+        }
+        (
+            self.countdown.load(Ordering::Acquire),
+            self.base.load(Ordering::Acquire),
+        )
+    }
+
+    /// Sets the countdown of the calling thread's own block, keeping the bytes requested as
+    /// they are: `base` moves by as much, in the same atomic write (a reader, or a signal
+    /// handler on this thread, sees both words before or both after).
+    fn set_countdown(&self, new: i64) {
+        let cur = self.countdown.load(Ordering::Relaxed);
+        let base = self.base.load(Ordering::Relaxed);
+        let new_base = base.wrapping_add(new.wrapping_sub(cur) as u64);
+        if HAS_CX16.load(Ordering::Relaxed) {
+            let pack = |c: i64, b: u64| (c as u64 as u128) | ((b as u128) << 64);
+            let p = &self.countdown as *const AtomicI64 as *mut u128;
+            // SAFETY: as in `pair`. Only this thread changes the pair (readers' exchanges
+            // write back what they read), so the exchange succeeds at once.
+            unsafe { cas_pair(p, pack(cur, base), pack(new, new_base)) };
+            return;
+        }
+        // Without cmpxchg16b (the first AMD64 processors only), a reader may see the new
+        // base with the old countdown.
+        self.base.store(new_base, Ordering::Release);
+        self.countdown.store(new, Ordering::Release);
+    }
+
     const fn with_countdown(countdown: i64) -> Self {
         Counters {
             countdown: AtomicI64::new(countdown),
+            base: AtomicU64::new(countdown as u64),
             mallocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
             owner: AtomicI32::new(0),
             retiring: AtomicBool::new(false),
         }
@@ -160,7 +233,6 @@ pub const DISCARD_OFFSET: isize = std::mem::offset_of!(Hot, discard) as isize;
 pub const SLOT_BITS_OFFSET: usize = std::mem::offset_of!(Hot, slot_bits);
 pub const MALLOCS_OFFSET: usize = std::mem::offset_of!(Counters, mallocs);
 pub const FREES_OFFSET: usize = std::mem::offset_of!(Counters, frees);
-pub const BYTES_OFFSET: usize = std::mem::offset_of!(Counters, bytes);
 pub const COUNTDOWN_OFFSET: usize = std::mem::offset_of!(Counters, countdown);
 const _: () = assert!(UNCLAIMED_OFFSET == 0 && SLOTS == 1 << 16 && COUNTDOWN_OFFSET == 0);
 
@@ -243,6 +315,10 @@ pub static TABLE: Lock<Option<HeapTable>> = Lock::new(None);
 
 /// Starts heap profiling at `rate` bytes per sample (0 leaves it off).
 pub fn init(rate: u64) {
+    HAS_CX16.store(
+        std::arch::is_x86_feature_detected!("cmpxchg16b"),
+        Ordering::Relaxed,
+    );
     if rate == 0 {
         OFF.store(true, Ordering::Relaxed);
         return;
@@ -362,7 +438,6 @@ pub fn after_fast_count(size: usize) -> bool {
 #[inline(always)]
 fn count_in(c: &Counters, size: usize) -> bool {
     Counters::add(&c.mallocs, 1);
-    Counters::add(&c.bytes, size as u64);
     // The countdown never goes negative on a zero size (it is reset to ≥ 0), and stays far
     // from it while heap profiling is off (see `sample_slow`).
     let left = c
@@ -501,7 +576,7 @@ fn sample_slow(t: &ThreadState, p: usize, size: u64, entry: Option<(u64, u64)>) 
     if !ACTIVE.load(Ordering::Relaxed) {
         if OFF.load(Ordering::Relaxed) {
             // Counting goes on; sampling never comes back here.
-            c.countdown.store(i64::MAX / 2, Ordering::Relaxed);
+            c.set_countdown(i64::MAX / 2);
         }
         // Before `init` (allocations in other libraries' constructors): not sampled, and
         // the countdown stays negative so that the first allocation after it starts one.
@@ -514,12 +589,12 @@ fn sample_slow(t: &ThreadState, p: usize, size: u64, entry: Option<(u64, u64)>) 
             ^ (crate::signal_safe::sys::gettid() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         t.rng.set(seed | 1);
         let left = next_gap(t) - size as i64;
-        c.countdown.store(left, Ordering::Relaxed);
+        c.set_countdown(left);
         if left >= 0 {
             return;
         }
     }
-    c.countdown.store(next_gap(t), Ordering::Relaxed);
+    c.set_countdown(next_gap(t));
     let Some(_g) = Guard::enter() else { return };
     let stack = match entry {
         Some((sp, bp)) => stack::capture_from_call(sp, bp),
@@ -726,7 +801,8 @@ pub fn reset_after_fork() {
         }
         store_changed!(c.mallocs, 0);
         store_changed!(c.frees, 0);
-        store_changed!(c.bytes, 0);
+        // No bytes requested yet.
+        store_changed!(c.base, c.countdown.load(Ordering::Relaxed) as u64);
         // The forking thread keeps its block (under its new id); the parent's other
         // threads do not exist here, so their blocks are free again.
         store_changed!(c.retiring, false);
@@ -757,7 +833,7 @@ pub fn totals() -> (u64, u64, u64) {
     for c in BLOCKS.iter().chain(more.iter().copied()) {
         t.0 += c.mallocs.load(Ordering::Relaxed);
         t.1 += c.frees.load(Ordering::Relaxed);
-        t.2 += c.bytes.load(Ordering::Relaxed);
+        t.2 += c.bytes();
     }
     t
 }

@@ -417,15 +417,27 @@ fn low_rate_estimates_are_tight() {
     );
 }
 
-/// The statistics at rate 1 against what heap_sites did (argument 64): TotalAlloc is the
-/// bytes it asked for plus the C library's few own allocations (stdio's buffer: at most
-/// 64 KiB), HeapObjects the blocks still live at exit plus at most 16 of the C library's,
-/// and RSS as the program itself read it just before exit, plus what writing the
-/// profile took.
+/// The statistics against what heap_sites did (argument 64), at rate 1 and at the default
+/// rate (the counts are exact whatever the sampling: the bytes follow from the countdown,
+/// which is reset at each sample): TotalAlloc is the bytes it asked for plus the C
+/// library's few own allocations (stdio's buffer: at most 64 KiB), HeapObjects the blocks
+/// still live at exit plus at most 16 of the C library's, and RSS as the program itself
+/// read it just before exit, plus what writing the profile took.
 #[test]
 fn statistics_match_what_the_program_did() {
+    for rate in ["1", "524288"] {
+        statistics_match_at_rate(rate);
+    }
+}
+
+fn statistics_match_at_rate(rate: &str) {
     let prog = build("heap_sites");
-    let r = run("heap-stats", &prog, &["64"], &[("RPROF_HEAP_RATE", "1")]);
+    let r = run(
+        &format!("heap-stats-{rate}"),
+        &prog,
+        &["64"],
+        &[("RPROF_HEAP_RATE", rate)],
+    );
     assert!(r.output.status.success(), "{}", r.stderr());
     let p = heap_file(&r);
     let nsmall: i64 = 1_048_576 / 64;
@@ -445,7 +457,7 @@ fn statistics_match_what_the_program_did() {
     let total = statistic(&p, "TotalAlloc");
     assert!(
         (requested..=requested + 65536).contains(&total),
-        "TotalAlloc {total}, the program asked for {requested}"
+        "TotalAlloc {total}, the program asked for {requested} (rate {rate})"
     );
     let (mallocs, frees) = (statistic(&p, "Mallocs"), statistic(&p, "Frees"));
     let objects = statistic(&p, "HeapObjects");

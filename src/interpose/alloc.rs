@@ -17,7 +17,8 @@ use crate::heap;
 // is the offset of the thread's counter block from `heap::HOT`, which also holds the
 // blocks a thread writes before it has its own (offset 0) and while rprof works on it, and
 // the slot bitmap. The counts are exact (see `heap::Counters`): a malloc adds to the call
-// and byte counts and runs down the sampling countdown; a free adds to the free count.
+// count and runs down the sampling countdown (the bytes requested follow from it); a free
+// adds to the free count.
 
 /// # Safety
 /// As malloc(3).
@@ -30,17 +31,17 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     // thread's first call: UNCLAIMED's is always negative) goes on in
     // `rprof_malloc_negative`, with `[rsp]` and `rbp` still the program's.
     std::arch::naked_asm!(
+        // At the start of the function's own section: no padding, the section aligned.
+        ".p2align 5",
         "mov rax, qword ptr [rip + rprof_thread_state@GOTTPOFF]",
         "mov rcx, qword ptr fs:[rax]",
         "lea rdx, [rip + {hot}]",
         "inc qword ptr [rdx + rcx + {mallocs}]",
-        "add qword ptr [rdx + rcx + {bytes}], rdi",
         "sub qword ptr [rdx + rcx], rdi",
         "js {negative}",
         "jmp qword ptr [rip + {real}]",
         hot = sym heap::HOT,
         mallocs = const heap::MALLOCS_OFFSET,
-        bytes = const heap::BYTES_OFFSET,
         negative = sym rprof_malloc_negative,
         real = sym real::MALLOC_NOW,
     )
@@ -94,6 +95,8 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     // the address, a word of the bitmap chosen by bits 14 to 23 and a bit by bits 8 to 13
     // (`bt` reads only the low six bits of its register operand).
     std::arch::naked_asm!(
+        // At the start of the function's own section: no padding, the section aligned.
+        ".p2align 5",
         "mov rax, qword ptr [rip + rprof_thread_state@GOTTPOFF]",
         "mov rcx, qword ptr fs:[rax]",
         "mov eax, edi",
