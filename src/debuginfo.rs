@@ -179,6 +179,21 @@ fn scan(
         return (0, hits);
     };
     let strings = bytes.get(table.strings.clone()).unwrap_or_default();
+    // Which pages of [lo, hi] hold an address (4 KiB, coarser over a range wider than 4 GiB):
+    // most symbols are then passed over after one bit test, and only those on a marked
+    // page are looked up among the addresses.
+    let mut shift = 12;
+    while (hi - lo) >> shift >= 1 << 20 {
+        shift += 1;
+    }
+    let page = |a: u64| ((a - lo) >> shift) as usize;
+    let mut pages = vec![0u64; page(hi) / 64 + 1];
+    for &a in svmas {
+        pages[page(a) / 64] |= 1 << (page(a) % 64);
+    }
+    let marked = |start: u64, end: u64| {
+        (page(start.max(lo))..=page((end - 1).min(hi))).any(|p| pages[p / 64] >> (p % 64) & 1 != 0)
+    };
     // 43,690 entries (about 1 MB) a chunk.
     let chunk = SYM_SIZE * 43_690;
     for (c, part) in entries.chunks(chunk).enumerate() {
@@ -195,7 +210,7 @@ fn scan(
             }
             functions += 1;
             let end = start.saturating_add(size.max(1));
-            if end <= lo || start > hi {
+            if end <= lo || start > hi || !marked(start, end) {
                 continue;
             }
             let name = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
