@@ -32,7 +32,7 @@ if [[ -z ${RPROF_LIB:-} ]]; then
 fi
 cp "$RPROF_LIB" "$work/librprof.so"
 lib=$work/librprof.so
-configs=(glibc forward rprof)
+configs=(glibc forward rprof rprof-unsampled)
 [[ -f $je ]] && configs+=(jemalloc jemalloc+prof jemalloc+rprof)
 command -v heaptrack >/dev/null && configs+=(heaptrack)
 
@@ -42,6 +42,8 @@ run() { # config threads
     glibc) "$work/run_measured" "${cmd[@]}" ;;
     forward) "$work/run_measured" env LD_PRELOAD="$work/forward.so" "${cmd[@]}" ;;
     rprof) "$work/run_measured" env LD_PRELOAD="$lib" RPROF_OUT="$work/p" "${cmd[@]}" ;;
+    rprof-unsampled) "$work/run_measured" env LD_PRELOAD="$lib" RPROF_OUT="$work/p" RPROF_HEAP_RATE=0 \
+      "${cmd[@]}" ;;
     jemalloc) "$work/run_measured" env LD_PRELOAD="$je" "${cmd[@]}" ;;
     jemalloc+prof) "$work/run_measured" env LD_PRELOAD="$je" \
       MALLOC_CONF=prof:true,lg_prof_sample:19,prof_prefix:"$work/jeprof" "${cmd[@]}" ;;
@@ -68,11 +70,12 @@ done
 # nearly free of the host's drift. Normalised by the same figure without a preload.
 declare -A inproc
 for ((i = 0; i < RUNS; i++)); do
-  for c in glibc forward rprof; do
+  for c in glibc forward rprof rprof-unsampled; do
     case $c in
       glibc) pre=() ;;
       forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
       rprof) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p") ;;
+      rprof-unsampled) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p" RPROF_HEAP_RATE=0) ;;
     esac
     inproc[$c]+="$("${pre[@]}" "$work/malloc_bench" paired "$((2 * OPS))" "$WINDOW") "
     rm -f "$work"/p.*
@@ -100,14 +103,17 @@ for threads in 1 2; do
   done
 done
 inbase=$(med "${inproc[glibc]}")
-for c in forward rprof; do
-  printf '%-16s %7s %10s %10.3f %8s %8s %10s\n' "$c" "in-proc" "-" \
-    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$inbase}")" "-" "-" "-"
+infwd=$(med "${inproc[forward]}")
+for c in forward rprof rprof-unsampled; do
+  printf '%-16s %7s %10s %10.3f %8.3f %8s %10s\n' "$c" "in-proc" "-" \
+    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$inbase}")" \
+    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$infwd}")" "-" "-"
 done
 echo "(malloc_bench: $OPS ops per thread, window $WINDOW blocks per thread; ratios: median over $RUNS"
 echo " rounds of interleaved runs of each round's ratio; 'forward' only forwards malloc/free to"
 echo " glibc, the floor for any interposer; in-proc: 41 rounds alternating linked and glibc's own"
-echo " calls in one thread, median of $RUNS runs; target for rprof: time <= 1.05 x forward)"
+echo " calls in one thread, median of $RUNS runs; rprof-unsampled: RPROF_HEAP_RATE=0, the hooks'"
+echo " unsampled paths alone, exact counts kept; target: time <= 1.05 x forward)"
 
 # Instructions per pair: the loop's inclusive count (callgrind) at 2N and at N operations,
 # differenced so that start-up and exit cancel out.
@@ -119,6 +125,7 @@ if command -v valgrind >/dev/null; then
       glibc) pre=() ;;
       forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
       rprof) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p") ;;
+      rprof-unsampled) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p" RPROF_HEAP_RATE=0) ;;
     esac
     for ops in "$n" "$((2 * n))"; do
       "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
@@ -129,8 +136,8 @@ if command -v valgrind >/dev/null; then
     done
     awk "BEGIN{printf \"%.1f\", (${counts[1]} - ${counts[0]}) / $n}"
   }
-  g=$(per_pair glibc) f=$(per_pair forward) r=$(per_pair rprof)
-  printf '%-16s %12s %14s %14s\n' callgrind "glibc" "forward" "rprof"
-  printf '%-16s %12s %14s %14s\n' "instr/pair" "$g" "$f ($(awk "BEGIN{printf \"%+.1f\", $f - $g}"))" \
-    "$r ($(awk "BEGIN{printf \"%+.1f\", $r - $f}") vs fwd)"
+  g=$(per_pair glibc) f=$(per_pair forward) r=$(per_pair rprof) u=$(per_pair rprof-unsampled)
+  printf '%-16s %12s %14s %22s %22s\n' callgrind "glibc" "forward" "rprof" "rprof-unsampled"
+  printf '%-16s %12s %14s %22s %22s\n' "instr/pair" "$g" "$f ($(awk "BEGIN{printf \"%+.1f\", $f - $g}"))" \
+    "$r ($(awk "BEGIN{printf \"%+.1f\", $r - $f}") vs fwd)" "$u ($(awk "BEGIN{printf \"%+.1f\", $u - $f}") vs fwd)"
 fi

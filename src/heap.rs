@@ -471,7 +471,7 @@ pub fn on_alloc(p: *mut libc::c_void, size: usize) {
 }
 
 /// As `sample`, from malloc's entry: `sp` and `bp` as they were there (see
-/// `stack::capture_from_call`).
+/// `stack::with_stack_from_call`).
 #[cold]
 #[inline(never)]
 pub fn sample_from_call(p: *mut libc::c_void, size: usize, sp: u64, bp: u64) {
@@ -596,11 +596,10 @@ fn sample_slow(t: &ThreadState, p: usize, size: u64, entry: Option<(u64, u64)>) 
     }
     c.set_countdown(next_gap(t));
     let Some(_g) = Guard::enter() else { return };
-    let stack = match entry {
-        Some((sp, bp)) => stack::capture_from_call(sp, bp),
-        None => stack::capture(OwnFrames::Drop),
-    };
-    record(p, size, &stack);
+    match entry {
+        Some((sp, bp)) => stack::with_stack_from_call(sp, bp, |stack| record(p, size, stack)),
+        None => record(p, size, &stack::capture(OwnFrames::Drop)),
+    }
 }
 
 const NO_BUCKET: u32 = u32::MAX;

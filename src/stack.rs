@@ -41,18 +41,20 @@ pub fn capture(own: OwnFrames) -> Vec<u64> {
     }
 }
 
-/// The stack of the program's call into a hook, from the hook's entry: `sp` as it was
-/// there (the return address into the program at `[sp]`) and the program's `rbp`. Only
-/// the program's frames are walked (half the steps of `capture`, which starts in rprof).
+/// Runs `f` on the stack of the program's call into a hook, from the hook's entry: `sp` as
+/// it was there (the return address into the program at `[sp]`) and the program's `rbp`.
+/// Only the program's frames are walked (half the steps of `capture`, which starts in
+/// rprof), into a buffer kept by the thread, neither zeroed nor copied: a sample's cost is
+/// mostly the cache lines it touches, which the program's own work evicts between samples.
 /// Falls back to `capture` when `[sp]` is in rprof (the hook did not reach its slow path
 /// by a tail call).
-pub fn capture_from_call(sp: u64, bp: u64) -> Vec<u64> {
+pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) -> R {
     // SAFETY: `sp` is this thread's stack pointer at the hook's entry, below our frames:
     // mapped, and holding the return address the call pushed.
     let ret = unsafe { std::ptr::read(sp as *const u64) };
     let code = symbolize::own_code();
     if (code.0..code.1).contains(&ret) {
-        return capture(OwnFrames::Drop);
+        return f(&capture(OwnFrames::Drop));
     }
     let mut regs = Regs([None; 17]);
     regs.0[16] = Some(ret);
@@ -61,9 +63,21 @@ pub fn capture_from_call(sp: u64, bp: u64) -> Vec<u64> {
     let own = thread_stacks::stack_bounds();
     let bounds = own
         .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
-    let mut pcs = [0u64; MAX_DEPTH];
-    let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), &mut pcs).depth;
-    pcs[..depth].to_vec()
+    PCS.with(|pcs| {
+        // SAFETY: only this function uses PCS, and `f` cannot re-enter it: the sampled
+        // path runs under the guard (the allocations `f` makes pass through unprofiled),
+        // and signal handlers walk into buffers of their own.
+        let pcs = unsafe { &mut *pcs.get() };
+        let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), pcs).depth;
+        f(&pcs[..depth])
+    })
+}
+
+thread_local! {
+    /// `with_stack_from_call`'s buffer. Const-initialised, no destructor (see
+    /// `thread_state`).
+    static PCS: std::cell::UnsafeCell<[u64; MAX_DEPTH]> =
+        const { std::cell::UnsafeCell::new([0; MAX_DEPTH]) };
 }
 
 #[inline(never)]

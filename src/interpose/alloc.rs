@@ -50,7 +50,7 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 /// A malloc whose countdown the hook took below zero: a sample, or the thread's first
 /// call. The hook reaches it by a jump, so at its entry `[rsp]` is the return address
 /// into the program and `rbp` the program's: passed on, the sample's stack is walked from
-/// the program's frame (`stack::capture_from_call`).
+/// the program's frame (`stack::with_stack_from_call`).
 ///
 /// In the CPU handler's section, whose pages every sample keeps resident: every thread's
 /// first malloc comes here, and a timer tick that expires while the kernel faults in a
