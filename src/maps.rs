@@ -142,6 +142,31 @@ extern "C" fn on_object_code(
     0
 }
 
+/// The loader's counts of objects loaded and unloaded so far (`dlpi_adds`, `dlpi_subs`):
+/// unchanged, no object was mapped or unmapped by the loader meanwhile.
+pub fn loader_generation() -> (u64, u64) {
+    let mut out = (0u64, 0u64);
+    // SAFETY: the callback only reads two fields of the info the loader passes into `out`,
+    // which outlives the call, and stops at the first object.
+    unsafe { libc::dl_iterate_phdr(Some(on_first_object), (&mut out as *mut (u64, u64)).cast()) };
+    out
+}
+
+extern "C" fn on_first_object(
+    info: *mut libc::dl_phdr_info,
+    size: usize,
+    data: *mut libc::c_void,
+) -> i32 {
+    // The counts are there when the loader's info is at least this long (glibc ≥ 2.4).
+    let needed = std::mem::offset_of!(libc::dl_phdr_info, dlpi_subs) + 8;
+    if size >= needed {
+        // SAFETY: dl_iterate_phdr passes a valid info of `size` bytes and our `data`.
+        let (info, out) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
+        *out = (info.dlpi_adds, info.dlpi_subs);
+    }
+    1
+}
+
 struct LoadedObject {
     ranges: Vec<(u64, u64)>,
     build_id: String,

@@ -13,7 +13,7 @@
 //! top bit set, which no user-space address has.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rprof_profile::LineInfo;
 
@@ -94,7 +94,19 @@ pub struct Symbolizer {
     pinned: Vec<Frame>,
     /// Pinned ids by (object path, file offset); ("", address) when no mapping was known.
     pinned_ids: HashMap<(String, u64), u64>,
+    /// The executable mappings as last read, with the loader's generation then and when
+    /// (CLOCK_MONOTONIC ns): a dump resolves a batch and then each profile's addresses,
+    /// and reading /proc/self/maps (hundreds of lines in a large program) and every
+    /// object's headers anew each time was much of a small dump.
+    maps_cache: Option<MapsRead>,
 }
+
+/// (the loader's generation, when, the mappings).
+type MapsRead = ((u64, u64), u64, Arc<Vec<MapEntry>>);
+
+/// How long the mappings read stay in use while the loader maps and unmaps nothing: a
+/// dump's span. Code mapped otherwise meanwhile (a JIT's) would go unnamed until then.
+const MAPS_REUSE_NS: u64 = 200_000_000;
 
 /// Whether a mapping is librprof.so's own code.
 fn is_own(m: &MapEntry) -> bool {
@@ -112,7 +124,22 @@ impl Symbolizer {
             mappings: Vec::new(),
             pinned: Vec::new(),
             pinned_ids: HashMap::new(),
+            maps_cache: None,
         }
+    }
+
+    /// The executable mappings now (see `maps_cache`).
+    fn current_mappings(&mut self) -> Arc<Vec<MapEntry>> {
+        let generation = maps::loader_generation();
+        let now = crate::signal_safe::sys::monotonic_ns();
+        if let Some((g, at, maps)) = &self.maps_cache {
+            if *g == generation && now.saturating_sub(*at) < MAPS_REUSE_NS {
+                return maps.clone();
+            }
+        }
+        let maps = Arc::new(maps::executable_mappings());
+        self.maps_cache = Some((generation, now, maps.clone()));
+        maps
     }
 
     /// Resolves `addrs` now; returns the pinned id standing for each.
@@ -166,7 +193,7 @@ impl Symbolizer {
         if addrs.is_empty() {
             return Vec::new();
         }
-        let current = maps::executable_mappings();
+        let current = self.current_mappings();
         let found: Vec<Option<&MapEntry>> = addrs
             .iter()
             .map(|&a| current.iter().find(|m| (m.start..m.end).contains(&a)))
