@@ -192,12 +192,24 @@ fn scan(
         pages[page(a) / 64] |= 1 << (page(a) % 64);
     }
     let marked = |start: u64, end: u64| {
-        (page(start.max(lo))..=page((end - 1).min(hi))).any(|p| pages[p / 64] >> (p % 64) & 1 != 0)
+        let (mut p, last) = (page(start.max(lo)), page((end - 1).min(hi)));
+        loop {
+            if pages[p / 64] >> (p % 64) & 1 != 0 {
+                return true;
+            }
+            if p >= last {
+                return false;
+            }
+            p += 1;
+        }
     };
     // 43,690 entries (about 1 MB) a chunk.
     let chunk = SYM_SIZE * 43_690;
     for (c, part) in entries.chunks(chunk).enumerate() {
-        for e in part.chunks_exact(SYM_SIZE) {
+        // Whole entries as arrays: no bounds check in the loop, which runs once per symbol
+        // of the object (hundreds of thousands in a large one).
+        let (whole, _) = part.as_chunks::<SYM_SIZE>();
+        for e in whole {
             let info = e[4];
             let kind = info & 0xf;
             if kind != STT_FUNC && kind != STT_GNU_IFUNC {
