@@ -44,8 +44,7 @@ pub fn capture(own: OwnFrames) -> Vec<u64> {
 /// Runs `f` on the stack of the program's call into a hook, from the hook's entry: `sp` as
 /// it was there (the return address into the program at `[sp]`) and the program's `rbp`.
 /// Only the program's frames are walked (half the steps of `capture`, which starts in
-/// rprof), into a buffer kept by the thread, neither zeroed nor copied: a sample's cost is
-/// mostly the cache lines it touches, which the program's own work evicts between samples.
+/// rprof), and `f` reads them where they were walked, not from a copy.
 /// Falls back to `capture` when `[sp]` is in rprof (the hook did not reach its slow path
 /// by a tail call).
 pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) -> R {
@@ -63,21 +62,9 @@ pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) ->
     let own = thread_stacks::stack_bounds();
     let bounds = own
         .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
-    PCS.with(|pcs| {
-        // SAFETY: only this function uses PCS, and `f` cannot re-enter it: the sampled
-        // path runs under the guard (the allocations `f` makes pass through unprofiled),
-        // and signal handlers walk into buffers of their own.
-        let pcs = unsafe { &mut *pcs.get() };
-        let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), pcs).depth;
-        f(&pcs[..depth])
-    })
-}
-
-thread_local! {
-    /// `with_stack_from_call`'s buffer. Const-initialised, no destructor (see
-    /// `thread_state`).
-    static PCS: std::cell::UnsafeCell<[u64; MAX_DEPTH]> =
-        const { std::cell::UnsafeCell::new([0; MAX_DEPTH]) };
+    let mut pcs = [0u64; MAX_DEPTH];
+    let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), &mut pcs).depth;
+    f(&pcs[..depth])
 }
 
 #[inline(never)]
