@@ -1,5 +1,6 @@
 /* A small server-like program for the profile-server tests: named threads, one burning
- * CPU in burn_cpu(), one that allocated 64 x 64 KiB in burst_before() at start and does
+ * CPU in burn_cpu(), one that allocated 64 x 64 KiB in burst_before() at start (before
+ * "started" is printed) and does
  * the same in burst_later() on SIGUSR1, two contending for a mutex, one sleeping in
  * nanosleep that counts how often its sleep was cut short (a thread dump must not
  * interrupt it). It runs until its stdin closes, then prints "eintr=<count>" and
@@ -54,10 +55,15 @@ static void *sleeper(void *arg) {
 
 static void on_usr1(int s) { (void)s; more = 1; }
 
+/* Set once burst_before() has returned: "started" is printed only then, so that a test's
+ * first heap request finds those blocks. */
+static int burst_done;
+
 static void *allocator(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "allocator");
     burst_before();
+    __atomic_store_n(&burst_done, 1, __ATOMIC_RELEASE);
     while (!stop) {
         if (more) { more = 0; burst_later(); printf("burst_later\n"); fflush(stdout); }
         usleep(10000);
@@ -85,6 +91,7 @@ int main(void) {
     pthread_create(&t[2], NULL, contender, "contender-a");
     pthread_create(&t[3], NULL, contender, "contender-b");
     pthread_create(&t[4], NULL, sleeper, NULL);
+    while (!__atomic_load_n(&burst_done, __ATOMIC_ACQUIRE)) usleep(1000);
     printf("started\n");
     fflush(stdout);
     char buf[64];
