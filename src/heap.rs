@@ -6,12 +6,12 @@
 //! is exponential with mean `RPROF_HEAP_RATE`, so an allocation of size s is sampled with
 //! probability 1 − exp(−s/rate). Exact counts (allocation calls, frees, bytes requested)
 //! and the countdown are in one cache line of counters that only the calling thread
-//! writes (see `Counters`). The thread-local pointer to it is never null and needs no
-//! test: a thread's first call finds `UNCLAIMED` (whose countdown is always negative, so
-//! the call takes the general path and claims a block), and rprof's own work finds
-//! `DISCARD` (see `guard`). An unsampled malloc is then: one `%fs` load, two adds, a
-//! subtraction and its sign; a free: the same load, the bit test below, the countdown's
-//! sign and an add.
+//! writes (see `Counters`; the bytes follow from the countdown). The thread's state holds
+//! the offset of its block from `HOT`, and needs no test: a thread's first call finds 0,
+//! `UNCLAIMED` (whose countdown is always negative, so the call takes the general path and
+//! claims a block), and rprof's own work finds `DISCARD` (see `guard`). The unsampled
+//! hooks are assembly (`interpose::alloc`): a malloc is the TLS load, one add, a
+//! subtraction and its sign; a free: the same load, the bit test below and an add.
 //!
 //! Frees: a sampled block is tracked until freed. A free must tell "not sampled" cheaply:
 //! `SLOT_BITS` has one bit per 256-byte granule of address (modulo 64 Ki granules, 8 KiB in
