@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStderr, ChildStdin};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use common::*;
@@ -17,6 +17,8 @@ struct Server {
     stdin: Option<ChildStdin>,
     /// Kept open: a program writing to a closed pipe would die of SIGPIPE.
     stderr: BufReader<ChildStderr>,
+    /// Past the program's "started" line, which `start_with` waits for.
+    stdout: BufReader<ChildStdout>,
     addr: String,
     dir: std::path::PathBuf,
 }
@@ -36,6 +38,12 @@ impl Server {
         let mut line = String::new();
         err.read_line(&mut line).unwrap();
         let addr = served_address(&line);
+        // The program has made its threads and run burst_before once it says "started":
+        // requests before that could find its heap still empty.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut started = String::new();
+        stdout.read_line(&mut started).unwrap();
+        assert_eq!(started, "started\n");
         let stdin = child.stdin.take();
         if http.starts_with("0.0.0.0:") {
             assert!(line.contains("other hosts can reach it"), "{line}");
@@ -44,6 +52,7 @@ impl Server {
             child,
             stdin,
             stderr: err,
+            stdout,
             addr,
             dir,
         }
@@ -55,9 +64,10 @@ impl Server {
         drop(self.stdin.take());
         let mut rest = String::new();
         self.stderr.read_to_string(&mut rest).unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{rest}");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut stdout = String::from("started\n");
+        self.stdout.read_to_string(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{rest}");
         assert!(stdout.ends_with("eintr=0\nhttp_server done\n"), "{stdout}");
         stdout
     }
@@ -168,7 +178,7 @@ fn serves_go_paths_with_go_status_codes_and_types() {
         .lines()
         .find(|l| l.contains("\tburst_before+0x"))
         .and_then(|l| l.split('\t').nth(1))
-        .expect("burst_before in the heap text")
+        .unwrap_or_else(|| panic!("burst_before in the heap text:\n{text}"))
         .to_string();
     let (st, _, body) = get(&s.addr, "POST", "/debug/pprof/symbol", pc.as_bytes());
     assert_eq!(st, 200);
