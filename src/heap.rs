@@ -124,12 +124,17 @@ impl Counters {
         base.wrapping_sub(countdown as u64)
     }
 
+    /// The (countdown, base) pair as one 16-byte unit (countdown in the low half).
+    fn pair_ptr(&self) -> *mut u128 {
+        &self.countdown as *const AtomicI64 as *mut u128
+    }
+
     /// (countdown, base), read as one 16-byte unit.
     fn pair(&self) -> (i64, u64) {
         if HAS_CX16.load(Ordering::Relaxed) {
             // SAFETY: the CPU has cmpxchg16b (checked at load); the pair is 16-byte aligned
             // (`Counters` is 64-aligned, countdown first, then base).
-            let v = unsafe { cas_pair(&self.countdown as *const AtomicI64 as *mut u128, 0, 0) };
+            let v = unsafe { cas_pair(self.pair_ptr(), 0, 0) };
             return (v as u64 as i64, (v >> 64) as u64);
         }
         (
@@ -147,10 +152,9 @@ impl Counters {
         let new_base = base.wrapping_add(new.wrapping_sub(cur) as u64);
         if HAS_CX16.load(Ordering::Relaxed) {
             let pack = |c: i64, b: u64| (c as u64 as u128) | ((b as u128) << 64);
-            let p = &self.countdown as *const AtomicI64 as *mut u128;
             // SAFETY: as in `pair`. Only this thread changes the pair (readers' exchanges
             // write back what they read), so the exchange succeeds at once.
-            unsafe { cas_pair(p, pack(cur, base), pack(new, new_base)) };
+            unsafe { cas_pair(self.pair_ptr(), pack(cur, base), pack(new, new_base)) };
             return;
         }
         // Without cmpxchg16b (the first AMD64 processors only), a reader may see the new
@@ -233,8 +237,13 @@ pub const DISCARD_OFFSET: isize = std::mem::offset_of!(Hot, discard) as isize;
 pub const SLOT_BITS_OFFSET: usize = std::mem::offset_of!(Hot, slot_bits);
 pub const MALLOCS_OFFSET: usize = std::mem::offset_of!(Counters, mallocs);
 pub const FREES_OFFSET: usize = std::mem::offset_of!(Counters, frees);
-pub const COUNTDOWN_OFFSET: usize = std::mem::offset_of!(Counters, countdown);
-const _: () = assert!(UNCLAIMED_OFFSET == 0 && SLOTS == 1 << 16 && COUNTDOWN_OFFSET == 0);
+const COUNTDOWN_OFFSET: usize = std::mem::offset_of!(Counters, countdown);
+const _: () = assert!(
+    UNCLAIMED_OFFSET == 0
+        && SLOTS == 1 << 16
+        && COUNTDOWN_OFFSET == 0
+        && std::mem::offset_of!(Counters, base) == 8
+);
 
 /// Blocks at and above this one were never claimed: a fork child's reset stops there, so
 /// that it reads (and faults in) no page nobody used.

@@ -20,6 +20,8 @@ pub fn encode_gzip(p: &Profile) -> Vec<u8> {
 /// compressor zeroes about 300 KB of tables (as long as compressing some 50 KB takes), and
 /// a dump writes four or five files, most of a few KB.
 const STORE_BELOW: usize = 16 * 1024;
+// One stored block holds at most 65,535 bytes.
+const _: () = assert!(STORE_BELOW <= 1 << 16);
 
 /// `data` as a gzip member: deflate's stored blocks when small, else compressed for speed
 /// as Go's runtime/pprof does (`gzip.BestSpeed`): profiles are written while the program
