@@ -24,10 +24,23 @@ pub fn proc_path(name: &str) -> std::path::PathBuf {
     }
 }
 
+/// The text of a /proc file of this thread (`proc_path`), read in one go: std's
+/// `read_to_string` learns nothing from a /proc file's size (0) and reads it by doubling
+/// probes from 32 bytes.
+pub fn read_proc(name: &str) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(64 * 1024);
+    std::fs::File::open(proc_path(name))
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
 /// Executable mappings, the main program's first (pprof takes the first mapping as the
 /// main binary).
 pub fn executable_mappings() -> Vec<MapEntry> {
-    let Ok(text) = std::fs::read_to_string(proc_path("maps")) else {
+    let Some(text) = read_proc("maps") else {
         return Vec::new();
     };
     let objects = loaded_objects();
@@ -49,7 +62,7 @@ pub fn executable_mappings() -> Vec<MapEntry> {
 
 /// The mapping (start, end) that holds `addr`, whatever it is (/proc/self/maps).
 pub fn mapping_containing(addr: u64) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(proc_path("maps")).ok()?;
+    let text = read_proc("maps")?;
     text.lines().find_map(|l| {
         let (s, e) = l.split_whitespace().next()?.split_once('-')?;
         let (s, e) = (
@@ -68,7 +81,7 @@ pub fn vdso_image() -> Option<&'static [u8]> {
     if start == 0 {
         return None;
     }
-    let text = std::fs::read_to_string(proc_path("maps")).ok()?;
+    let text = read_proc("maps")?;
     let m = text
         .lines()
         .filter_map(parse_line)
@@ -80,9 +93,12 @@ pub fn vdso_image() -> Option<&'static [u8]> {
 fn parse_line(line: &str) -> Option<MapEntry> {
     let mut f = line.split_ascii_whitespace();
     let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
+    if !perms.contains('x') {
+        return None;
+    }
     let (_dev, _inode) = (f.next()?, f.next()?);
     let path = f.collect::<Vec<_>>().join(" ");
-    if !perms.contains('x') || path.is_empty() || (path.starts_with('[') && path != "[vdso]") {
+    if path.is_empty() || (path.starts_with('[') && path != "[vdso]") {
         return None;
     }
     let (s, e) = range.split_once('-')?;
@@ -228,7 +244,11 @@ fn gnu_build_id(mut notes: &[u8]) -> Option<String> {
         }
         if ty == 3 && notes.get(12..12 + namesz) == Some(b"GNU\0") {
             let desc = &notes[name_end..name_end + descsz];
-            return Some(desc.iter().map(|b| format!("{b:02x}")).collect());
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let hex = desc
+                .iter()
+                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            return Some(hex.map(char::from).collect());
         }
         notes = &notes[desc_end..];
     }
@@ -324,7 +344,7 @@ pub fn jemalloc_stats() -> Option<[u64; 4]> {
 
 /// (VmRSS, VmHWM) of the process in bytes, from /proc/self/status.
 pub fn rss() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(proc_path("status")).ok()?;
+    let status = read_proc("status")?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
         let kb: u64 = line[name.len()..]

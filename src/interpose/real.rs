@@ -428,16 +428,33 @@ pub fn malloc_usable_size(p: *mut libc::c_void) -> usize {
     call_or!(MALLOC_USABLE_SIZE, UsableSizeFn, 0, |f| f(p))
 }
 
-/// Whether the real malloc is glibc's (so mallinfo2 describes the program's heap).
+/// Whether the real malloc is glibc's (so mallinfo2 describes the program's heap): the
+/// next malloc in lookup order is libc.so.6's own. Found once (the allocator does not
+/// change): by a hash lookup in libc, not `dladdr`, which scans libc's whole symbol table.
 pub fn malloc_is_glibc() -> bool {
-    let p = next_alloc(&MALLOC);
-    // SAFETY: Dl_info is plain data filled by dladdr for a code address.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only reads loader tables.
-    if p.is_null() || unsafe { libc::dladdr(p, &mut info) } == 0 || info.dli_fname.is_null() {
-        return false;
+    // 0: not known yet, 1: no, 2: yes.
+    static KNOWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    match KNOWN.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
     }
-    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    name.to_bytes().windows(7).any(|w| w == b"libc.so")
+    let p = next_alloc(&MALLOC);
+    let yes = !p.is_null() && p == libc_symbol(c"malloc");
+    KNOWN.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+    yes
+}
+
+/// `name` as libc.so.6 defines it (null if it is not loaded or has no such symbol).
+fn libc_symbol(name: &CStr) -> *mut libc::c_void {
+    // SAFETY: RTLD_NOLOAD only looks up an object already loaded; the name is NUL-terminated.
+    let h = unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+    if h.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a handle dlopen gave and a NUL-terminated name.
+    let f = unsafe { libc::dlsym(h, name.as_ptr()) };
+    // libc's, not rprof's own dlclose (which would wait for the dump that may be running).
+    dlclose(h);
+    f
 }
