@@ -38,7 +38,11 @@ has_dwarf() { # python
   local libdir so
   libdir=$("$1" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")' 2>/dev/null) || return 1
   so=$(ls "$libdir"/libpython3*.so.1.0 2>/dev/null | head -1)
-  [[ -n $so ]] && readelf -S "$so" 2>/dev/null | grep -q '\.debug_info'
+  [[ -n $so ]] || return 1
+  # Read whole (not `| grep -q`: under pipefail, readelf's SIGPIPE would fail the test).
+  local sections
+  sections=$(readelf -S "$so" 2>/dev/null) || return 1
+  [[ $sections == *.debug_info* ]]
 }
 python=${PYTHON:-}
 if [[ -z $python ]]; then
