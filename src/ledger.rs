@@ -28,6 +28,11 @@ pub fn init(path: Option<PathBuf>, names: &[String]) {
     });
 }
 
+/// Whether lines are written (checked before one is made).
+fn enabled() -> bool {
+    LEDGER.get().is_some_and(|l| l.path.is_some())
+}
+
 /// What a process recorded, per kind.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Recorded {
@@ -50,6 +55,9 @@ pub fn dormant() {
 
 /// The process ends having recorded `r`; its files match `files` (None: none written).
 pub fn ended(r: Recorded, files: Option<&str>) {
+    if !enabled() {
+        return;
+    }
     append(&format!(
         "{}\t{}\t{}\t{}\t{}",
         r.cpu,

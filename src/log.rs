@@ -68,13 +68,27 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }
 
+// The arguments are evaluated only when the level is on: some read rprof's tables (and a
+// fork child that writes to a page copies it).
 macro_rules! warning {
-    ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Warn, format_args!($($t)*)) };
+    ($($t:tt)*) => {
+        if $crate::log::enabled($crate::config::LogLevel::Warn) {
+            $crate::log::write($crate::config::LogLevel::Warn, format_args!($($t)*))
+        }
+    };
 }
 macro_rules! info {
-    ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Info, format_args!($($t)*)) };
+    ($($t:tt)*) => {
+        if $crate::log::enabled($crate::config::LogLevel::Info) {
+            $crate::log::write($crate::config::LogLevel::Info, format_args!($($t)*))
+        }
+    };
 }
 macro_rules! debug {
-    ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Debug, format_args!($($t)*)) };
+    ($($t:tt)*) => {
+        if $crate::log::enabled($crate::config::LogLevel::Debug) {
+            $crate::log::write($crate::config::LogLevel::Debug, format_args!($($t)*))
+        }
+    };
 }
 pub(crate) use {debug, info, warning};
