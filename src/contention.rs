@@ -86,6 +86,10 @@ const MAX_BUCKETS: usize = 16_384;
 pub struct Events {
     index: HashMap<(Vec<u64>, usize), u32>,
     pub buckets: Vec<EventBucket>,
+    /// The buckets below this were looked at by the last pinning: their stacks hold no
+    /// address of unloadable code any more (a bucket's stack never changes but there), so
+    /// the next pinning looks only at the buckets made since.
+    pinned: usize,
 }
 
 #[derive(Clone)]
@@ -119,14 +123,32 @@ impl Events {
         b.delay_ns += delay_ns;
     }
 
-    fn pin(&mut self, ids: &HashMap<u64, u64>) {
-        symbolize::repin(self.buckets.iter_mut().map(|b| &mut b.stack), ids);
-        self.index = self
-            .buckets
+    /// Addresses of unloadable code in the buckets made since the last pinning.
+    fn unpinned_addresses(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buckets[self.pinned..]
             .iter()
-            .enumerate()
-            .map(|(i, b)| ((b.stack.clone(), b.object), i as u32))
-            .collect();
+            .flat_map(|b| b.stack.iter().copied())
+            .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+    }
+
+    /// Gives the buckets made since the last pinning their pinned stacks, re-keyed. Two
+    /// stacks may now be equal (two loads of one library): the later bucket takes the key,
+    /// and counts stay per bucket.
+    fn pin(&mut self, ids: &HashMap<u64, u64>) {
+        for i in self.pinned..self.buckets.len() {
+            let b = &mut self.buckets[i];
+            if !b.stack.iter().any(|pc| ids.contains_key(pc)) {
+                continue;
+            }
+            let mut key = (std::mem::take(&mut b.stack), b.object);
+            if self.index.get(&key) == Some(&(i as u32)) {
+                self.index.remove(&key);
+            }
+            symbolize::repin(std::iter::once(&mut key.0), ids);
+            b.stack.clone_from(&key.0);
+            self.index.insert(key, i as u32);
+        }
+        self.pinned = self.buckets.len();
     }
 }
 
@@ -319,21 +341,21 @@ pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
 }
 
 /// Before a dlclose: resolve addresses of unloadable code in both tables while mapped.
+/// Only the buckets made since the last time are looked at: the cost does not grow with
+/// the waits recorded so far.
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
     let mut guard = TABLE.lock();
     let Some(t) = guard.as_mut() else { return };
     let addrs: Vec<u64> = t
         .block
-        .buckets
-        .iter()
-        .chain(&t.mutex.buckets)
-        .flat_map(|b| b.stack.iter().copied())
-        .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+        .unpinned_addresses()
+        .chain(t.mutex.unpinned_addresses())
         .collect();
-    if addrs.is_empty() {
-        return;
-    }
-    let ids = symbolizer.pin(addrs);
+    let ids = if addrs.is_empty() {
+        HashMap::new()
+    } else {
+        symbolizer.pin(addrs)
+    };
     t.block.pin(&ids);
     t.mutex.pin(&ids);
 }

@@ -99,6 +99,54 @@ fn mutex_waits_at_waiter_and_holder() {
     }
 }
 
+/// A library loaded and unloaded 40 times makes one contended wait each time, on a mutex
+/// of its own held by a thread of its own: every wait is in the profiles under the
+/// library's functions, whose library is gone when the files are written (their frames
+/// were pinned at each dlclose, the buckets of each pass among them).
+#[test]
+fn waits_in_unloaded_libraries_are_all_kept() {
+    let prog = build("dlopen_loop");
+    let plugin = build("libplugin.so");
+    let r = run(
+        "contention-dlopen",
+        &prog,
+        &[plugin.to_str().unwrap(), "0", "40", "contend"],
+        &[("RPROF_BLOCK_RATE", "1"), ("RPROF_MUTEX_FRACTION", "1")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let waited = r.printed("wait_ns");
+    assert!(waited >= 40 * 2 * MS, "the program waited {waited} ns");
+    let block = profile(&r, "block");
+    let (locs, funcs) = (block.location_by_id(), block.function_by_id());
+    let at_lock: i64 = block
+        .sample
+        .iter()
+        .filter(|s| {
+            let frames = block.frames(s, &locs, &funcs);
+            frames[0].function == "pthread_mutex_lock"
+                && frames
+                    .get(1)
+                    .is_some_and(|f| f.function == "plugin_contend")
+        })
+        .map(|s| s.value[0])
+        .sum();
+    assert_eq!(at_lock, 40, "{:?}", function_names(&block));
+    let b = summarize(&block, "delay");
+    assert!(
+        b.cum("plugin_contend") >= waited * 9 / 10,
+        "{} of {waited} ns",
+        b.cum("plugin_contend")
+    );
+    let mutex = profile(&r, "mutex");
+    assert_eq!(summarize(&mutex, "contentions").cum("plugin_holder"), 40);
+    assert_within(
+        "mutex at plugin_holder",
+        summarize(&mutex, "delay").cum("plugin_holder"),
+        waited,
+        0.10,
+    );
+}
+
 #[test]
 fn rwlock_readers_wait_on_writer() {
     let r = record_all("rwlock");
