@@ -2,10 +2,11 @@
  * a random one OPS times with a block of random size 16..1040 bytes (the block is written
  * to, as real code would). Arguments: OPS per thread (default 10000000), threads
  * (default 1), window (default 4096 blocks per thread).
- * With "paired" as the first argument (then OPS, window): in one thread, 41 rounds of
- * OPS/41 replacements through the malloc and free the program links (a preloaded
- * profiler's hooks) and as many through glibc's own, each on its own window, back to back;
- * prints the median of the rounds' time ratios (linked / glibc's own) to stdout. */
+ * With "paired" as the first argument (then OPS, window, threads): in each thread (default
+ * 1), 41 rounds of OPS/41 replacements through the malloc and free the program links (a
+ * preloaded profiler's hooks) and as many through glibc's own, each on its own window,
+ * back to back, the threads in step (a barrier before each half-round, outside the timed
+ * part); prints the median of all the rounds' time ratios (linked / glibc's own). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -63,43 +64,58 @@ static unsigned long replace(Window *w, long n) {
 }
 
 static long per_round;
-static unsigned long paired_sum;
-
-static void replace_round_linked(void *w) { paired_sum += replace(((Window **)w)[0], per_round); }
-static void replace_round_own(void *w) { paired_sum += replace(((Window **)w)[1], per_round); }
+static int paired_threads = 1;
+static pthread_barrier_t half_round;
+static double ratios[64 * ROUNDS];
 
 static void *paired(void *arg) {
-    (void)arg;
+    int index = (int)(size_t)arg;
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     void *(*glibc_malloc)(size_t) = libc ? (void *(*)(size_t))dlsym(libc, "malloc") : NULL;
     void (*glibc_free)(void *) = libc ? (void (*)(void *))dlsym(libc, "free") : NULL;
     if (!glibc_malloc || !glibc_free) exit(2);
-    Window linked = {calloc(window, sizeof(void *)), 1, malloc, free};
-    Window own = {glibc_malloc(window * sizeof(void *)), 1, glibc_malloc, glibc_free};
+    unsigned long seed = 1 + (unsigned long)index * 0x9e3779b97f4a7c15UL;
+    Window linked = {calloc(window, sizeof(void *)), seed, malloc, free};
+    Window own = {glibc_malloc(window * sizeof(void *)), seed, glibc_malloc, glibc_free};
     memset(own.slots, 0, window * sizeof(void *));
     /* Fill both windows first, so that every round replaces live blocks. */
-    replace(&linked, window * 4);
-    replace(&own, window * 4);
-    per_round = ops / ROUNDS;
+    unsigned long sum = replace(&linked, window * 4) + replace(&own, window * 4);
     /* Both windows go through the same code: the Window says which malloc and free. */
-    Window *windows[2] = {&linked, &own};
-    paired_rounds(replace_round_linked, replace_round_own, windows);
+    for (int r = 0; r < ROUNDS; r++) {
+        pthread_barrier_wait(&half_round);
+        double t0 = paired_now();
+        sum += replace(&linked, per_round);
+        double t1 = paired_now();
+        pthread_barrier_wait(&half_round);
+        double t2 = paired_now();
+        sum += replace(&own, per_round);
+        double t3 = paired_now();
+        ratios[index * ROUNDS + r] = (t1 - t0) / (t3 - t2);
+    }
     for (long i = 0; i < window; i++) {
         free(linked.slots[i]);
         glibc_free(own.slots[i]);
     }
     free(linked.slots);
     glibc_free(own.slots);
-    return (void *)paired_sum;
+    return (void *)sum;
 }
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "paired") == 0) {
         if (argc > 2) ops = atol(argv[2]);
         if (argc > 3) window = atol(argv[3]);
-        pthread_t t;
-        pthread_create(&t, NULL, paired, NULL);
-        pthread_join(t, NULL);
+        if (argc > 4) paired_threads = atoi(argv[4]);
+        if (paired_threads < 1 || paired_threads > 64) return 2;
+        per_round = ops / ROUNDS;
+        pthread_barrier_init(&half_round, NULL, (unsigned)paired_threads);
+        pthread_t t[64];
+        for (int i = 0; i < paired_threads; i++)
+            pthread_create(&t[i], NULL, paired, (void *)(size_t)i);
+        for (int i = 0; i < paired_threads; i++) pthread_join(t[i], NULL);
+        int n = paired_threads * ROUNDS;
+        qsort(ratios, (size_t)n, sizeof ratios[0], paired_cmp);
+        printf("%.4f\n", ratios[n / 2]);
         return 0;
     }
     if (argc > 1) ops = atol(argv[1]);

@@ -6,9 +6,9 @@
 # (default 7) rounds of interleaved runs. Where Debian's libjemalloc2 is installed, also jemalloc alone, with its
 # own sampling profiler (prof:true, lg_prof_sample:19 = 512 KiB), and under rprof; where
 # heaptrack is installed, heaptrack on glibc. Each ratio is against the same allocator
-# without a profiler. Then the in-process rows: one thread alternating, within one
-# process, between the linked malloc/free and glibc's own (the hooks' cost alone, nearly
-# free of the host's drift). Last, where valgrind is installed, callgrind's count of
+# without a profiler. Then the in-process rows: 1 and 2 threads in step, each alternating,
+# within one process, between the linked malloc/free and glibc's own (the hooks' cost
+# alone, nearly free of the host's drift). Last, where valgrind is installed, callgrind's count of
 # instructions per malloc/free pair of the loop (hooks and sampling included) for glibc,
 # the forwarding preload and rprof: exact and repeatable, whatever the host's noise.
 # A benchmark, not a test: it judges nothing.
@@ -66,19 +66,22 @@ for threads in 1 2; do
 done
 
 # In-process: rounds through the linked malloc/free and through glibc's own, back to back
-# in one thread of one process (malloc_bench paired): the hooks' cost (sampling included)
-# nearly free of the host's drift. Normalised by the same figure without a preload.
+# in each thread of one process, 1 and 2 threads in step (malloc_bench paired): the hooks'
+# cost (sampling included) nearly free of the host's drift. Normalised by the same figure
+# without a preload.
 declare -A inproc
-for ((i = 0; i < RUNS; i++)); do
-  for c in glibc forward rprof rprof-unsampled; do
-    case $c in
-      glibc) pre=() ;;
-      forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
-      rprof) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p") ;;
-      rprof-unsampled) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p" RPROF_HEAP_RATE=0) ;;
-    esac
-    inproc[$c]+="$("${pre[@]}" "$work/malloc_bench" paired "$((2 * OPS))" "$WINDOW") "
-    rm -f "$work"/p.*
+for threads in 1 2; do
+  for ((i = 0; i < RUNS; i++)); do
+    for c in glibc forward rprof rprof-unsampled; do
+      case $c in
+        glibc) pre=() ;;
+        forward) pre=(env LD_PRELOAD="$work/forward.so") ;;
+        rprof) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p") ;;
+        rprof-unsampled) pre=(env LD_PRELOAD="$lib" RPROF_OUT="$work/p" RPROF_HEAP_RATE=0) ;;
+      esac
+      inproc[$c.$threads]+="$("${pre[@]}" "$work/malloc_bench" paired "$((2 * OPS))" "$WINDOW" "$threads") "
+      rm -f "$work"/p.*
+    done
   done
 done
 
@@ -102,17 +105,19 @@ for threads in 1 2; do
       "$(awk "BEGIN{print $r/1024}")" "$(paired "${rss[$c.$threads]}" "${rss[$b.$threads]}")"
   done
 done
-inbase=$(med "${inproc[glibc]}")
-infwd=$(med "${inproc[forward]}")
-for c in forward rprof rprof-unsampled; do
-  printf '%-16s %7s %10s %10.3f %8.3f %8s %10s\n' "$c" "in-proc" "-" \
-    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$inbase}")" \
-    "$(awk "BEGIN{print $(med "${inproc[$c]}")/$infwd}")" "-" "-"
+for threads in 1 2; do
+  inbase=$(med "${inproc[glibc.$threads]}")
+  infwd=$(med "${inproc[forward.$threads]}")
+  for c in forward rprof rprof-unsampled; do
+    printf '%-16s %7s %10s %10.3f %8.3f %8s %10s\n' "$c" "in-proc$threads" "-" \
+      "$(awk "BEGIN{print $(med "${inproc[$c.$threads]}")/$inbase}")" \
+      "$(awk "BEGIN{print $(med "${inproc[$c.$threads]}")/$infwd}")" "-" "-"
+  done
 done
 echo "(malloc_bench: $OPS ops per thread, window $WINDOW blocks per thread; ratios: median over $RUNS"
 echo " rounds of interleaved runs of each round's ratio; 'forward' only forwards malloc/free to"
-echo " glibc, the floor for any interposer; in-proc: 41 rounds alternating linked and glibc's own"
-echo " calls in one thread, median of $RUNS runs; rprof-unsampled: RPROF_HEAP_RATE=0, the hooks'"
+echo " glibc, the floor for any interposer; in-procN: 41 rounds alternating linked and glibc's own"
+echo " calls in each of N threads in step, median of $RUNS runs; rprof-unsampled: RPROF_HEAP_RATE=0, the hooks'"
 echo " unsampled paths alone, exact counts kept; target: time <= 1.05 x forward)"
 
 # Instructions per pair: the loop's inclusive count (callgrind) at 2N and at N operations,
