@@ -444,7 +444,9 @@ fn load_dwarf(
 /// The DWARF of an object, parsed a unit at a time: `.debug_aranges` says which unit
 /// holds an address, and only the units addresses fall in are parsed (addr2line parses
 /// every unit's header, abbreviations and file table up front: 14 MB for libpython).
-/// Without aranges (LLVM does not emit them by default), one context for all units.
+/// Without aranges (LLVM does not emit them by default), each unit's own ranges say it,
+/// read a unit at a time (`unit_ranges`). Only an object whose units give no range at all
+/// gets one context for all units.
 struct Dwarf {
     /// (start, end, unit offset in .debug_info), by start.
     aranges: Vec<(u64, u64, usize)>,
@@ -452,8 +454,67 @@ struct Dwarf {
     whole: Option<Option<addr2line::Context<Reader>>>,
 }
 
+/// Each unit's address ranges, as (start, end, unit offset in .debug_info), for an object
+/// without `.debug_aranges`: from its root entry (DW_AT_low_pc and DW_AT_high_pc, or
+/// DW_AT_ranges), or where it has none, from its line program's sequences (as addr2line
+/// does; a unit of data only has neither). A unit at a time, nothing kept but the ranges;
+/// the pages read are given back (`give_back`) every few units.
+fn unit_ranges(
+    file: &object::File<'static>,
+    owned: &mut Vec<(String, Box<[u8]>)>,
+    give_back: &dyn Fn(),
+) -> Vec<(u64, u64, usize)> {
+    let endian = endian(file);
+    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+        Ok(gimli::EndianSlice::new(
+            dwarf_section(file, id.name(), owned),
+            endian,
+        ))
+    };
+    let Ok(dwarf) = gimli::Dwarf::load(load) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut headers = dwarf.units();
+    let mut n = 0usize;
+    while let Ok(Some(header)) = headers.next() {
+        n += 1;
+        if n % 8 == 0 {
+            give_back();
+        }
+        let at = header.offset().0;
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let before = out.len();
+        if let Ok(mut ranges) = dwarf.unit_ranges(&unit) {
+            while let Ok(Some(r)) = ranges.next() {
+                if r.begin < r.end {
+                    out.push((r.begin, r.end, at));
+                }
+            }
+        }
+        if out.len() == before {
+            if let Some(Ok((_, sequences))) = unit.line_program.clone().map(|p| p.sequences()) {
+                out.extend(
+                    sequences
+                        .iter()
+                        .filter(|q| q.start < q.end)
+                        .map(|q| (q.start, q.end, at)),
+                );
+            }
+        }
+    }
+    give_back();
+    out
+}
+
 impl Dwarf {
-    fn new(file: &object::File<'static>, owned: &mut Vec<(String, Box<[u8]>)>) -> Option<Dwarf> {
+    fn new(
+        file: &object::File<'static>,
+        owned: &mut Vec<(String, Box<[u8]>)>,
+        give_back: &dyn Fn(),
+    ) -> Option<Dwarf> {
         file.section_by_name(".debug_info")?;
         let data = dwarf_section(file, ".debug_aranges", owned);
         let mut aranges = Vec::new();
@@ -466,6 +527,9 @@ impl Dwarf {
                     aranges.push((e.address(), e.address().saturating_add(e.length()), unit));
                 }
             }
+        }
+        if aranges.is_empty() {
+            aranges = unit_ranges(file, owned, give_back);
         }
         aranges.sort_unstable();
         Some(Dwarf {
@@ -659,7 +723,9 @@ impl ObjectInfo {
             return None;
         }
         if self.dwarf.is_none() {
-            self.dwarf = Some(Dwarf::new(&self.file, &mut self.owned));
+            let (image, ranges) = (&self.image, &self.dwarf_ranges);
+            let give_back = || ranges.iter().for_each(|r| image.release(r.clone()));
+            self.dwarf = Some(Dwarf::new(&self.file, &mut self.owned, &give_back));
         }
         self.dwarf
             .as_mut()?

@@ -326,8 +326,34 @@ fn unwritable_output_is_reported_and_harmless() {
 
 #[test]
 fn inlined_calls_are_lines_of_one_location() {
+    assert_inlined_lines(&build("inline_burn"), "inline");
+}
+
+/// Without `.debug_aranges` (LLVM's default; here removed from gcc's output), the unit an
+/// address falls in is found from each unit's own ranges, and its lines are the same.
+#[test]
+fn lines_are_found_without_aranges() {
     let prog = build("inline_burn");
-    let r = run("inline", &prog, &[], &[]);
+    let bare = prog.with_file_name("inline_burn_no_aranges");
+    let status = std::process::Command::new("objcopy")
+        .args(["--remove-section", ".debug_aranges"])
+        .arg(&prog)
+        .arg(&bare)
+        .status()
+        .expect("objcopy (binutils) is needed");
+    assert!(status.success());
+    let sections = std::process::Command::new("readelf")
+        .arg("-S")
+        .arg(&bare)
+        .output()
+        .unwrap();
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(".debug_info") && !sections.contains(".debug_aranges"));
+    assert_inlined_lines(&bare, "inline-no-aranges");
+}
+
+fn assert_inlined_lines(prog: &std::path::Path, tag: &str) {
+    let r = run(tag, prog, &[], &[]);
     assert!(r.output.status.success());
     let p = load(&r.files_of("cpu")[0]);
     let funcs = p.function_by_id();
