@@ -6,6 +6,8 @@
 #   rustc hello.rs   the real rustc of this toolchain (librustc_driver: 150 MB, 165 k symbols)
 #   python (DWARF)   a Python whose libpython carries DWARF (PYTHON, else the first pyenv
 #                    one found that has it), on a small CPU-bound script
+#   python no aranges  the same with .debug_aranges removed from a copy of its libpython
+#                    (objcopy), as LLVM builds objects
 #   dlopen rate 1    c_tests/dlopen_loop.c: 3000 passes of dlopen, 150 allocations in the
 #                    plugin, dlclose, at RPROF_HEAP_RATE=1 (every allocation sampled and
 #                    pinned before its library is unloaded)
@@ -34,13 +36,16 @@ echo 'fn main() { println!("hello"); }' >"$work/hello.rs"
 rows+=("rustc hello.rs")
 cmd["rustc hello.rs"]="$rustc_bin -o $work/hello $work/hello.rs"
 
-has_dwarf() { # python
-  local libdir so
+libpython_of() { # python: its libpython3*.so.1.0
+  local libdir
   libdir=$("$1" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")' 2>/dev/null) || return 1
-  so=$(ls "$libdir"/libpython3*.so.1.0 2>/dev/null | head -1)
+  ls "$libdir"/libpython3*.so.1.0 2>/dev/null | head -1
+}
+has_dwarf() { # python
+  local so sections
+  so=$(libpython_of "$1") || return 1
   [[ -n $so ]] || return 1
   # Read whole (not `| grep -q`: under pipefail, readelf's SIGPIPE would fail the test).
-  local sections
   sections=$(readelf -S "$so" 2>/dev/null) || return 1
   [[ $sections == *.debug_info* ]]
 }
@@ -56,6 +61,14 @@ if [[ -n $python ]]; then
   echo 'print(sum(i * i for i in range(3000000)))' >"$work/work.py"
   rows+=("python (DWARF)")
   cmd["python (DWARF)"]="$python $work/work.py"
+  # The same libpython without .debug_aranges, as LLVM builds it: the units' own ranges
+  # say where an address is.
+  so=$(libpython_of "$python")
+  mkdir -p "$work/no-aranges"
+  if objcopy --remove-section .debug_aranges "$so" "$work/no-aranges/$(basename "$so")"; then
+    rows+=("python no aranges")
+    cmd["python no aranges"]="env LD_LIBRARY_PATH=$work/no-aranges $python $work/work.py"
+  fi
 else
   echo "(no Python with DWARF in its libpython found: set PYTHON to measure one)"
 fi
@@ -84,10 +97,10 @@ pairwise() { # op values base-values: the median of each round's a-b or a/b
   paste <(tr ' ' '\n' <<<"$2" | grep .) <(tr ' ' '\n' <<<"$3" | grep .) |
     awk -v op="$1" '{print (op == "-" ? $1 - $2 : $1 / $2)}' | median
 }
-printf '%-16s %9s %9s %9s %7s %9s %9s %9s\n' workload "bare ms" "rprof ms" "+ms" ratio "bare MB" "rprof MB" "+MB"
+printf '%-18s %9s %9s %9s %7s %9s %9s %9s\n' workload "bare ms" "rprof ms" "+ms" ratio "bare MB" "rprof MB" "+MB"
 for r in "${rows[@]}"; do
   wb=${wall[$r.bare]} wr=${wall[$r.rprof]} mb=${rss[$r.bare]} mr=${rss[$r.rprof]}
-  printf '%-16s %9.1f %9.1f %9.1f %7.3f %9.1f %9.1f %9.1f\n' "$r" \
+  printf '%-18s %9.1f %9.1f %9.1f %7.3f %9.1f %9.1f %9.1f\n' "$r" \
     "$(awk "BEGIN{print $(med "$wb")/1e6}")" "$(awk "BEGIN{print $(med "$wr")/1e6}")" \
     "$(awk "BEGIN{print $(pairwise - "$wr" "$wb")/1e6}")" "$(pairwise / "$wr" "$wb")" \
     "$(awk "BEGIN{print $(med "$mb")/1024}")" "$(awk "BEGIN{print $(med "$mr")/1024}")" \
