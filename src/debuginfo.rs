@@ -479,7 +479,7 @@ fn unit_ranges(
     let mut n = 0usize;
     while let Ok(Some(header)) = headers.next() {
         n += 1;
-        if n % 8 == 0 {
+        if n.is_multiple_of(8) {
             give_back();
         }
         let at = header.offset().0;

@@ -195,7 +195,7 @@ pub fn report(p: &Profile, file: &str, o: &TopOptions<'_>) -> Result<String, Str
     if p.duration_nanos != 0 {
         let duration = units::format_auto(p.duration_nanos, "nanoseconds");
         let pct = if unit == "nanoseconds" {
-            format!(" ({})", units::percent(total, p.duration_nanos).trim())
+            format!(" ({})", units::percent(total, p.duration_nanos))
         } else {
             String::new()
         };
@@ -443,6 +443,41 @@ mod tests {
         assert!(sample_index(&p, Some("bogus"))
             .unwrap_err()
             .contains("samples, cpu"));
+    }
+
+    /// The share of the duration is padded as pprof pads it: `(  100%)`, `( 5.00%)`.
+    #[test]
+    fn duration_line_as_pprof() {
+        let mut b = Builder::new(
+            &[("cpu", "nanoseconds")],
+            ("cpu", "nanoseconds"),
+            10_000_000,
+        );
+        let a = b.location(1, 0, &[line("a")]);
+        b.add_sample(vec![a], vec![40_000_000], &[], &[]);
+        let mut p = b.finish();
+        let o = TopOptions {
+            sample_index: None,
+            limit: None,
+            by_cum: false,
+        };
+        let duration_line = |p: &Profile| {
+            report(p, "x", &o)
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with("Duration:"))
+                .map(str::to_owned)
+        };
+        p.duration_nanos = 40_010_000;
+        assert_eq!(
+            duration_line(&p).as_deref(),
+            Some("Duration: 40.01ms, Total samples = 40ms (  100%)")
+        );
+        p.duration_nanos = 800_000_000;
+        assert_eq!(
+            duration_line(&p).as_deref(),
+            Some("Duration: 800ms, Total samples = 40ms ( 5.00%)")
+        );
     }
 
     #[test]
