@@ -98,7 +98,7 @@ fn run() {
             // A request that came before this thread first ran is served too.
             let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
             if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
-                dump::snapshot();
+                dump::snapshot(false);
             }
         }));
         if r.is_err() {
@@ -241,7 +241,7 @@ fn serve_now() {
     }
     let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
     if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
-        dump::snapshot();
+        dump::snapshot(true);
     }
     crate::cpu::own_work(false);
 }

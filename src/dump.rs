@@ -119,8 +119,10 @@ pub fn before_dlclose() {
     crate::contention::pin_unloadable(s);
 }
 
-/// Writes a numbered snapshot of everything since the previous dump.
-pub fn snapshot() {
+/// Writes a numbered snapshot of everything since the previous dump. `in_handler`: in a
+/// signal handler, on the program's only thread (`collector::serve_now`), which may be
+/// inside its allocator: the allocator's own figures, which take its locks, are left out.
+pub fn snapshot(in_handler: bool) {
     let mut guard = STATE.lock();
     let Some(s) = this_process(&mut guard) else {
         return;
@@ -130,7 +132,7 @@ pub fn snapshot() {
     }
     s.snapshots += 1;
     let n = s.snapshots;
-    write_profiles(s, Some(n), Ending::Exit, false);
+    write_profiles(s, Some(n), !in_handler, false);
 }
 
 /// Writes the files a final dump would, now, while the program goes on: for a signal that
@@ -144,7 +146,7 @@ pub fn final_files_now() {
     if s.final_done || (s.snapshots == 0 && nothing_recorded(s)) {
         return;
     }
-    write_profiles(s, None, Ending::Dying, true);
+    write_profiles(s, None, false, true);
     s.final_written = true;
 }
 
@@ -180,7 +182,7 @@ pub fn final_dump(ending: Ending) {
         info!("nothing was recorded: no profile files written");
         crate::ledger::ended(crate::ledger::Recorded::default(), None);
     } else {
-        let recorded = write_profiles(s, None, ending, false);
+        let recorded = write_profiles(s, None, ending == Ending::Exit, false);
         let mut pattern = s.prefix.as_os_str().to_owned();
         pattern.push(format!(".{}.*.pb.gz", std::process::id()));
         crate::ledger::ended(recorded, Some(&pattern.to_string_lossy()));
@@ -217,11 +219,12 @@ fn nothing_recorded(s: &DumpState) -> bool {
 /// Writes the files of every enabled kind; returns what they hold (CPU samples of this
 /// window, sampled allocations, block and mutex events since the start). `provisional`
 /// files (final ones written while the program goes on) leave the window open: the next
-/// files cover it again.
+/// files cover it again. `allocator_free`: no thread can be stopped inside the program's
+/// allocator (holding its locks), so its own figures can be read.
 fn write_profiles(
     s: &mut DumpState,
     seq: Option<u32>,
-    ending: Ending,
+    allocator_free: bool,
     provisional: bool,
 ) -> crate::ledger::Recorded {
     let replace = seq.is_none() && s.final_written;
@@ -273,9 +276,9 @@ fn write_profiles(
     }
     if s.heap_enabled {
         // Heap profiles are cumulative from the start of the program, as Go's are.
-        // The allocator's own figures take its lock: not when a thread may have died in it.
-        let allocator_figures = ending == Ending::Exit;
-        let profile = pprof::heap_profile(symbolizer, allocator_figures);
+        // The allocator's own figures take its locks: only when no thread can be stopped
+        // inside it.
+        let profile = pprof::heap_profile(symbolizer, allocator_free);
         recorded.heap = crate::heap::sampled_allocations();
         write_profile(&s.prefix, "heap", seq, &profile, replace);
         if let Some(peak) = pprof::heap_peak_profile(symbolizer, s.process_start_mono) {
