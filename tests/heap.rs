@@ -304,13 +304,11 @@ fn forked_child_profiles_its_allocations() {
 
 #[test]
 fn programs_own_allocator_is_used_and_profiled() {
-    let jemalloc = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
-    if !have_tool("jemalloc", jemalloc.exists(), "libjemalloc2") {
+    let Some(preload) = jemalloc_preload() else {
         return;
-    }
+    };
     let prog = build("heap_sites");
     let dir = out_dir("heap-jemalloc");
-    let preload = format!("{} {}", lib().display(), jemalloc.display());
     let out = command(&prog, &[], &[], &dir)
         .env("LD_PRELOAD", preload)
         .output()

@@ -301,11 +301,9 @@ fn check_memstats(stats: &[&str]) {
 
 #[test]
 fn memstats_under_jemalloc() {
-    let jemalloc = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
-    if !have_tool("jemalloc", jemalloc.exists(), "libjemalloc2") {
+    let Some(preload) = jemalloc_preload() else {
         return;
-    }
-    let preload = format!("{} {}", lib().display(), jemalloc.display());
+    };
     let s = Server::start_with("http-jemalloc", "127.0.0.1:0", &[("LD_PRELOAD", &preload)]);
     std::thread::sleep(Duration::from_millis(300));
     let (_, _, body) = get(&s.addr, "GET", "/debug/pprof/heap?debug=1", b"");

@@ -545,13 +545,11 @@ fn dump_signal_writes_every_kind_heap_block_mutex_cumulative() {
 /// running through every signal and dies of the SIGTERM that follows.
 #[test]
 fn snapshots_in_the_handler_never_wait_for_the_allocator() {
-    let jemalloc = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
-    if !have_tool("jemalloc", jemalloc.exists(), "libjemalloc2") {
+    let Some(preload) = jemalloc_preload() else {
         return;
-    }
+    };
     let prog = build("malloc_loop");
     let dir = out_dir("usr2-in-jemalloc");
-    let preload = format!("{} {}", lib().display(), jemalloc.display());
     let mut child = spawn(&prog, &[], &[("LD_PRELOAD", &preload)], &dir);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -565,18 +563,9 @@ fn snapshots_in_the_handler_never_wait_for_the_allocator() {
             panic!("ended after {sent} dump signals: {st:?}");
         }
     }
-    let sent = std::time::Instant::now();
     kill(child.id(), "TERM");
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if sent.elapsed() > Duration::from_secs(10) {
-            child.kill().unwrap();
-            panic!("still running 10 s after SIGTERM: stuck in a snapshot");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_at_most(&mut child, Duration::from_secs(10))
+        .expect("still running 10 s after SIGTERM: stuck in a snapshot");
     assert_eq!(status.signal(), Some(15), "{status:?}");
     let snapshots = files_of(&dir, "heap")
         .iter()
@@ -603,16 +592,8 @@ fn sigterm_inside_malloc_writes_every_file_quickly() {
         std::thread::sleep(Duration::from_millis(100 + 37 * round));
         let sent = std::time::Instant::now();
         kill(child.id(), "TERM");
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if sent.elapsed() > Duration::from_secs(5) {
-                child.kill().unwrap();
-                panic!("round {round} {args:?}: still running 5 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let status = wait_at_most(&mut child, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("round {round} {args:?}: still running 5 s after SIGTERM"));
         let took = sent.elapsed();
         assert_eq!(status.signal(), Some(15), "{status:?}");
         assert!(

@@ -422,6 +422,33 @@ pub fn pid_of(child: &Child) -> u32 {
     child.id()
 }
 
+/// `LD_PRELOAD` for librprof.so over Debian's jemalloc (a program that brings its own
+/// allocator), or None (with a note) where libjemalloc2 is not installed.
+pub fn jemalloc_preload() -> Option<String> {
+    let jemalloc = Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    have_tool("jemalloc", jemalloc.exists(), "libjemalloc2")
+        .then(|| format!("{} {}", lib().display(), jemalloc.display()))
+}
+
+/// Waits up to `limit` for `child` to end; None (the child killed) if it did not.
+pub fn wait_at_most(
+    child: &mut Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Sends `sig` to `pid`.
 pub fn kill(pid: u32, sig: &str) {
     let st = Command::new("kill")
