@@ -2,6 +2,8 @@
 //! object (read from its PT_NOTE segments in memory through dl_iterate_phdr).
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// One executable, file-backed (or vdso) mapping.
 #[derive(Clone, Debug)]
 pub struct MapEntry {
@@ -255,6 +257,22 @@ fn gnu_build_id(mut notes: &[u8]) -> Option<String> {
     None
 }
 
+const NOT_LOOKED_UP: usize = usize::MAX;
+
+/// `name` in the program's lookup scope (null: none), looked up once and kept: the
+/// allocator does not change, and after the first dump no lookup (which takes the loader's
+/// lock) is made again.
+fn symbol_once(kept: &AtomicUsize, name: &std::ffi::CStr) -> *mut libc::c_void {
+    match kept.load(Ordering::Relaxed) {
+        NOT_LOOKED_UP => {}
+        p => return p as *mut libc::c_void,
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    kept.store(p as usize, Ordering::Relaxed);
+    p
+}
+
 /// glibc's mallinfo2 as [arena, hblkhd, uordblks, fordblks, keepcost], when the program's
 /// allocator is glibc's (glibc ≥ 2.33).
 pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
@@ -274,8 +292,8 @@ pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
         fordblks: usize,
         keepcost: usize,
     }
-    // SAFETY: dlsym with a NUL-terminated name.
-    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr()) };
+    static MALLINFO2: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
+    let f = symbol_once(&MALLINFO2, c"mallinfo2");
     if f.is_null() {
         return None;
     }
@@ -297,8 +315,8 @@ pub fn jemalloc_stats() -> Option<[u64; 4]> {
     if crate::interpose::real::malloc_is_glibc() {
         return None;
     }
-    // SAFETY: dlsym with a NUL-terminated name.
-    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallctl".as_ptr()) };
+    static MALLCTL: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
+    let f = symbol_once(&MALLCTL, c"mallctl");
     if f.is_null() {
         return None;
     }
