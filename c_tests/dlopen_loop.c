@@ -7,7 +7,7 @@
  * and keep n / 3 of them live to the end (known truth for the heap profile at
  * RPROF_HEAP_RATE=1: 300 n allocations and 100 n live blocks under plugin_alloc). A third
  * argument sets the number of passes (default 300; the truth scales with it). A fourth,
- * `contend`, has each pass call plugin_contend: one wait of about 2 ms for a mutex that a
+ * `contend`, has each pass call plugin_contend: one wait of about 20 ms for a mutex that a
  * thread of the library holds (known truth at RPROF_BLOCK_RATE=1 and
  * RPROF_MUTEX_FRACTION=1: one contention a pass at plugin_contend, as long in all as the
  * wait_ns=N printed to stderr, and as long at plugin_holder in the mutex profile). */

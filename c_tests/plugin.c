@@ -30,12 +30,12 @@ static void *plugin_holder(void *arg) {
     (void)arg;
     pthread_mutex_lock(&plugin_mutex);
     __atomic_store_n(&plugin_held, 1, __ATOMIC_RELEASE);
-    usleep(2000);
+    usleep(20000);
     pthread_mutex_unlock(&plugin_mutex);
     return NULL;
 }
 
-/* One contended lock: a thread of the library's takes its mutex and holds it for 2 ms,
+/* One contended lock: a thread of the library's takes its mutex and holds it for 20 ms,
  * while the caller waits for it here. Returns the ns the caller waited. */
 __attribute__((noinline)) long long plugin_contend(void) {
     pthread_t t;

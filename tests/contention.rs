@@ -99,7 +99,7 @@ fn mutex_waits_at_waiter_and_holder() {
     }
 }
 
-/// A library loaded and unloaded 40 times makes one contended wait each time, on a mutex
+/// A library loaded and unloaded 30 times makes one contended wait each time, on a mutex
 /// of its own held by a thread of its own: every wait is in the profiles under the
 /// library's functions, whose library is gone when the files are written (their frames
 /// were pinned at each dlclose, the buckets of each pass among them).
@@ -110,12 +110,14 @@ fn waits_in_unloaded_libraries_are_all_kept() {
     let r = run(
         "contention-dlopen",
         &prog,
-        &[plugin.to_str().unwrap(), "0", "40", "contend"],
+        &[plugin.to_str().unwrap(), "0", "30", "contend"],
         &[("RPROF_BLOCK_RATE", "1"), ("RPROF_MUTEX_FRACTION", "1")],
     );
     assert!(r.output.status.success(), "{}", r.stderr());
     let waited = r.printed("wait_ns");
-    assert!(waited >= 40 * 2 * MS, "the program waited {waited} ns");
+    // The holder keeps the lock 20 ms from when it says so: the program, preempted on a
+    // busy machine, still finds it held. Each wait is most of those 20 ms.
+    assert!(waited >= 30 * 10 * MS, "the program waited {waited} ns");
     let block = profile(&r, "block");
     let (locs, funcs) = (block.location_by_id(), block.function_by_id());
     let at_lock: i64 = block
@@ -130,7 +132,7 @@ fn waits_in_unloaded_libraries_are_all_kept() {
         })
         .map(|s| s.value[0])
         .sum();
-    assert_eq!(at_lock, 40, "{:?}", function_names(&block));
+    assert_eq!(at_lock, 30, "{:?}", function_names(&block));
     let b = summarize(&block, "delay");
     assert!(
         b.cum("plugin_contend") >= waited * 9 / 10,
@@ -138,7 +140,7 @@ fn waits_in_unloaded_libraries_are_all_kept() {
         b.cum("plugin_contend")
     );
     let mutex = profile(&r, "mutex");
-    assert_eq!(summarize(&mutex, "contentions").cum("plugin_holder"), 40);
+    assert_eq!(summarize(&mutex, "contentions").cum("plugin_holder"), 30);
     assert_within(
         "mutex at plugin_holder",
         summarize(&mutex, "delay").cum("plugin_holder"),
