@@ -275,7 +275,7 @@ pub fn heap_peak_profile(symbolizer: &mut Symbolizer, start_mono_ns: u64) -> Opt
 /// period space/bytes = the sampling rate; a numeric label `bytes` with the object size;
 /// values unbiased per (stack, size) bucket. Comments carry exact allocation statistics.
 /// `allocator_figures`: whether to add the allocator's own statistics (glibc's
-/// `mallinfo2`, which takes every arena's lock).
+/// `mallinfo2`, which takes every arena's lock; jemalloc's `mallctl`, which takes its own).
 pub fn heap_profile(symbolizer: &mut Symbolizer, allocator_figures: bool) -> Profile {
     let mut enc = heap_samples(&heap::buckets(), symbolizer);
     for c in heap_statistics(allocator_figures) {
@@ -563,8 +563,8 @@ fn allocator_figures() -> Option<[u64; 5]> {
 }
 
 /// The MemStats fields in Go's order, for the text block, `/debug/vars` and the heap
-/// files' comments. `allocator_figures`: whether to ask the allocator (it takes its locks:
-/// not when a thread may have died holding one); its fields are 0 otherwise.
+/// files' comments. `allocator_figures_too`: whether to ask the allocator (it takes its locks:
+/// not when a thread may be stopped holding one); its fields are 0 otherwise.
 pub fn memstats(allocator_figures_too: bool) -> Vec<(&'static str, u64)> {
     let (mallocs, frees, total) = heap::totals();
     let [heap_alloc, heap_inuse, heap_sys, heap_idle, released] = allocator_figures_too
