@@ -106,11 +106,18 @@ pub fn enable_contention(block: bool, mutex: bool) {
     }
 }
 
+/// How long a dlclose waits for a dump in progress to let go of the symbolizer. Past it,
+/// the library's samples are not pinned (they go unnamed). Nothing that holds the
+/// symbolizer waits for what a program thread holds (`symbolize::lock_shared`): the bound
+/// is a safety net.
+const DLCLOSE_WAIT_NS: u64 = 1_000_000_000;
+
 /// Before the real dlclose: resolve what has been sampled in objects that may be unloaded,
-/// while they are still mapped. Waits a bounded time for the lock,
-/// since a library destructor may call dlclose while the loader lock is held.
-pub fn before_dlclose() {
-    let Some(mut guard) = symbolize::SHARED.try_lock_for(50_000_000) else {
+/// while they are still mapped. `in_rprof`: the dlclose comes from a signal handler that
+/// interrupted rprof on this thread, which may hold the symbolizer itself: no wait.
+pub fn before_dlclose(in_rprof: bool) {
+    let wait = if in_rprof { 0 } else { DLCLOSE_WAIT_NS };
+    let Some(mut guard) = symbolize::SHARED.try_lock_for(wait) else {
         return;
     };
     let s = symbolize::shared(&mut guard);
@@ -229,7 +236,7 @@ fn write_profiles(
 ) -> crate::ledger::Recorded {
     let replace = seq.is_none() && s.final_written;
     let mut recorded = crate::ledger::Recorded::default();
-    let mut symbolizer = symbolize::SHARED.lock();
+    let mut symbolizer = symbolize::lock_shared();
     let symbolizer = symbolize::shared(&mut symbolizer);
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
@@ -383,6 +390,42 @@ fn write_new_file(path: &Path, bytes: &[u8], replace: bool) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dlclose waits for a dump that holds the symbolizer (here 200 ms, four times the
+    /// bound it used to have), so that the library's samples are pinned, not lost; one
+    /// made from inside rprof (a handler that interrupted it) does not wait at all.
+    #[test]
+    fn dlclose_waits_for_a_dump_in_progress() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        static RELEASED: AtomicBool = AtomicBool::new(false);
+        let hold = |ms: u64, done: &'static AtomicBool| {
+            let (taken, is_taken) = std::sync::mpsc::channel();
+            let t = std::thread::spawn(move || {
+                let _g = symbolize::SHARED.lock();
+                taken.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                done.store(true, SeqCst);
+            });
+            is_taken.recv().unwrap();
+            t
+        };
+        let holder = hold(200, &RELEASED);
+        before_dlclose(false);
+        assert!(
+            RELEASED.load(SeqCst),
+            "dlclose gave up before the dump let go"
+        );
+        holder.join().unwrap();
+
+        static RELEASED_AGAIN: AtomicBool = AtomicBool::new(false);
+        let holder = hold(200, &RELEASED_AGAIN);
+        before_dlclose(true);
+        assert!(
+            !RELEASED_AGAIN.load(SeqCst),
+            "a dlclose from inside rprof waited"
+        );
+        holder.join().unwrap();
+    }
 
     #[test]
     fn names() {

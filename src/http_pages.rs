@@ -222,7 +222,7 @@ pub fn route(req: &Request) -> Response {
 /// The cumulative profile of a kind, as the files hold it (`allocs`: the heap profile with
 /// alloc_space as its default sample type, as Go's).
 fn cumulative(name: &str) -> Profile {
-    let mut guard = symbolize::SHARED.lock();
+    let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     match name {
         "heap" => crate::pprof::heap_profile(s, true),
@@ -255,7 +255,7 @@ fn cpu_window(secs: u64) -> Profile {
     let after = crate::cpu::snapshot();
     let duration = crate::signal_safe::sys::monotonic_ns().saturating_sub(start) as i64;
     let window = crate::cpu::window(&before, &after);
-    let mut guard = symbolize::SHARED.lock();
+    let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     crate::pprof::cpu_profile(&window, s, crate::cpu::period_ns(), start_unix, duration)
 }
@@ -289,7 +289,7 @@ fn symbol(req: &Request) -> Response {
         })
         .collect();
     if !pcs.is_empty() {
-        let mut guard = symbolize::SHARED.lock();
+        let mut guard = symbolize::lock_shared();
         let frames = symbolize::shared(&mut guard).resolve_all(pcs.iter().copied());
         for pc in pcs {
             if let Some(name) = frames.get(&pc).and_then(|f| f.lines.last()) {
@@ -376,7 +376,7 @@ fn grouped<'a>(
 /// A count profile (goroutine, threadcreate) in Go's proto shape, or its debug=1 text
 /// (`<kind> profile: total N`, records `<n> @ 0x…`, `# labels:` and `#` frame lines).
 fn count_profile(kind: &str, records: Vec<(Vec<u64>, String, u64)>, debug: i64) -> Response {
-    let mut guard = symbolize::SHARED.lock();
+    let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     if debug > 0 {
         let frames = s.resolve_all(records.iter().flat_map(|r| r.0.iter().copied()));
@@ -412,7 +412,7 @@ fn goroutine(debug: i64) -> Response {
 /// [<state>, thread "<name>"]:`, then per frame `function(...)` and `\t<file>:<line>
 /// +<offset>`.
 fn thread_dump_text(threads: &[crate::thread_dump::ThreadInfo]) -> String {
-    let mut guard = symbolize::SHARED.lock();
+    let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     let frames = s.resolve_all(threads.iter().flat_map(|t| t.stack.iter().copied()));
     let mut out = String::new();
@@ -505,7 +505,7 @@ fn json_string(s: &str) -> String {
 
 /// Go's legacy text form (`debug=1`) of a cumulative profile.
 fn legacy_text(name: &str) -> String {
-    let mut guard = symbolize::SHARED.lock();
+    let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     match name {
         "heap" | "allocs" => crate::pprof::heap_text(s),

@@ -258,6 +258,16 @@ fn gnu_build_id(mut notes: &[u8]) -> Option<String> {
 }
 
 const NOT_LOOKED_UP: usize = usize::MAX;
+static MALLINFO2: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
+static MALLCTL: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
+
+/// Makes the lookups in the loader a dump needs (which take the loader's lock), so that
+/// none is made while the symbolizer is held (`symbolize::lock_shared`).
+pub fn prime_lookups() {
+    let _ = crate::interpose::real::malloc_is_glibc();
+    symbol_once(&MALLINFO2, c"mallinfo2");
+    symbol_once(&MALLCTL, c"mallctl");
+}
 
 /// `name` in the program's lookup scope (null: none), looked up once and kept: the
 /// allocator does not change, and after the first dump no lookup (which takes the loader's
@@ -292,7 +302,6 @@ pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
         fordblks: usize,
         keepcost: usize,
     }
-    static MALLINFO2: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
     let f = symbol_once(&MALLINFO2, c"mallinfo2");
     if f.is_null() {
         return None;
@@ -315,7 +324,6 @@ pub fn jemalloc_stats() -> Option<[u64; 4]> {
     if crate::interpose::real::malloc_is_glibc() {
         return None;
     }
-    static MALLCTL: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
     let f = symbol_once(&MALLCTL, c"mallctl");
     if f.is_null() {
         return None;

@@ -65,6 +65,14 @@ pub fn own_code() -> (u64, u64) {
 /// `dump::STATE`, before the kinds' tables.
 pub static SHARED: crate::sync::Lock<Option<Symbolizer>> = crate::sync::Lock::new(None);
 
+/// `SHARED`, locked, the loader lookups a dump makes done first (`maps::prime_lookups`):
+/// whoever holds it then never waits for the loader's lock, which a dlclose called from a
+/// library destructor holds while it waits for `SHARED` (`dump::before_dlclose`).
+pub fn lock_shared() -> crate::sync::Guard<'static, Option<Symbolizer>> {
+    crate::maps::prime_lookups();
+    SHARED.lock()
+}
+
 /// The shared symbolizer behind a guard of `SHARED`, made at first use.
 pub fn shared(slot: &mut Option<Symbolizer>) -> &mut Symbolizer {
     slot.get_or_insert_with(Symbolizer::new)

@@ -213,7 +213,8 @@ pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
 /// As dlclose(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
-    crate::guard::unprofiled(crate::dump::before_dlclose);
+    let in_rprof = crate::guard::held();
+    crate::guard::unprofiled(|| crate::dump::before_dlclose(in_rprof));
     UNLOAD_FENCE.begin_close();
     let rc = real::dlclose(handle);
     UNLOAD_FENCE.end_close();
