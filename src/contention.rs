@@ -123,19 +123,20 @@ impl Events {
         b.delay_ns += delay_ns;
     }
 
-    /// Addresses of unloadable code in the buckets made since the last pinning.
-    fn unpinned_addresses(&self) -> impl Iterator<Item = u64> + '_ {
-        self.buckets[self.pinned..]
+    /// Addresses of unloadable code in the buckets made since the last pinning, up to
+    /// `upto`.
+    fn unpinned_addresses(&self, upto: usize) -> impl Iterator<Item = u64> + '_ {
+        self.buckets[self.pinned..upto]
             .iter()
             .flat_map(|b| b.stack.iter().copied())
             .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
     }
 
-    /// Gives the buckets made since the last pinning their pinned stacks, re-keyed. Two
-    /// stacks may now be equal (two loads of one library): the later bucket takes the key,
-    /// and counts stay per bucket.
-    fn pin(&mut self, ids: &HashMap<u64, u64>) {
-        for i in self.pinned..self.buckets.len() {
+    /// Gives the buckets made since the last pinning, up to `upto`, their pinned stacks,
+    /// re-keyed. Two stacks may now be equal (two loads of one library): the later bucket
+    /// takes the key, and counts stay per bucket.
+    fn pin(&mut self, ids: &HashMap<u64, u64>, upto: usize) {
+        for i in self.pinned..upto {
             let b = &mut self.buckets[i];
             if !b.stack.iter().any(|pc| ids.contains_key(pc)) {
                 continue;
@@ -148,7 +149,7 @@ impl Events {
             b.stack.clone_from(&key.0);
             self.index.insert(key, i as u32);
         }
-        self.pinned = self.buckets.len();
+        self.pinned = upto;
     }
 }
 
@@ -342,22 +343,35 @@ pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
 
 /// Before a dlclose: resolve addresses of unloadable code in both tables while mapped.
 /// Only the buckets made since the last time are looked at: the cost does not grow with
-/// the waits recorded so far.
+/// the waits recorded so far. The addresses are resolved without the table's lock, as
+/// heap's are (`heap::pin_unloadable`): resolving waits for the loader's write lock, and a
+/// thread inside dlclose holding it may record a wait (an allocator's mutex).
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
-    let mut guard = TABLE.lock();
-    let Some(t) = guard.as_mut() else { return };
-    let addrs: Vec<u64> = t
-        .block
-        .unpinned_addresses()
-        .chain(t.mutex.unpinned_addresses())
-        .collect();
-    let ids = if addrs.is_empty() {
-        HashMap::new()
-    } else {
-        symbolizer.pin(addrs)
-    };
-    t.block.pin(&ids);
-    t.mutex.pin(&ids);
+    for _round in 0..8 {
+        let (upto, addrs) = {
+            let mut guard = TABLE.lock();
+            let Some(t) = guard.as_mut() else { return };
+            let upto = (t.block.buckets.len(), t.mutex.buckets.len());
+            if upto == (t.block.pinned, t.mutex.pinned) {
+                return;
+            }
+            let addrs: Vec<u64> = t
+                .block
+                .unpinned_addresses(upto.0)
+                .chain(t.mutex.unpinned_addresses(upto.1))
+                .collect();
+            (upto, addrs)
+        };
+        let ids = if addrs.is_empty() {
+            HashMap::new()
+        } else {
+            symbolizer.pin(addrs)
+        };
+        let mut guard = TABLE.lock();
+        let Some(t) = guard.as_mut() else { return };
+        t.block.pin(&ids, upto.0);
+        t.mutex.pin(&ids, upto.1);
+    }
 }
 
 /// In a fork child only the forking thread exists: nobody waits on anything, and the

@@ -933,30 +933,47 @@ pub fn peak() -> Option<(Vec<Bucket>, Peak)> {
 /// Before a dlclose: resolves addresses of unloadable code in the buckets while mapped.
 /// Only the buckets made since the last time are looked at: the cost does not grow with
 /// the samples taken so far.
+///
+/// The addresses are gathered under the table's lock but resolved without it: resolving
+/// calls dl_iterate_phdr, which waits for the loader's write lock, and a thread inside
+/// dlclose holds that lock while it frees blocks (a sampled one takes the table's lock).
+/// Buckets made meanwhile are pinned in another round (the library is still mapped:
+/// another dlclose waits for the symbolizer, which the caller holds).
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
-    let mut guard = TABLE.lock();
-    let Some(table) = guard.as_mut() else { return };
-    if table.unpinned.is_empty() {
-        return;
-    }
-    let fresh = std::mem::take(&mut table.unpinned);
-    let addrs: Vec<u64> = fresh
-        .iter()
-        .flat_map(|&b| table.buckets[b as usize].stack.iter().copied())
-        .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
-        .collect();
-    let ids = symbolizer.pin(addrs);
-    for b in fresh {
-        let bucket = &table.buckets[b as usize];
-        let old = key_hash(&bucket.stack, bucket.size);
-        table.unlink(b, old);
-        let bucket = &mut table.buckets[b as usize];
-        symbolize::repin(std::iter::once(&mut bucket.stack), &ids);
-        let new = key_hash(&bucket.stack, bucket.size);
-        // Two stacks may now be equal (two loads of one library); counts stay per bucket.
-        table.link(b, new);
+    for _round in 0..PIN_ROUNDS {
+        let (fresh, addrs) = {
+            let mut guard = TABLE.lock();
+            let Some(table) = guard.as_mut() else { return };
+            if table.unpinned.is_empty() {
+                return;
+            }
+            let fresh = std::mem::take(&mut table.unpinned);
+            let addrs: Vec<u64> = fresh
+                .iter()
+                .flat_map(|&b| table.buckets[b as usize].stack.iter().copied())
+                .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+                .collect();
+            (fresh, addrs)
+        };
+        let ids = symbolizer.pin(addrs);
+        let mut guard = TABLE.lock();
+        let Some(table) = guard.as_mut() else { return };
+        for b in fresh {
+            let bucket = &table.buckets[b as usize];
+            let old = key_hash(&bucket.stack, bucket.size);
+            table.unlink(b, old);
+            let bucket = &mut table.buckets[b as usize];
+            symbolize::repin(std::iter::once(&mut bucket.stack), &ids);
+            let new = key_hash(&bucket.stack, bucket.size);
+            // Two stacks may now be equal (two loads of one library); counts stay per bucket.
+            table.link(b, new);
+        }
     }
 }
+
+/// At most this many rounds of pinning per dlclose (each for the buckets the program made
+/// during the one before); what is left waits for the next dlclose.
+const PIN_ROUNDS: usize = 8;
 
 /// Unbiased estimates for a bucket, as Go's scaleHeapSample: a block of size s was sampled
 /// with probability 1 − exp(−s/rate). Returns (alloc objects, alloc bytes, in-use objects,

@@ -84,6 +84,44 @@ fn allocations_of_unloaded_libraries_are_all_kept_at_rate_one() {
         .any(|m| p.str(m.filename).ends_with("libplugin.so")));
 }
 
+/// Two threads each load and unload a library of their own, at rate 1: while one pins its
+/// samples before dlclose, the other's dlclose frees the loader's blocks holding the
+/// loader's lock. The program ends (it once deadlocked: the pinning held the heap table
+/// while it waited for that lock), and every allocation is in the profile.
+#[test]
+fn concurrent_dlcloses_at_rate_one_end_and_keep_every_allocation() {
+    let prog = build("dlopen_threads");
+    let plugin = build("libplugin.so");
+    let second = plugin.with_file_name("libplugin_second.so");
+    std::fs::copy(&plugin, &second).unwrap();
+    let dir = out_dir("heap-dlopen-threads");
+    let mut child = command(
+        &prog,
+        &[plugin.to_str().unwrap(), second.to_str().unwrap(), "1000"],
+        &[("RPROF_HEAP_RATE", "1")],
+        &dir,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let status = wait_at_most(&mut child, std::time::Duration::from_secs(30))
+        .expect("still running after 30 s (under 1 s is usual): deadlocked");
+    assert!(status.success(), "{status:?}");
+    let files = files_of(&dir, "heap");
+    let heap = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".heap.pb.gz"))
+        .unwrap_or_else(|| panic!("{files:?}"));
+    let sites = by_leaf_and_size(&load(heap));
+    assert_eq!(
+        sites.get(&("plugin_alloc".to_owned(), 64)).copied(),
+        Some([60_000, 60_000 * 64, 0, 0]),
+        "{:?}",
+        sites.keys().collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn every_allocation_is_exact_at_rate_one() {
     let prog = build("heap_sites");
