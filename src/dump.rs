@@ -236,7 +236,13 @@ fn write_profiles(
 ) -> crate::ledger::Recorded {
     let replace = seq.is_none() && s.final_written;
     let mut recorded = crate::ledger::Recorded::default();
-    let mut symbolizer = symbolize::lock_shared();
+    // The loader lookups the allocator's figures need, made before the symbolizer is taken
+    // (see `symbolize::lock_shared`); not in a signal handler, where dlopen's allocation
+    // could wait for the allocator's lock the interrupted thread holds.
+    if allocator_free {
+        crate::maps::prime_lookups();
+    }
+    let mut symbolizer = symbolize::SHARED.lock();
     let symbolizer = symbolize::shared(&mut symbolizer);
     let now_mono = sys::monotonic_ns();
     let duration = now_mono.saturating_sub(s.window_start_mono) as i64;

@@ -67,7 +67,9 @@ pub static SHARED: crate::sync::Lock<Option<Symbolizer>> = crate::sync::Lock::ne
 
 /// `SHARED`, locked, the loader lookups a dump makes done first (`maps::prime_lookups`):
 /// whoever holds it then never waits for the loader's lock, which a dlclose called from a
-/// library destructor holds while it waits for `SHARED` (`dump::before_dlclose`).
+/// library destructor holds while it waits for `SHARED` (`dump::before_dlclose`). Not for
+/// signal context: the lookups allocate (the dump files written in a handler skip them,
+/// and the allocator's figures that need them).
 pub fn lock_shared() -> crate::sync::Guard<'static, Option<Symbolizer>> {
     crate::maps::prime_lookups();
     SHARED.lock()
