@@ -347,7 +347,7 @@ pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
 /// heap's are (`heap::pin_unloadable`): resolving waits for the loader's write lock, and a
 /// thread inside dlclose holding it may record a wait (an allocator's mutex).
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
-    for _round in 0..8 {
+    for _round in 0..crate::heap::PIN_ROUNDS {
         let (upto, addrs) = {
             let mut guard = TABLE.lock();
             let Some(t) = guard.as_mut() else { return };

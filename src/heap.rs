@@ -973,7 +973,7 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
 
 /// At most this many rounds of pinning per dlclose (each for the buckets the program made
 /// during the one before); what is left waits for the next dlclose.
-const PIN_ROUNDS: usize = 8;
+pub const PIN_ROUNDS: usize = 8;
 
 /// Unbiased estimates for a bucket, as Go's scaleHeapSample: a block of size s was sampled
 /// with probability 1 − exp(−s/rate). Returns (alloc objects, alloc bytes, in-use objects,
