@@ -129,7 +129,7 @@ impl Events {
         self.buckets[self.pinned..upto]
             .iter()
             .flat_map(|b| b.stack.iter().copied())
-            .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+            .filter(|&pc| symbolize::needs_pinning(pc))
     }
 
     /// Gives the buckets made since the last pinning, up to `upto`, their pinned stacks,

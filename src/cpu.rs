@@ -545,9 +545,11 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
     let mut addrs = Vec::new();
     STORE.for_each(from, |_, trace, _| {
         addrs.extend(
-            trace.pcs.iter().copied().filter(|&pc| {
-                pc & crate::symbolize::PINNED == 0 && crate::symbolize::may_unload(pc)
-            }),
+            trace
+                .pcs
+                .iter()
+                .copied()
+                .filter(|&pc| crate::symbolize::needs_pinning(pc)),
         );
     });
     if !addrs.is_empty() {

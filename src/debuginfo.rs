@@ -427,6 +427,15 @@ fn load_dwarf(
     owned: &mut Vec<(String, Box<[u8]>)>,
     unit: Option<usize>,
 ) -> Option<addr2line::Context<Reader>> {
+    addr2line::Context::from_dwarf(dwarf_in_place(file, owned, unit)?).ok()
+}
+
+/// The DWARF sections of `file`, in place (`.debug_info` cut to the unit at `unit`).
+fn dwarf_in_place(
+    file: &object::File<'static>,
+    owned: &mut Vec<(String, Box<[u8]>)>,
+    unit: Option<usize>,
+) -> Option<gimli::Dwarf<Reader>> {
     let endian = endian(file);
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
         let mut data = dwarf_section(file, id.name(), owned);
@@ -437,8 +446,7 @@ fn load_dwarf(
         }
         Ok(gimli::EndianSlice::new(data, endian))
     };
-    let dwarf = gimli::Dwarf::load(load).ok()?;
-    addr2line::Context::from_dwarf(dwarf).ok()
+    gimli::Dwarf::load(load).ok()
 }
 
 /// The DWARF of an object, parsed a unit at a time: `.debug_aranges` says which unit
@@ -464,14 +472,7 @@ fn unit_ranges(
     owned: &mut Vec<(String, Box<[u8]>)>,
     give_back: &dyn Fn(),
 ) -> Vec<(u64, u64, usize)> {
-    let endian = endian(file);
-    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        Ok(gimli::EndianSlice::new(
-            dwarf_section(file, id.name(), owned),
-            endian,
-        ))
-    };
-    let Ok(dwarf) = gimli::Dwarf::load(load) else {
+    let Some(dwarf) = dwarf_in_place(file, owned, None) else {
         return Vec::new();
     };
     let mut out = Vec::new();

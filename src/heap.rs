@@ -951,7 +951,7 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
             let addrs: Vec<u64> = fresh
                 .iter()
                 .flat_map(|&b| table.buckets[b as usize].stack.iter().copied())
-                .filter(|&pc| pc & symbolize::PINNED == 0 && symbolize::may_unload(pc))
+                .filter(|&pc| symbolize::needs_pinning(pc))
                 .collect();
             (fresh, addrs)
         };

@@ -70,25 +70,20 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
 
 // The arguments are evaluated only when the level is on: some read rprof's tables (and a
 // fork child that writes to a page copies it).
-macro_rules! warning {
-    ($($t:tt)*) => {
-        if $crate::log::enabled($crate::config::LogLevel::Warn) {
-            $crate::log::write($crate::config::LogLevel::Warn, format_args!($($t)*))
+macro_rules! log_at {
+    ($level:ident, $($t:tt)*) => {
+        if $crate::log::enabled($crate::config::LogLevel::$level) {
+            $crate::log::write($crate::config::LogLevel::$level, format_args!($($t)*))
         }
     };
+}
+macro_rules! warning {
+    ($($t:tt)*) => { $crate::log::log_at!(Warn, $($t)*) };
 }
 macro_rules! info {
-    ($($t:tt)*) => {
-        if $crate::log::enabled($crate::config::LogLevel::Info) {
-            $crate::log::write($crate::config::LogLevel::Info, format_args!($($t)*))
-        }
-    };
+    ($($t:tt)*) => { $crate::log::log_at!(Info, $($t)*) };
 }
 macro_rules! debug {
-    ($($t:tt)*) => {
-        if $crate::log::enabled($crate::config::LogLevel::Debug) {
-            $crate::log::write($crate::config::LogLevel::Debug, format_args!($($t)*))
-        }
-    };
+    ($($t:tt)*) => { $crate::log::log_at!(Debug, $($t)*) };
 }
-pub(crate) use {debug, info, warning};
+pub(crate) use {debug, info, log_at, warning};

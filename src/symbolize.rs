@@ -56,6 +56,12 @@ pub fn may_unload(addr: u64) -> bool {
         .is_some_and(|c| !c.startup.iter().any(|&(s, e)| (s..e).contains(&addr)))
 }
 
+/// A raw address (not a pinned id) in code that may be unloaded: what pinning before a
+/// dlclose resolves.
+pub fn needs_pinning(addr: u64) -> bool {
+    addr & PINNED == 0 && may_unload(addr)
+}
+
 /// The span of librprof.so's code (empty before `init`).
 pub fn own_code() -> (u64, u64) {
     LOAD_TIME_CODE.get().map_or((0, 0), |c| c.own)
