@@ -304,7 +304,13 @@ fn hand_over(p: Pending) {
         return finish(p, Some(http_pages::error(503, "too many requests at once")));
     }
     let Pending { fd, slot, buf, .. } = p;
+    // jemalloc gives every thread that calls it a thread cache, and may give it an arena of
+    // its own: its statistics are read here, on the server's long-lived thread, so that
+    // the short-lived thread that answers never calls jemalloc (and its figures are not
+    // swollen by the answering).
+    let jemalloc = crate::maps::jemalloc_stats();
     let spawned = crate::own_threads::spawn_detached(c"rprof-http-conn", move || {
+        crate::maps::preset_jemalloc_stats(jemalloc);
         serve(fd, buf);
         unregister(slot);
         ACTIVE.fetch_sub(1, Ordering::AcqRel);

@@ -324,14 +324,10 @@ fn index() -> Response {
     };
     let heap = crate::heap::bucket_count();
     let (block, mutex) = crate::contention::bucket_counts();
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|&t| !crate::own_threads::is_own(t))
-                .count()
-        })
-        .unwrap_or(0);
+    let threads = crate::signal_safe::sys::task_ids()
+        .into_iter()
+        .filter(|&t| !crate::own_threads::is_own(t))
+        .count();
     let created: u64 = crate::threads::creations().iter().map(|c| c.1).sum();
     // As Go's index: name, count, and what each profile is.
     let profiles: [(&str, Option<usize>, bool, &str); 8] = [

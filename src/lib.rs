@@ -69,6 +69,10 @@ fn start() {
     }
     ledger::loaded();
     interpose::real::init();
+    // The loader lookups a dump needs, made now on the loading thread: made later on one
+    // of rprof's threads, a failed dlsym's message would take memory from the program's
+    // malloc there (a new arena, seen in the program's own allocator figures).
+    maps::prime_lookups();
     symbolize::init();
     go::init();
     if !signal_safe::unwind::init() {

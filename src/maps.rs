@@ -311,9 +311,24 @@ pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
     Some([m.arena, m.hblkhd, m.uordblks, m.fordblks, m.keepcost])
 }
 
+thread_local! {
+    /// jemalloc's statistics as read for this thread by another (`preset_jemalloc_stats`).
+    static PRESET_JEMALLOC: std::cell::Cell<Option<Option<[u64; 4]>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes `jemalloc_stats` on this thread answer `stats` (read by a long-lived thread)
+/// rather than call jemalloc from this short-lived one.
+pub fn preset_jemalloc_stats(stats: Option<[u64; 4]>) {
+    PRESET_JEMALLOC.with(|p| p.set(Some(stats)));
+}
+
 /// jemalloc's statistics [allocated, active, mapped, retained] in bytes, when the
 /// program's allocator is jemalloc (its `mallctl`, after refreshing its `epoch`).
 pub fn jemalloc_stats() -> Option<[u64; 4]> {
+    if let Some(preset) = PRESET_JEMALLOC.with(|p| p.get()) {
+        return preset;
+    }
     type Mallctl = unsafe extern "C" fn(
         *const libc::c_char,
         *mut libc::c_void,

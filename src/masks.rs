@@ -215,17 +215,11 @@ pub fn check_other_threads_for(k: i32) {
         return;
     }
     let me = crate::signal_safe::sys::gettid();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
+    for tid in crate::signal_safe::sys::task_ids() {
         if tid == me || crate::own_threads::is_own(tid) {
             continue;
         }
-        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else {
             continue;
         };
         let blocked = status

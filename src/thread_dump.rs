@@ -127,13 +127,7 @@ fn blocked(task: &str) -> Blocked {
 
 /// The program's threads (rprof's own left out), in id order.
 fn program_threads() -> Vec<i32> {
-    let mut tids: Vec<i32> = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut tids = crate::signal_safe::sys::task_ids();
     tids.retain(|&t| !crate::own_threads::is_own(t));
     tids.sort_unstable();
     tids

@@ -194,11 +194,7 @@ pub fn other_thread_ids() -> Vec<i32> {
         return Vec::new();
     }
     let me = crate::signal_safe::sys::gettid();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&tid| tid != me)
-        .collect()
+    let mut tids = crate::signal_safe::sys::task_ids();
+    tids.retain(|&tid| tid != me);
+    tids
 }

@@ -1,0 +1,462 @@
+//! What the profile server answers, checked against what the program itself knows: the
+//! length of a CPU window against the burning thread's own CPU time, remote symbolization
+//! against the addresses the program printed, MemStats against the allocator's own
+//! figures, and thread grouping against the threads the program made.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A program under rprof serving on 127.0.0.1:0; stdin kept open (the programs run until
+/// it closes).
+struct Served {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Served {
+    fn start(tag: &str, prog: &str, env: &[(&str, &str)]) -> Served {
+        let exe = build(prog);
+        let dir = out_dir(tag);
+        let mut all = vec![("RPROF_HTTP", "127.0.0.1:0")];
+        all.extend_from_slice(env);
+        let mut child = spawn_piped(&exe, &[], &all, &dir);
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        let addr = served_address(&line);
+        // The rest of stderr is drained so that the program never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = err.read_to_string(&mut rest);
+        });
+        Served {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+            addr,
+            dir,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_owned()
+    }
+
+    fn get(&self, path: &str) -> String {
+        String::from_utf8_lossy(&request(&self.addr, "GET", path, b"")).into_owned()
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let st = wait_at_most(&mut self.child, Duration::from_secs(20)).expect("it ends");
+        assert!(st.success(), "{st:?}");
+    }
+}
+
+/// One request; the body of a 200 answer.
+fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{path}: {:?}",
+        &out[..split]
+    );
+    out[split + 4..].to_vec()
+}
+
+/// CPU time (user + system) of thread `tid` of `pid`, from /proc, in ns.
+fn thread_cpu_ns(pid: u32, tid: &str) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<i64> = after_name
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
+    (f[0] + f[1]) * 1_000_000_000 / hz
+}
+
+/// The thread of `pid` named `name`.
+fn tid_named(pid: u32, name: &str) -> String {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .unwrap_or_else(|| panic!("no thread {name}"))
+        .file_name()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `profile?seconds=2` covers two seconds: the thread that burns all the time shows, in
+/// the window, the CPU time it used while the request ran (read from /proc around it), and
+/// the request takes the two seconds it says. Half a window, or a window said to be two
+/// seconds and shorter, fails.
+#[test]
+fn cpu_window_holds_the_cpu_of_its_whole_length() {
+    let mut s = Served::start("answers-window", "http_server", &[]);
+    assert_eq!(s.line(), "started");
+    let pid = s.child.id();
+    let burner = tid_named(pid, "burner");
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..2 {
+        let before = thread_cpu_ns(pid, &burner);
+        let start = Instant::now();
+        let body = request(&s.addr, "GET", "/debug/pprof/profile?seconds=2", b"");
+        let wall = start.elapsed();
+        let used = thread_cpu_ns(pid, &burner) - before;
+        let p = rprof_profile::decode(&body).unwrap();
+        let got = summarize(&p, "cpu").cum("burner");
+        assert!(
+            (2_000_000_000..2_600_000_000).contains(&(wall.as_nanos() as i64)),
+            "{wall:?}"
+        );
+        assert!(
+            (p.duration_nanos - 2_000_000_000).abs() < 50_000_000,
+            "{}",
+            p.duration_nanos
+        );
+        // The window lies inside the measured span, which is longer by the time to
+        // connect and to encode (tens of ms); the clock ticks are 10 ms.
+        assert!(used > 400_000_000, "the burner hardly ran: {used}");
+        assert!(
+            got as f64 >= 0.85 * used as f64 - 30e6 && got as f64 <= 1.02 * used as f64 + 30e6,
+            "window's burner CPU {got} ns, the thread used {used} ns meanwhile"
+        );
+    }
+    s.finish();
+}
+
+/// Parsed `fn <name> <address>` lines up to "ready".
+fn printed_functions(s: &mut Served) -> Vec<(String, u64)> {
+    let mut fns = Vec::new();
+    loop {
+        let l = s.line();
+        if l == "ready" {
+            return fns;
+        }
+        let mut w = l.split(' ');
+        assert_eq!(w.next(), Some("fn"), "{l}");
+        let name = w.next().unwrap().to_owned();
+        let addr = u64::from_str_radix(w.next().unwrap().trim_start_matches("0x"), 16).unwrap();
+        fns.push((name, addr));
+    }
+}
+
+/// pprof's remote symbolization: a POST of several addresses answers each with its own
+/// function, as the program printed its functions' addresses.
+#[test]
+fn symbol_names_each_posted_address() {
+    let mut s = Served::start("answers-symbol", "thread_sites", &[]);
+    let fns = printed_functions(&mut s);
+    assert_eq!(fns.len(), 8);
+    // Reverse order, and one address twice: each line answers its own.
+    let mut asked: Vec<&(String, u64)> = fns.iter().rev().collect();
+    asked.push(&fns[1]);
+    let body: Vec<String> = asked.iter().map(|(_, a)| format!("{a:#x}")).collect();
+    let answer = String::from_utf8(request(
+        &s.addr,
+        "POST",
+        "/debug/pprof/symbol",
+        body.join("+").as_bytes(),
+    ))
+    .unwrap();
+    let mut lines = answer.lines();
+    assert_eq!(lines.next(), Some("num_symbols: 1"));
+    let named: HashMap<u64, String> = lines
+        .map(|l| {
+            let (a, f) = l.split_once(' ').unwrap_or_else(|| panic!("{l}"));
+            (
+                u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap(),
+                f.to_owned(),
+            )
+        })
+        .collect();
+    for (name, addr) in &fns {
+        assert_eq!(
+            named.get(addr).map(String::as_str),
+            Some(name.as_str()),
+            "{addr:#x}: {answer}"
+        );
+    }
+    // A GET with the addresses in the query answers the same.
+    let answer = s.get(&format!(
+        "/debug/pprof/symbol?{:#x}+{:#x}",
+        fns[2].1, fns[4].1
+    ));
+    assert!(
+        answer.contains(&format!("{:#x} {}\n", fns[2].1, fns[2].0))
+            && answer.contains(&format!("{:#x} {}\n", fns[4].1, fns[4].0)),
+        "{answer}"
+    );
+    s.finish();
+}
+
+/// One record of a count profile's debug=1 text: its count, its `thread` label and the
+/// functions of its frames.
+#[derive(Debug)]
+struct Record {
+    count: u64,
+    label: Option<String>,
+    functions: Vec<String>,
+}
+
+fn records(text: &str, kind: &str) -> (u64, Vec<Record>) {
+    let mut lines = text.lines();
+    let head = lines.next().unwrap();
+    let total = head
+        .strip_prefix(&format!("{kind} profile: total "))
+        .unwrap_or_else(|| panic!("{head}"))
+        .parse()
+        .unwrap();
+    let mut out: Vec<Record> = Vec::new();
+    for l in lines {
+        if let Some((n, _)) = l.split_once(" @ ") {
+            out.push(Record {
+                count: n.parse().unwrap(),
+                label: None,
+                functions: Vec::new(),
+            });
+        } else if let Some(j) = l.strip_prefix("# labels: ") {
+            let name = j.split('"').nth(3).unwrap().to_owned();
+            out.last_mut().unwrap().label = Some(name);
+        } else if let Some(frame) = l.strip_prefix("#\t") {
+            let f = frame.split('\t').nth(1).unwrap_or("");
+            let f = f.split('+').next().unwrap().to_owned();
+            out.last_mut().unwrap().functions.push(f);
+        }
+    }
+    (total, out)
+}
+
+/// Threads are grouped as Go groups goroutines: by stack and name together. Five creation
+/// sites give five threadcreate records (the loop's two threads one record of 2); the two
+/// threads named "twin" in different functions are two goroutine records, the two "pair"
+/// threads in one function one record of 2.
+#[test]
+fn threads_group_by_stack_and_name() {
+    let mut s = Served::start("answers-threads", "thread_sites", &[]);
+    printed_functions(&mut s);
+    let (total, recs) = records(&s.get("/debug/pprof/threadcreate?debug=1"), "threadcreate");
+    assert_eq!(total, 6, "{recs:?}");
+    assert_eq!(recs.len(), 5, "{recs:?}");
+    for (site, n) in [
+        ("site_a", 1),
+        ("site_b", 1),
+        ("site_c", 1),
+        ("site_d", 2),
+        ("site_e", 1),
+    ] {
+        let with: Vec<&Record> = recs
+            .iter()
+            .filter(|r| r.functions.iter().any(|f| f == site))
+            .collect();
+        assert_eq!(with.len(), 1, "{site}: {recs:?}");
+        assert_eq!(with[0].count, n, "{site}: {recs:?}");
+        assert!(with[0].functions.iter().any(|f| f == "main"), "{recs:?}");
+    }
+    let (total, recs) = records(&s.get("/debug/pprof/goroutine?debug=1"), "goroutine");
+    assert_eq!(total, 7, "{recs:?}");
+    let mut got: Vec<(String, String, u64)> = recs
+        .iter()
+        .map(|r| {
+            let known = [
+                "worker_wait",
+                "twin_one",
+                "twin_two",
+                "pair_wait",
+                "last_wait",
+            ];
+            let f = r
+                .functions
+                .iter()
+                .find(|f| known.contains(&f.as_str()))
+                .cloned()
+                .unwrap_or_else(|| "main".to_owned());
+            (r.label.clone().unwrap_or_default(), f, r.count)
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String, u64)> = [
+        ("last", "last_wait", 1),
+        ("pair", "pair_wait", 2),
+        ("thread_sites", "main", 1),
+        ("twin", "twin_one", 1),
+        ("twin", "twin_two", 1),
+        ("worker", "worker_wait", 1),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+    .collect();
+    assert_eq!(got, want, "{recs:?}");
+    // The proto form groups the same way.
+    let p = rprof_profile::decode(&request(&s.addr, "GET", "/debug/pprof/goroutine", b"")).unwrap();
+    assert_eq!(p.sample.len(), 6);
+    s.finish();
+}
+
+/// `name=value` pairs of a line the program printed.
+fn fields(line: &str) -> HashMap<String, u64> {
+    line.split(' ')
+        .filter_map(|w| {
+            let (k, v) = w.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A MemStats field from `# Name = N` lines or `"Name":N` JSON.
+fn memstat(text: &str, name: &str) -> u64 {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("# {name} = ")))
+        .map(str::to_owned)
+        .or_else(|| {
+            let key = format!("\"{name}\":");
+            let at = text.find(&key)? + key.len();
+            Some(
+                text[at..]
+                    .split([',', '}'])
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_owned(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no {name}"));
+    line.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// What each MemStats field must be, from the allocator's own figures the program printed.
+fn expected_memstats(own: &HashMap<String, u64>) -> Vec<(&'static str, u64)> {
+    if let Some(&arena) = own.get("arena") {
+        let (h, u, f) = (own["hblkhd"], own["uordblks"], own["fordblks"]);
+        vec![
+            ("HeapAlloc", u + h),
+            ("Alloc", u + h),
+            ("HeapInuse", u + h),
+            ("HeapSys", arena + h),
+            ("HeapIdle", f),
+            ("HeapReleased", 0),
+        ]
+    } else {
+        let (a, c, m) = (own["allocated"], own["active"], own["mapped"]);
+        vec![
+            ("HeapAlloc", a),
+            ("Alloc", a),
+            ("HeapInuse", c),
+            ("HeapSys", m),
+            ("HeapIdle", m - c),
+            ("HeapReleased", own["retained"]),
+        ]
+    }
+}
+
+/// The allocator's figures that the program prints for itself are those of heap?debug=1,
+/// /debug/vars and the heap file's comments, field by field: glibc's mallinfo2, and
+/// jemalloc's mallctl where jemalloc is installed.
+#[test]
+fn memstats_are_the_allocators_own_figures() {
+    let mut setups: Vec<Vec<(&str, String)>> = vec![Vec::new()];
+    if let Some(preload) = jemalloc_preload() {
+        setups.push(vec![("LD_PRELOAD", preload)]);
+    }
+    for env in setups {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut s = Served::start("answers-memstats", "allocator_stats", &env);
+        s.line();
+        // A first request makes rprof's connection thread, whose thread-local storage
+        // glibc's pthread_create takes from the program's malloc (README: "MemStats in a
+        // native program"); later requests reuse it.
+        s.get("/debug/pprof/");
+        s.stdin.as_mut().unwrap().write_all(b"now\n").unwrap();
+        let own = fields(&s.line());
+        let text = s.get("/debug/pprof/heap?debug=1");
+        let vars = s.get("/debug/vars");
+        // glibc's pthread_create takes each new rprof connection thread's TLS vector (288
+        // bytes) from the program's malloc when no cached stack is free yet (the previous
+        // request's thread may still be ending), and under jemalloc that refills the
+        // server thread's cache of the size: a little slack, far below any wrong field.
+        let slack = if own.contains_key("arena") {
+            4096
+        } else {
+            65536
+        };
+        for (name, want) in expected_memstats(&own) {
+            for (page, got) in [
+                ("heap?debug=1", memstat(&text, name)),
+                ("/debug/vars", memstat(&vars, name)),
+            ] {
+                assert!(
+                    got.abs_diff(want) <= slack,
+                    "{page} {name} = {got}, the allocator said {want}: {own:?}"
+                );
+            }
+        }
+        assert_eq!(
+            memstat(&text, "Sys"),
+            memstat(&text, "HeapSys") + memstat(&text, "Stack")
+        );
+        s.finish();
+
+        // The heap file written at exit, its comments against the figures printed last.
+        let exe = build("allocator_stats");
+        let dir = out_dir("answers-memstats-file");
+        let out = command(&exe, &["exit"], &env, &dir).output().unwrap();
+        assert!(out.status.success());
+        let own = fields(String::from_utf8_lossy(&out.stdout).trim());
+        let heap = files_of(&dir, "heap")
+            .into_iter()
+            .find(|f| !f.to_string_lossy().contains("heap-peak"))
+            .expect("a heap file");
+        let comments = load(&heap).comments().join("\n");
+        let stats = comments
+            .lines()
+            .find_map(|l| l.strip_prefix("runtime.MemStats: "))
+            .unwrap_or_else(|| panic!("{comments}"))
+            .replace(", ", "\n# ");
+        let stats = format!("# {stats}");
+        for (name, want) in expected_memstats(&own) {
+            if want != 0 {
+                let got = memstat(&stats, name);
+                assert!(
+                    got.abs_diff(want) <= slack,
+                    "file {name} = {got}, the allocator said {want}: {own:?}"
+                );
+            }
+        }
+        if let Some(&arena) = own.get("arena") {
+            let line = format!(
+                "glibc mallinfo2: arena = {arena} bytes, mmapped (hblkhd) = {} bytes, in use (uordblks) = {} bytes, free (fordblks) = {} bytes, releasable (keepcost) = {} bytes",
+                own["hblkhd"], own["uordblks"], own["fordblks"], own["keepcost"]
+            );
+            assert!(comments.contains(&line), "{line}\n{comments}");
+        }
+    }
+}
