@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
@@ -917,4 +918,83 @@ fn an_empty_view_says_where_the_data_is() {
         line.contains("MB in use at 20") && line.ends_with(" s after the start"),
         "{line}"
     );
+}
+
+/// `rprof top -n K` shows the K largest rows with percentages of the whole profile (not
+/// of the rows shown), as `go tool pprof -top -nodecount=K` does, for every sample index
+/// of a heap profile with many flat functions.
+#[test]
+fn top_n_percentages_are_of_the_whole_profile() {
+    let heap = build("heap_sites");
+    let dir = out_dir("cli-top-n");
+    let out = command(&heap, &["64"], &[("RPROF_HEAP_RATE", "1")], &dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = files_of(&dir, "heap")
+        .into_iter()
+        .find(|f| !f.to_string_lossy().contains("heap-peak"))
+        .unwrap();
+    let p = load(&file);
+    for index in [
+        "alloc_objects",
+        "alloc_space",
+        "inuse_objects",
+        "inuse_space",
+    ] {
+        let total = summarize(&p, index).total;
+        let (locs, funcs) = (p.location_by_id(), p.function_by_id());
+        let idx = p.sample_type_index(index).unwrap();
+        let mut flat: HashMap<String, i64> = HashMap::new();
+        for s in &p.sample {
+            let leaf = p.frames(s, &locs, &funcs)[0].function.to_owned();
+            *flat.entry(leaf).or_default() += s.value[idx];
+        }
+        for k in ["3", "5"] {
+            let out = rprof()
+                .arg("top")
+                .arg(&file)
+                .args(["-n", k, "--sample-index", index])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let rows = table(&text);
+            assert_eq!(rows.len(), 1 + k.parse::<usize>().unwrap(), "{text}");
+            for r in &rows[1..] {
+                let name = r.rsplit(' ').next().unwrap();
+                let want = flat.get(name).copied().unwrap_or(0) as f64 * 100.0 / total as f64;
+                let shown: f64 = r
+                    .split(' ')
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches('%')
+                    .parse()
+                    .unwrap();
+                assert!(
+                    (shown - want).abs() <= 0.0051,
+                    "{index} -n {k}: {r} should show {want:.4}%:\n{text}"
+                );
+            }
+            if let Some(go) = go_pprof_top(
+                &file,
+                &[
+                    &format!("-nodecount={k}"),
+                    &format!("-sample_index={index}"),
+                ],
+            ) {
+                assert_eq!(
+                    rows,
+                    table(&go),
+                    "{index} -n {k}:\n{text}\ngo tool pprof:\n{go}"
+                );
+                let showing = |t: &str| {
+                    t.lines()
+                        .find(|l| l.starts_with("Showing nodes accounting for"))
+                        .map(str::to_owned)
+                };
+                assert_eq!(showing(&text), showing(&go), "{index} -n {k}");
+            }
+        }
+    }
 }

@@ -607,3 +607,38 @@ fn the_peak_file_holds_the_heap_at_its_highest() {
         .unwrap_or_else(|| panic!("a numbered heap-peak file in {:?}", r.files()));
     assert!(summarize(&load(&numbered), "inuse_space").cum("peak_site") > 0);
 }
+
+/// The peak file holds the highest hump, whether it came first or last: a lower first hump
+/// freed before a higher second gives the second's site and size (16 then 48 MiB), and the
+/// reverse order the first's; the other hump is absent from the peak.
+#[test]
+fn the_peak_file_holds_the_higher_hump_in_either_order() {
+    let prog = build("heap_humps");
+    for (order, high, low) in [
+        ("rising", "second_hump", "first_hump"),
+        ("falling", "first_hump", "second_hump"),
+    ] {
+        for rate in ["1", "524288"] {
+            let r = run("heap-humps", &prog, &[order], &[("RPROF_HEAP_RATE", rate)]);
+            assert!(r.output.status.success(), "{}", r.stderr());
+            let peak_file = r
+                .files()
+                .into_iter()
+                .find(|f| f.to_string_lossy().ends_with(".heap-peak.pb.gz"))
+                .expect("a heap-peak file");
+            let s = summarize(&load(&peak_file), "inuse_space");
+            let sd = if rate == "1" {
+                0.0
+            } else {
+                sigma(768.0, 65536.0)
+            };
+            within(
+                &format!("{order} at rate {rate}: {high}"),
+                s.cum(high),
+                48.0 * MIB as f64,
+                sd,
+            );
+            assert_eq!(s.cum(low), 0, "{order} at rate {rate}: {low} was freed");
+        }
+    }
+}

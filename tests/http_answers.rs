@@ -20,7 +20,6 @@ struct Served {
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     addr: String,
-    dir: std::path::PathBuf,
 }
 
 impl Served {
@@ -44,7 +43,6 @@ impl Served {
             stdout: BufReader::new(child.stdout.take().unwrap()),
             child,
             addr,
-            dir,
         }
     }
 

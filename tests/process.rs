@@ -663,3 +663,37 @@ fn a_process_that_records_nothing_writes_no_file() {
         r.warnings()
     );
 }
+
+/// The programs the tests start begin with every signal at its default action and none
+/// blocked, even when the test runner itself ignores or blocks some (as under `nohup`,
+/// which ignores SIGHUP): the signal tests rely on the defaults.
+#[test]
+fn test_programs_start_with_default_dispositions_whatever_was_inherited() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("grep");
+    cmd.args(["-E", "^Sig(Ign|Blk):", "/proc/self/status"]);
+    // SAFETY: signal(2) and sigprocmask(2) in the forked child, before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // What nohup and some runners hand down.
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE, libc::SIGUSR2] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        })
+    };
+    default_dispositions(&mut cmd);
+    let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+    // Signals 1 to 31 (glibc keeps 32 and 33 for itself: it neither sets nor resets them).
+    for l in out.lines() {
+        let (what, mask) = l.split_once(":\t").unwrap();
+        let mask = u64::from_str_radix(mask, 16).unwrap();
+        assert_eq!(mask & 0x7fff_ffff, 0, "{what}: {out}");
+    }
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
