@@ -172,7 +172,8 @@ fn stack_floor() -> u64 {
     let here = std::ptr::addr_of!(probe) as u64;
     match crate::thread_stacks::stack_bounds() {
         Some(b) if here >= b.lo && here < b.hi => b.lo,
-        Some(_) => sys::alternate_stack_floor(here),
+        Some(_) => crate::alt_stack::floor_if_ours(here)
+            .unwrap_or_else(|| sys::alternate_stack_floor(here)),
         None => 0,
     }
 }
@@ -219,6 +220,8 @@ pub fn arm_current_thread() {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
     }
+    // Before the timer: its first signal may land on a nearly full stack.
+    crate::alt_stack::give_current_thread();
     let slot = arm(libc::CLOCK_THREAD_CPUTIME_ID, sys::gettid());
     TIMER_SLOT.with(|t| t.set(slot.map_or(0, |s| s + 1)));
 }
@@ -403,6 +406,7 @@ pub fn disarm_current_thread() {
     if slot > 0 {
         delete_slot(slot - 1);
     }
+    crate::alt_stack::take_back_current_thread();
 }
 
 /// Stops sampling: no more records, every timer deleted. Used at exit and when the program

@@ -14,6 +14,7 @@
 // code reachable only from them is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
+mod alt_stack;
 mod collector;
 use rprof_config as config;
 mod contention;

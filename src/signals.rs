@@ -121,15 +121,12 @@ fn install_real(sig: i32, handler: Handler) -> bool {
     real::sigaction(sig, &act, std::ptr::null_mut()) == 0
 }
 
-/// SA_ONSTACK in a Go program: Go requires it of every handler in its process, since a
-/// goroutine's stack has no room for a signal frame (each Go thread has an alternate
-/// signal stack). Elsewhere handlers run on the interrupted stack, as before.
+/// SA_ONSTACK always: a signal to a thread whose stack is nearly full is delivered on its
+/// alternate stack (`alt_stack`: the program's own, or one rprof gave it), and Go requires
+/// it of every handler in its process. A thread with no alternate stack runs the handler
+/// on its own stack, as without the flag.
 fn onstack() -> i32 {
-    if crate::go::present() {
-        libc::SA_ONSTACK
-    } else {
-        0
-    }
+    libc::SA_ONSTACK
 }
 
 fn current_real(sig: i32) -> Option<libc::sigaction> {

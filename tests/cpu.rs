@@ -499,3 +499,49 @@ fn stripped_program_is_named_from_its_build_id_debug_file() {
         assert!(s.cum(f) > 0, "{f} not named: {:?}", s.functions());
     }
 }
+
+/// A thread with a 16 KiB stack recursing until less than 1 KiB is left, then burning CPU
+/// there: the kernel's signal frame does not fit below it, so a timer signal delivered on
+/// that stack kills the thread (SIGSEGV, every run before rprof gave threads an alternate
+/// stack). It survives, and its stacks are whole, from the spin to the thread's start.
+/// A thread with an alternate stack of its own keeps it (rprof's handler runs there); when
+/// that leaves too little room to walk, the stacks keep their leaf and are counted.
+#[test]
+fn a_nearly_full_small_stack_survives_timer_signals() {
+    let prog = build("small_stack");
+    for _ in 0..3 {
+        let r = run("small-stack", &prog, &[], &[("RPROF_CPU_HZ", "1000")]);
+        assert!(
+            r.output.status.success(),
+            "{:?} {}",
+            r.output.status,
+            r.stderr()
+        );
+        assert!(r.stdout().starts_with("depth="), "{}", r.stdout());
+        let s = summarize(&load(&r.files_of("cpu")[0]), "cpu");
+        assert!(s.flat("spin") > 100_000_000, "{:?}", s.functions());
+        assert_eq!(s.cum("descend"), s.cum("spin"), "{:?}", s.functions());
+        assert_eq!(s.cum("deep"), s.cum("spin"), "{:?}", s.functions());
+    }
+    let r = run(
+        "small-altstack",
+        &prog,
+        &["own-altstack"],
+        &[("RPROF_CPU_HZ", "1000")],
+    );
+    assert!(
+        r.output.status.success(),
+        "{:?} {}",
+        r.output.status,
+        r.stderr()
+    );
+    let p = load(&r.files_of("cpu")[0]);
+    assert!(summarize(&p, "cpu").flat("spin") > 100_000_000);
+    assert!(
+        p.comments()
+            .iter()
+            .any(|c| c.contains("kept only their innermost frame")),
+        "{:?}",
+        p.comments()
+    );
+}

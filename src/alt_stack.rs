@@ -1,0 +1,99 @@
+//! A per-thread alternate signal stack, so that a timer signal that lands on a nearly full
+//! thread stack is delivered elsewhere: the kernel writes its signal frame (up to 3.4 KiB
+//! with AVX-512 state) before any handler runs, so no margin in the handler helps, and a
+//! thread with a small stack would die of SIGSEGV. rprof's handlers all have SA_ONSTACK.
+//!
+//! A thread that has an alternate stack already (the program's own, Go's, Rust's, Python's
+//! faulthandler's) keeps it: rprof's handlers run there. A thread without one gets 64 KiB
+//! of rprof's (mapped, below it a guard page; only the pages a signal touches become
+//! resident), taken back when the thread ends unless the program has put its own in place.
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+
+const SIZE: usize = 64 * 1024;
+const GUARD: usize = 4096;
+
+thread_local! {
+    /// The mapping of the stack rprof gave this thread (0: none).
+    static OURS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The calling thread's alternate stack, as the kernel has it.
+fn current() -> Option<libc::stack_t> {
+    // SAFETY: stack_t is plain data; sigaltstack only writes the old stack into it.
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new stack only reads the current one.
+    (unsafe { libc::sigaltstack(std::ptr::null(), &mut old) } == 0).then_some(old)
+}
+
+/// Gives the calling thread an alternate signal stack if it has none.
+pub fn give_current_thread() {
+    if OURS.with(Cell::get) == 0 {
+        return;
+    }
+    match current() {
+        Some(old) if old.ss_flags & libc::SS_DISABLE != 0 => {}
+        _ => return,
+    }
+    // SAFETY: a fresh private anonymous mapping, ours alone.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            SIZE + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return;
+    }
+    // SAFETY: the lowest page of our own mapping becomes the guard.
+    unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+    let ss = libc::stack_t {
+        // SAFETY: GUARD is inside the mapping.
+        ss_sp: unsafe { base.cast::<u8>().add(GUARD) }.cast(),
+        ss_flags: 0,
+        ss_size: SIZE,
+    };
+    // SAFETY: ss describes memory mapped above, which stays mapped while it is in use.
+    if unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) } != 0 {
+        // SAFETY: our mapping, in use by nothing.
+        unsafe { libc::munmap(base, SIZE + GUARD) };
+        return;
+    }
+    OURS.with(|o| o.set(base as usize));
+}
+
+/// At the thread's end: takes back the stack given, if it is still the thread's and not
+/// in use; one the program replaced is left mapped (the program may put it back).
+pub fn take_back_current_thread() {
+    let base = OURS.with(|o| o.replace(0));
+    if base == 0 {
+        return;
+    }
+    let Some(now) = current() else { return };
+    if now.ss_sp as usize != base + GUARD || now.ss_flags & libc::SS_ONSTACK != 0 {
+        return;
+    }
+    let off = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: disables this thread's alternate stack, which is not in use (checked above).
+    if unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) } == 0 {
+        // SAFETY: our mapping, no longer the thread's alternate stack.
+        unsafe { libc::munmap(base as *mut libc::c_void, SIZE + GUARD) };
+    }
+}
+
+/// Async-signal-safe. The lowest address of the alternate stack rprof gave this thread, if
+/// `here` is on it (saves the handler a sigaltstack call per sample).
+pub fn floor_if_ours(here: u64) -> Option<u64> {
+    let base = OURS.with(Cell::get) as u64;
+    let lo = base + GUARD as u64;
+    (base != 0 && here >= lo && here < lo + SIZE as u64).then_some(lo)
+}
