@@ -29,7 +29,7 @@ fn current() -> Option<libc::stack_t> {
 
 /// Gives the calling thread an alternate signal stack if it has none.
 pub fn give_current_thread() {
-    if OURS.with(Cell::get) == 0 {
+    if OURS.with(Cell::get) != 0 {
         return;
     }
     match current() {
