@@ -4,13 +4,14 @@
  *   site_b: "twin"   in twin_one      (same name as site_c's, another function)
  *   site_c: "twin"   in twin_two
  *   site_d: two "pair" threads in pair_wait, from one call site in a loop
- *   site_e: "last"   in last_wait
+ *   site_e: "last"   in last_wait, which waits in sigsuspend (rt_sigsuspend) instead
  * So threadcreate has five records (site_d's counts 2) and goroutine has six: main,
  * worker, the two twins apart, the pair together (2), last.
  * It prints "fn <name> <address>" for each of those functions (an address inside each,
  * for checking remote symbolization), then "ready" once every thread is about to block. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,7 +39,20 @@ THREAD_FN(worker_wait, "worker")
 THREAD_FN(twin_one, "twin")
 THREAD_FN(twin_two, "twin")
 THREAD_FN(pair_wait, "pair")
-THREAD_FN(last_wait, "last")
+
+static volatile sig_atomic_t woken;
+static void on_usr1(int sig) { (void)sig; woken = 1; }
+
+__attribute__((noinline)) static void *last_wait(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "last");
+    sigset_t none;
+    sigemptyset(&none);
+    __atomic_add_fetch(&waiting, 1, __ATOMIC_RELEASE);
+    while (!woken) sigsuspend(&none);
+    __asm__ volatile("" ::: "memory");
+    return NULL;
+}
 
 static pthread_t t[6];
 static volatile int pairs = 2; /* volatile: the loop stays a loop, one call site */
@@ -54,6 +68,7 @@ __attribute__((noinline)) static void site_e(void) { pthread_create(&t[5], NULL,
 
 int main(void) {
     if (pipe(pipefd) != 0) return 2;
+    signal(SIGUSR1, on_usr1);
     site_a();
     site_b();
     site_c();
@@ -74,6 +89,7 @@ int main(void) {
     char buf[64];
     while (read(0, buf, sizeof buf) > 0) {}
     close(pipefd[1]);
+    while (!woken) { pthread_kill(t[5], SIGUSR1); usleep(1000); }
     for (int i = 0; i < 6; i++) pthread_join(t[i], NULL);
     return 0;
 }

@@ -39,6 +39,7 @@ mod signals;
 mod stack;
 mod symbolize;
 mod sync;
+mod syscall_names;
 mod thread_dump;
 mod thread_stacks;
 mod thread_state;

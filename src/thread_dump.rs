@@ -183,29 +183,12 @@ fn state_name(c: char) -> &'static str {
     }
 }
 
-/// The x86_64 names of the system calls threads usually wait in.
+/// The name of x86_64 system call `n` ("syscall N" for a number the kernel headers do
+/// not name).
 fn syscall_name(n: i64) -> String {
-    let name = match n {
-        0 => "read",
-        1 => "write",
-        7 => "poll",
-        23 => "select",
-        34 => "pause",
-        35 => "nanosleep",
-        43 => "accept",
-        45 => "recvfrom",
-        47 => "recvmsg",
-        61 => "wait4",
-        72 => "fcntl",
-        202 => "futex",
-        230 => "clock_nanosleep",
-        232 => "epoll_wait",
-        247 => "waitid",
-        270 => "pselect6",
-        271 => "ppoll",
-        281 => "epoll_pwait",
-        288 => "accept4",
-        _ => return format!("syscall {n}"),
-    };
-    name.to_string()
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| crate::syscall_names::NAMES.get(i))
+        .filter(|name| !name.is_empty())
+        .map_or_else(|| format!("syscall {n}"), |name| (*name).to_owned())
 }

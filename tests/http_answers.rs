@@ -313,6 +313,15 @@ fn threads_group_by_stack_and_name() {
     .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
     .collect();
     assert_eq!(got, want, "{recs:?}");
+    // debug=2 names the system call each thread waits in, the last one's too.
+    let dump = s.get("/debug/pprof/goroutine?debug=2");
+    for (name, call) in [("worker", "read"), ("last", "rt_sigsuspend")] {
+        let head = dump
+            .lines()
+            .find(|l| l.ends_with(&format!("thread \"{name}\"]:")))
+            .unwrap_or_else(|| panic!("{dump}"));
+        assert!(head.contains(&format!(", in {call}, ")), "{head}");
+    }
     // The proto form groups the same way.
     let p = rprof_profile::decode(&request(&s.addr, "GET", "/debug/pprof/goroutine", b"")).unwrap();
     assert_eq!(p.sample.len(), 6);
