@@ -162,23 +162,23 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Starts `cmd` with the signals the tests send at their default action, whatever the
-/// test runner inherited (a shell's background job starts with SIGINT ignored).
+/// Starts `cmd` with every signal at its default action and none blocked, whatever the
+/// test runner inherited: a shell's background job starts with SIGINT ignored, `nohup`
+/// ignores SIGHUP, some CI runners ignore or block more. The tests rely on defaults.
 pub fn default_dispositions(cmd: &mut Command) -> &mut Command {
     use std::os::unix::process::CommandExt;
-    // SAFETY: runs in the forked child before exec; signal(2) is async-signal-safe.
+    // SAFETY: runs in the forked child before exec; signal(2) and sigprocmask(2) are
+    // async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            for sig in [
-                libc::SIGINT,
-                libc::SIGTERM,
-                libc::SIGQUIT,
-                libc::SIGUSR1,
-                libc::SIGUSR2,
-                libc::SIGPROF,
-            ] {
-                libc::signal(sig, libc::SIG_DFL);
+            for sig in 1..=31 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
             }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             Ok(())
         })
     }
