@@ -114,19 +114,25 @@ fn install_real(sig: i32, handler: Handler) -> bool {
     // SAFETY: sigaction is plain data; zero is a valid start.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler as usize;
-    act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | onstack();
+    act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | onstack(handler);
     if let Some(slot) = OURS.get(sig as usize) {
         slot.store(handler as usize, Ordering::Release);
     }
     real::sigaction(sig, &act, std::ptr::null_mut()) == 0
 }
 
-/// SA_ONSTACK always: a signal to a thread whose stack is nearly full is delivered on its
-/// alternate stack (`alt_stack`: the program's own, or one rprof gave it), and Go requires
-/// it of every handler in its process. A thread with no alternate stack runs the handler
-/// on its own stack, as without the flag.
-fn onstack() -> i32 {
-    libc::SA_ONSTACK
+/// SA_ONSTACK for the CPU signal, whose handler is small and whose timers fire wherever a
+/// thread happens to be: landing on a nearly full stack, it is delivered on the thread's
+/// alternate stack (`alt_stack`: the program's own, or one rprof gave it). In a Go program
+/// for every handler: Go requires it of every handler in its process. The handlers that
+/// write files (dump and fatal signals) need more stack than an alternate stack holds, and
+/// run on the thread's own stack, as the program's would.
+fn onstack(handler: Handler) -> i32 {
+    if crate::go::present() || handler as usize == cpu::on_cpu_signal as *const () as usize {
+        libc::SA_ONSTACK
+    } else {
+        0
+    }
 }
 
 fn current_real(sig: i32) -> Option<libc::sigaction> {
