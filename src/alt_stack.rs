@@ -4,14 +4,17 @@
 //! thread with a small stack would die of SIGSEGV. rprof's handlers all have SA_ONSTACK.
 //!
 //! A thread that has an alternate stack already (the program's own, Go's, Rust's, Python's
-//! faulthandler's) keeps it: rprof's handlers run there. A thread without one gets 64 KiB
-//! of rprof's (mapped, below it a guard page; only the pages a signal touches become
-//! resident), taken back when the thread ends unless the program has put its own in place.
+//! faulthandler's) keeps it: rprof's handlers run there. A thread without one gets 512 KiB
+//! of rprof's (mapped without reserve, below it a guard page; only the pages a signal
+//! touches become resident: one or two for a sample), taken back when the thread ends
+//! unless the program has put its own in place. 512 KiB, not less: work deferred while the
+//! program's thread was inside rprof (a snapshot on the program's only thread, which needs
+//! 256 KiB) may run when the CPU handler leaves rprof, on this stack.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
 
-const SIZE: usize = 64 * 1024;
+const SIZE: usize = 512 * 1024;
 const GUARD: usize = 4096;
 
 thread_local! {
