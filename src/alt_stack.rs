@@ -7,9 +7,10 @@
 //! faulthandler's) keeps it: rprof's handlers run there. A thread without one gets 512 KiB
 //! of rprof's (mapped without reserve, below it a guard page; only the pages a signal
 //! touches become resident: one or two for a sample), taken back when the thread ends
-//! unless the program has put its own in place. 512 KiB, not less: work deferred while the
-//! program's thread was inside rprof (a snapshot on the program's only thread, which needs
-//! 256 KiB) may run when the CPU handler leaves rprof, on this stack.
+//! unless the program has put its own in place. 512 KiB, not less: a dump signal that lands
+//! while the CPU handler runs here is delivered here too (its handler has no SA_ONSTACK,
+//! so the kernel stays on the stack in use), and a snapshot written on the program's only
+//! thread needs 256 KiB (`collector::safe_here` checks the room of whichever stack it is).
 #![allow(unsafe_code)]
 
 use std::cell::Cell;

@@ -215,7 +215,10 @@ fn safe_here() -> bool {
     }
     let probe = 0u8;
     let sp = std::ptr::addr_of!(probe) as u64;
-    crate::thread_stacks::stack_bounds().is_some_and(|b| sp > b.lo && sp - b.lo >= STACK_NEEDED)
+    // The stack this runs on: the thread's, or the alternate stack a handler was delivered
+    // on (a dump signal that lands while the CPU handler runs there).
+    let floor = crate::thread_stacks::floor_of(sp);
+    floor != 0 && sp - floor >= STACK_NEEDED
 }
 
 /// Async-signal-safe: runs the requested dumps now if that is safe, else defers them.

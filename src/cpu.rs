@@ -164,18 +164,11 @@ unsafe fn answer_request(uc: *mut libc::c_void) {
     stack_requests::answer(&regs, interrupted_stack(&regs), stack_floor());
 }
 
-/// The lowest address this thread's stack may use (0: not known). Async-signal-safe.
-/// On an alternate signal stack (Go's threads have one, and rprof's handlers use it
-/// there), that stack's lowest address.
+/// The lowest address the stack this handler runs on may use (0: not known).
+/// Async-signal-safe.
 fn stack_floor() -> u64 {
     let probe = 0u8;
-    let here = std::ptr::addr_of!(probe) as u64;
-    match crate::thread_stacks::stack_bounds() {
-        Some(b) if here >= b.lo && here < b.hi => b.lo,
-        Some(_) => crate::alt_stack::floor_if_ours(here)
-            .unwrap_or_else(|| sys::alternate_stack_floor(here)),
-        None => 0,
-    }
+    crate::thread_stacks::floor_of(std::ptr::addr_of!(probe) as u64)
 }
 
 /// The span of this thread's stack above the interrupted stack pointer. Async-signal-safe.

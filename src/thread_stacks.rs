@@ -17,6 +17,19 @@ pub fn stack_bounds() -> Option<StackBounds> {
     STACK.with(Cell::get)
 }
 
+/// The lowest address the stack the caller runs on may use (0: not known), for `here`, an
+/// address in the caller's frame. Async-signal-safe. On the thread's own stack, its
+/// recorded floor; on an alternate signal stack (one rprof gave the thread, the program's
+/// own, Go's), that stack's lowest address: a handler, or work deferred to one, runs there.
+pub fn floor_of(here: u64) -> u64 {
+    match stack_bounds() {
+        Some(b) if here >= b.lo && here < b.hi => b.lo,
+        Some(_) => crate::alt_stack::floor_if_ours(here)
+            .unwrap_or_else(|| crate::signal_safe::sys::alternate_stack_floor(here)),
+        None => 0,
+    }
+}
+
 /// Records the calling thread's stack span. Not signal-safe.
 pub fn record_current() {
     STACK.with(|s| s.set(current_stack_bounds()));
