@@ -1,10 +1,11 @@
 //! A per-thread alternate signal stack, so that a timer signal that lands on a nearly full
 //! thread stack is delivered elsewhere: the kernel writes its signal frame (up to 3.4 KiB
 //! with AVX-512 state) before any handler runs, so no margin in the handler helps, and a
-//! thread with a small stack would die of SIGSEGV. rprof's handlers all have SA_ONSTACK.
+//! thread with a small stack would die of SIGSEGV. The CPU signal's handler has SA_ONSTACK
+//! (`signals::onstack`).
 //!
 //! A thread that has an alternate stack already (the program's own, Go's, Rust's, Python's
-//! faulthandler's) keeps it: rprof's handlers run there. A thread without one gets 512 KiB
+//! faulthandler's) keeps it: the CPU handler runs there. A thread without one gets 512 KiB
 //! of rprof's (mapped without reserve, below it a guard page; only the pages a signal
 //! touches become resident: one or two for a sample), taken back when the thread ends
 //! unless the program has put its own in place. 512 KiB, not less: a dump signal that lands

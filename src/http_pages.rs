@@ -324,7 +324,7 @@ fn index() -> Response {
     };
     let heap = crate::heap::bucket_count();
     let (block, mutex) = crate::contention::bucket_counts();
-    let threads = crate::signal_safe::sys::task_ids()
+    let threads = crate::threads::task_ids()
         .into_iter()
         .filter(|&t| !crate::own_threads::is_own(t))
         .count();

@@ -215,7 +215,7 @@ pub fn check_other_threads_for(k: i32) {
         return;
     }
     let me = crate::signal_safe::sys::gettid();
-    for tid in crate::signal_safe::sys::task_ids() {
+    for tid in crate::threads::task_ids() {
         if tid == me || crate::own_threads::is_own(tid) {
             continue;
         }

@@ -125,8 +125,9 @@ fn install_real(sig: i32, handler: Handler) -> bool {
 /// thread happens to be: landing on a nearly full stack, it is delivered on the thread's
 /// alternate stack (`alt_stack`: the program's own, or one rprof gave it). In a Go program
 /// for every handler: Go requires it of every handler in its process. The handlers that
-/// write files (dump and fatal signals) need more stack than an alternate stack holds, and
-/// run on the thread's own stack, as the program's would.
+/// may write files (dump and fatal signals) need 256 KiB, more than a program's own
+/// alternate stack holds (Rust's, Python's faulthandler's are a few pages), and run on the
+/// thread's own stack, as the program's would.
 fn onstack(handler: Handler) -> i32 {
     if crate::go::present() || handler as usize == cpu::on_cpu_signal as *const () as usize {
         libc::SA_ONSTACK

@@ -127,7 +127,7 @@ fn blocked(task: &str) -> Blocked {
 
 /// The program's threads (rprof's own left out), in id order.
 fn program_threads() -> Vec<i32> {
-    let mut tids = crate::signal_safe::sys::task_ids();
+    let mut tids = crate::threads::task_ids();
     tids.retain(|&t| !crate::own_threads::is_own(t));
     tids.sort_unstable();
     tids

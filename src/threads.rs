@@ -194,7 +194,50 @@ pub fn other_thread_ids() -> Vec<i32> {
         return Vec::new();
     }
     let me = crate::signal_safe::sys::gettid();
-    let mut tids = crate::signal_safe::sys::task_ids();
+    let mut tids = task_ids();
     tids.retain(|&tid| tid != me);
     tids
+}
+
+/// The ids of this process's threads, from /proc/self/task, read with getdents64 rather
+/// than opendir: opendir takes its buffer from the program's malloc (a lock the program
+/// may hold, and bytes that would show in the program's own allocator figures). Not
+/// signal-safe (the Vec comes from rprof's own allocator).
+pub fn task_ids() -> Vec<i32> {
+    let mut out = Vec::new();
+    // SAFETY: open with a NUL-terminated path; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/task".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return out;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: getdents64 writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0usize;
+        while at + 19 < n as usize {
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name NUL-ended.
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if reclen == 0 {
+                break;
+            }
+            let name = &buf[at + 19..(at + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if let Some(tid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+                out.push(tid);
+            }
+            at += reclen;
+        }
+    }
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    out
 }
