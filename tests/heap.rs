@@ -45,6 +45,16 @@ fn heap_file(r: &Run) -> Profile {
     load(&f)
 }
 
+/// The run's heap-peak file (written at exit).
+fn peak_file(r: &Run) -> Profile {
+    let f = r
+        .files()
+        .into_iter()
+        .find(|f| f.to_string_lossy().ends_with(".heap-peak.pb.gz"))
+        .expect("a heap-peak file");
+    load(&f)
+}
+
 /// Per (leaf function, bytes label): the four values.
 fn by_leaf_and_size(p: &Profile) -> HashMap<(String, i64), [i64; 4]> {
     let (locs, funcs) = (p.location_by_id(), p.function_by_id());
@@ -557,12 +567,7 @@ fn the_peak_file_holds_the_heap_at_its_highest() {
     let prog = build("heap_peak");
     let r = run("heap-peak", &prog, &[], &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
-    let peak_file = r
-        .files()
-        .into_iter()
-        .find(|f| f.to_string_lossy().ends_with(".heap-peak.pb.gz"))
-        .expect("a heap-peak file");
-    let peak = load(&peak_file);
+    let peak = peak_file(&r);
     assert_eq!(
         peak.sample_type_names(),
         [
@@ -621,12 +626,7 @@ fn the_peak_file_holds_the_higher_hump_in_either_order() {
         for rate in ["1", "524288"] {
             let r = run("heap-humps", &prog, &[order], &[("RPROF_HEAP_RATE", rate)]);
             assert!(r.output.status.success(), "{}", r.stderr());
-            let peak_file = r
-                .files()
-                .into_iter()
-                .find(|f| f.to_string_lossy().ends_with(".heap-peak.pb.gz"))
-                .expect("a heap-peak file");
-            let s = summarize(&load(&peak_file), "inuse_space");
+            let s = summarize(&peak_file(&r), "inuse_space");
             let sd = if rate == "1" {
                 0.0
             } else {

@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
@@ -65,24 +64,9 @@ impl Served {
 
 /// One request; the body of a 200 answer.
 fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{path}: {:?}",
-        &out[..split]
-    );
-    out[split + 4..].to_vec()
+    let (status, _, body) = http_request(addr, method, path, body);
+    assert_eq!(status, 200, "{path}");
+    body
 }
 
 /// CPU time (user + system) of thread `tid` of `pid`, from /proc, in ns.
