@@ -1,9 +1,9 @@
 //! The signals rprof handles for itself, kept invisible to the program.
 //!
 //! rprof installs handlers for the CPU timers' signal (SIGPROF, or `RPROF_CPU_SIGNAL`),
-//! the dump signal (snapshots), and SIGINT, SIGTERM and SIGHUP when they are at their
-//! default action (write the final files, then die by the same signal so the exit status
-//! is unchanged). The interposed `sigaction`, `signal` and its legacy variants
+//! the dump signal (snapshots), and SIGINT, SIGTERM, SIGHUP and SIGABRT when they are at
+//! their default action (write the final files, then die by the same signal so the exit
+//! status is unchanged: `abort()` and a failed `assert` leave their heap profile). The interposed `sigaction`, `signal` and its legacy variants
 //! (`bsd_signal`, `ssignal`, `sysv_signal`, `sigset`) report to the program exactly what it
 //! would see without rprof (CPython installs its KeyboardInterrupt handler only if it sees
 //! SIGINT at SIG_DFL), and a handler the program installs always replaces ours. Setting
@@ -151,7 +151,7 @@ pub fn install(cfg: &Config, cpu_on: bool) {
     if let Some(sig) = cfg.dump_signal {
         wanted.push((sig, Role::Dump));
     }
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGABRT] {
         wanted.push((sig, Role::Fatal));
     }
     let mut table = MANAGED.lock();

@@ -697,3 +697,33 @@ fn test_programs_start_with_default_dispositions_whatever_was_inherited() {
     }
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+/// `abort()` at SIGABRT's default action writes the final files, as SIGTERM does, then
+/// dies of SIGABRT: the heap at the crash holds the 16 MiB the program kept, from the main
+/// thread and from a second thread alike.
+#[test]
+fn abort_writes_the_files_then_dies_of_sigabrt() {
+    let prog = build("aborts");
+    for args in [&[][..], &["thread"][..]] {
+        let r = run("abort", &prog, args, &[("RPROF_HEAP_RATE", "1")]);
+        assert_eq!(
+            r.output.status.signal(),
+            Some(6),
+            "{args:?}: {}",
+            r.stderr()
+        );
+        let heap = r
+            .files_of("heap")
+            .into_iter()
+            .find(|f| !f.to_string_lossy().contains("heap-peak"))
+            .unwrap_or_else(|| panic!("{args:?}: no heap file in {:?}", r.files()));
+        let s = summarize(&load(&heap), "inuse_space");
+        assert_eq!(
+            s.cum("held_at_abort"),
+            16 << 20,
+            "{args:?}: {:?}",
+            s.functions()
+        );
+        assert!(!r.files_of("cpu").is_empty(), "{args:?}");
+    }
+}
