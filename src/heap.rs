@@ -265,6 +265,9 @@ const fn slots_marked_for_null() -> [AtomicU64; SLOT_WORDS] {
 /// Frees that passed the slot test and were looked up under the lock, and how many of
 /// those were sampled blocks: the measure of the cheap test's worth.
 static FREES_LOOKED_UP: AtomicU64 = AtomicU64::new(0);
+/// In a fork child: the blocks live in the process when it forked (the parent's Mallocs −
+/// Frees, its own inherited count included), which the child's heap still holds.
+static OBJECTS_AT_FORK: AtomicU64 = AtomicU64::new(0);
 static FREES_OF_SAMPLES: AtomicU64 = AtomicU64::new(0);
 
 /// Sampled allocations folded by (stack, size), and the sampled blocks still live.
@@ -792,8 +795,9 @@ pub fn release_thread() {
 /// In a fork child (one thread): the child's profile starts empty. Sampled blocks inherited
 /// from the parent are no longer tracked, so their frees are not counted as samples' frees;
 /// the exact counters start from zero (a free of an inherited block still counts in
-/// Frees, which cannot tell it from the child's own). The parent's table is left behind
-/// untouched, not freed: the time taken does not depend on the parent's history.
+/// Frees, which cannot tell it from the child's own), and the blocks live at the fork are
+/// kept as a count, so that `live_objects` stays the process's. The parent's table is left
+/// behind untouched, not freed: the time taken does not depend on the parent's history.
 #[allow(unsafe_code)]
 #[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
@@ -803,6 +807,13 @@ pub fn reset_after_fork() {
     let more = unsafe { MORE_BLOCKS.in_fork_child() };
     // Only blocks ever used are written: a page written in a fork child is copied.
     let used = &BLOCKS[..BLOCKS_USED.load(Ordering::Acquire).min(BLOCKS.len())];
+    let (mut mallocs, mut frees) = (0u64, HOT.unclaimed.frees.load(Ordering::Relaxed));
+    for c in used.iter().chain(more.iter().copied()) {
+        mallocs += c.mallocs.load(Ordering::Relaxed);
+        frees += c.frees.load(Ordering::Relaxed);
+    }
+    let inherited = (OBJECTS_AT_FORK.load(Ordering::Relaxed) + mallocs).saturating_sub(frees);
+    store_changed!(OBJECTS_AT_FORK, inherited);
     for c in used.iter().chain(more.iter().copied()) {
         if c.owner.load(Ordering::Relaxed) == 0 && !std::ptr::eq(c, mine) {
             continue;
@@ -844,6 +855,12 @@ pub fn totals() -> (u64, u64, u64) {
         t.2 += c.bytes();
     }
     t
+}
+
+/// The blocks allocated and not yet freed in the process: Mallocs − Frees, plus, in a fork
+/// child, the blocks it inherited live (whose frees its Frees count).
+pub fn live_objects(mallocs: u64, frees: u64) -> u64 {
+    (OBJECTS_AT_FORK.load(Ordering::Relaxed) + mallocs).saturating_sub(frees)
 }
 
 /// (frees looked up under the lock, of which frees of sampled blocks).

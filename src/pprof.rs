@@ -301,8 +301,8 @@ fn heap_statistics(allocator_figures: bool) -> Vec<String> {
         format!("Mallocs = {mallocs} (allocation calls since start, exact)"),
         format!("Frees = {frees}"),
         format!(
-            "HeapObjects = {} (Mallocs - Frees)",
-            mallocs.saturating_sub(frees)
+            "HeapObjects = {} (blocks live: Mallocs - Frees, and in a fork child those it inherited)",
+            heap::live_objects(mallocs, frees)
         ),
         format!("TotalAlloc = {bytes} bytes requested since start"),
     ];
@@ -585,7 +585,7 @@ pub fn memstats(allocator_figures_too: bool) -> Vec<(&'static str, u64)> {
         ("HeapIdle", heap_idle),
         ("HeapInuse", heap_inuse),
         ("HeapReleased", released),
-        ("HeapObjects", mallocs.saturating_sub(frees)),
+        ("HeapObjects", heap::live_objects(mallocs, frees)),
         ("Stack", stacks),
         ("MSpan", 0),
         ("MCache", 0),

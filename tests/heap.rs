@@ -582,6 +582,10 @@ fn forked_child_heap_holds_exactly_its_own_allocations() {
     );
     let mallocs = statistic(&p, "Mallocs");
     assert!((16..=32).contains(&mallocs), "Mallocs = {mallocs}");
+    // The blocks live in the child's heap: the 8 inherited, less the 4 it freed, and its
+    // 16 (and the C library's few), though its Frees exceed its Mallocs by nothing.
+    let objects = statistic(&p, "HeapObjects");
+    assert!((20..=36).contains(&objects), "HeapObjects = {objects}");
 }
 
 /// A heap that peaks at a known size at known sites and frees everything: the peak file
