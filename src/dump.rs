@@ -23,6 +23,9 @@ use crate::sync::Lock;
 /// Everything collected since the last dump, and where it goes.
 pub struct DumpState {
     prefix: PathBuf,
+    /// Where files go when the prefix's directory does not let this process write
+    /// (`$TMPDIR` at load, else /tmp): a worker that dropped privileges, as nginx's do.
+    fallback_dir: PathBuf,
     cpu_enabled: bool,
     heap_enabled: bool,
     block_enabled: bool,
@@ -81,8 +84,13 @@ fn this_process(slot: &mut Option<DumpState>) -> Option<&mut DumpState> {
 pub static STATE: Lock<Option<DumpState>> = Lock::new(None);
 
 pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
+    let fallback_dir = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     *STATE.lock() = Some(DumpState {
         prefix,
+        fallback_dir,
         cpu_enabled,
         heap_enabled,
         block_enabled: false,
@@ -235,6 +243,7 @@ fn write_profiles(
     provisional: bool,
 ) -> crate::ledger::Recorded {
     let replace = seq.is_none() && s.final_written;
+    move_if_unwritable(s);
     let mut recorded = crate::ledger::Recorded::default();
     // The loader lookups the allocator's figures need, made before the symbolizer is taken
     // (see `symbolize::lock_shared`); not in a signal handler, where dlopen's allocation
@@ -320,6 +329,62 @@ fn write_profiles(
         s.window_start_mono = now_mono;
     }
     recorded
+}
+
+/// Moves this process's files to the fallback directory when the prefix's directory does
+/// not let it write (its effective ids lack the permission, or the file system is
+/// read-only), and says so once: the files are not lost without a word. The run ledger's
+/// line names where they went, for `rprof run` (a worker that pointed fd 2 elsewhere
+/// drops the line on stderr).
+fn move_if_unwritable(s: &mut DumpState) {
+    let dir = match s.prefix.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(why) = unwritable(&dir) else {
+        return;
+    };
+    if unwritable(&s.fallback_dir).is_some() {
+        return;
+    }
+    let name = s
+        .prefix
+        .file_name()
+        .unwrap_or(std::ffi::OsStr::new("rprof"));
+    let moved = s.fallback_dir.join(name);
+    warning!(
+        "cannot write in {} ({why}): this process's profiles go to {}.{}.*.pb.gz",
+        dir.display(),
+        moved.display(),
+        std::process::id()
+    );
+    s.prefix = moved;
+}
+
+/// Why this process cannot create files in `dir` (None: it can, or that is not known).
+/// Only a lack of permission or a read-only file system counts.
+#[allow(unsafe_code)]
+fn unwritable(dir: &Path) -> Option<std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: faccessat with a NUL-terminated path; AT_EACCESS checks the effective ids.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        return None;
+    }
+    let e = std::io::Error::last_os_error();
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+    )
+    .then_some(e)
 }
 
 fn write_profile(

@@ -998,3 +998,67 @@ fn top_n_percentages_are_of_the_whole_profile() {
         }
     }
 }
+
+/// A worker that drops privileges (nginx's run as nobody) and points fd 2 at its log
+/// cannot write in the root-owned output directory: its files go to $TMPDIR instead, and
+/// `rprof run`'s report names them there (its line reaches the run's ledger through the
+/// descriptor kept from load). Its log gets no rprof line. Needs root; skipped otherwise.
+#[test]
+fn a_worker_that_drops_privileges_says_where_its_files_went() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop privileges");
+        return;
+    }
+    let prog = build("drop_privileges");
+    let dir = out_dir("cli-privileges");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fallback = std::env::temp_dir().join(format!("rprof-fallback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fallback);
+    std::fs::create_dir(&fallback).unwrap();
+    std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let log = dir.join("worker.log");
+    let out = rprof()
+        .env("TMPDIR", &fallback)
+        .args(["run", "-o"])
+        .arg(dir.join("p"))
+        .arg("--")
+        .arg(&prog)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let worker: u32 = stdout
+        .trim()
+        .strip_prefix("worker=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pattern = format!("{}/p.{worker}.*.pb.gz", fallback.display());
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("rprof: {worker} ")) && l.ends_with(&pattern)),
+        "no report line naming {pattern}:\n{stderr}"
+    );
+    let cpu = load(&fallback.join(format!("p.{worker}.cpu.pb.gz")));
+    assert!(summarize(&cpu, "cpu").cum("worker_burn") > 0);
+    let heap = load(&fallback.join(format!("p.{worker}.heap.pb.gz")));
+    assert!(summarize(&heap, "inuse_space").cum("worker_alloc") > 0);
+    assert!(files_of(&dir, "cpu")
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(&worker.to_string())));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "",
+        "the worker's log"
+    );
+    let _ = std::fs::remove_dir_all(&fallback);
+}
