@@ -6,7 +6,12 @@
 //! oldest dropped first), their headers within `MAX_HEADER` bytes and `READ_TIMEOUT`; at
 //! most `MAX_CONNECTIONS` served at once, each on a thread (more get 503); a POST body
 //! within `MAX_BODY`, every write within `WRITE_TIMEOUT`.
-//! A fork child closes the listener and the connections it inherited.
+//! A fork child closes the listener and the connections it inherited; with `%p` in
+//! `RPROF_HTTP` it then serves on its own address (the pattern with its pid).
+//!
+//! A fixed address already taken is said once per lineage of processes: a process whose
+//! parent runs rprof with the same `RPROF_HTTP` (a shell script's commands, a wrapper's
+//! children) says it at `RPROF_LOG=info` only, since the parent served it or said so.
 #![allow(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::HttpAddr;
 use crate::http_pages::{self, Request, Response};
-use crate::log::warning;
+use crate::log::{info, warning};
 
 /// Requests served at once, each on a thread.
 const MAX_CONNECTIONS: usize = 32;
@@ -34,16 +39,31 @@ static CONNECTIONS: [AtomicI32; MAX_PENDING + MAX_CONNECTIONS] =
     [const { AtomicI32::new(-1) }; MAX_PENDING + MAX_CONNECTIONS];
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Binds `addr` and starts serving; whether it does. A failure is one `rprof:` line; the
-/// program runs on.
+/// `RPROF_HTTP` with `%p`, for fork children (set once at load).
+static PER_PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// At load: fork children serve on `pattern` with their own pid.
+pub fn serve_each_process(pattern: &str) {
+    let _ = PER_PROCESS.set(pattern.to_owned());
+}
+
+/// Binds `addr` and starts serving; whether it does. A failure is one `rprof:` line (at
+/// info level when the parent process already served or said it); the program runs on.
 pub fn start(addr: &HttpAddr) -> bool {
     let (fd, shown) = match bind(addr) {
         Ok(v) => v,
         Err(e) => {
-            warning!(
-                "cannot serve profiles on {}: {e}; profile files are still written",
-                show(addr)
-            );
+            if e.kind() == std::io::ErrorKind::AddrInUse && parent_has_the_same_server() {
+                info!(
+                    "cannot serve profiles on {}: {e} (the parent process, with the same RPROF_HTTP, serves it or said so)",
+                    show(addr)
+                );
+            } else {
+                warning!(
+                    "cannot serve profiles on {}: {e}; profile files are still written",
+                    show(addr)
+                );
+            }
             return false;
         }
     };
@@ -60,6 +80,25 @@ pub fn start(addr: &HttpAddr) -> bool {
     }
     warning!("serving profiles on {shown}/debug/pprof/{note}");
     true
+}
+
+/// Whether the parent process runs rprof (its LD_PRELOAD and RPROF_HTTP, as it started,
+/// are this process's): it then served this address or said why not.
+fn parent_has_the_same_server() -> bool {
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    let Ok(theirs) = std::fs::read(format!("/proc/{ppid}/environ")) else {
+        return false;
+    };
+    let theirs: Vec<&[u8]> = theirs.split(|&b| b == 0).collect();
+    ["LD_PRELOAD", "RPROF_HTTP"].iter().all(|k| {
+        let Some(mine) = std::env::var_os(k) else {
+            return false;
+        };
+        let mut want = format!("{k}=").into_bytes();
+        want.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(mine.as_os_str()));
+        theirs.iter().any(|v| *v == want.as_slice())
+    })
 }
 
 fn show(addr: &HttpAddr) -> String {
@@ -441,7 +480,17 @@ fn read_request(conn: &mut impl Read, mut buf: Vec<u8>) -> Result<Option<Request
 
 /// In a fork child: the listener and the parent's connections are not the child's (its
 /// server thread does not exist here).
-pub fn reset_after_fork() {
+/// Whether the child serves (with `%p`: on its own address).
+pub fn reset_after_fork() -> bool {
+    close_inherited();
+    let Some(pattern) = PER_PROCESS.get() else {
+        return false;
+    };
+    let pid = crate::signal_safe::sys::getpid();
+    crate::config::parse_http(&pattern.replace("%p", &pid.to_string())).is_some_and(|a| start(&a))
+}
+
+fn close_inherited() {
     let fd = LISTENER.load(Ordering::Relaxed);
     if fd < 0 {
         return;

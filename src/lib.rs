@@ -124,6 +124,9 @@ fn start() {
             block: block_rate > 0,
             mutex: mutex_fraction > 0,
         });
+        if let Some(pattern) = &cfg.http_per_process {
+            http::serve_each_process(pattern);
+        }
         if http::start(addr) {
             // Dumps move to rprof's thread, as in any process with threads.
             collector::ensure_started();
@@ -286,7 +289,10 @@ extern "C" fn after_fork_child() {
         threads::reset_after_fork();
         cpu::arm_current_thread();
         collector::reset_after_fork();
-        http::reset_after_fork();
         interpose::locks::set_threaded(false);
+        if http::reset_after_fork() {
+            // As at load: dumps move to rprof's thread.
+            collector::ensure_started();
+        }
     });
 }

@@ -451,3 +451,85 @@ fn memstats_are_the_allocators_own_figures() {
         }
     }
 }
+
+/// One GET over a Unix socket; the body.
+fn unix_get(path: &std::path::Path, what: &str) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    write!(
+        s,
+        "GET {what} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// With `%p` in RPROF_HTTP, a prefork server's workers each serve on their own address,
+/// as the parent does: each socket answers for its own process (its thread dump's main
+/// thread is that pid).
+#[test]
+fn each_fork_child_serves_on_its_own_address_with_percent_p() {
+    let exe = build("fork_server");
+    let dir = out_dir("answers-fork-p");
+    let pattern = format!("unix:{}/s.%p.sock", dir.display());
+    let mut child = spawn_piped(&exe, &[], &[("RPROF_HTTP", &pattern)], &dir);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pids: Vec<u32> = line
+        .trim()
+        .strip_prefix("pids ")
+        .unwrap()
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    for pid in &pids {
+        let sock = dir.join(format!("s.{pid}.sock"));
+        let mut dump = String::new();
+        for _ in 0..100 {
+            if sock.exists() {
+                dump = unix_get(&sock, "/debug/pprof/goroutine?debug=2");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            dump.starts_with(&format!("goroutine {pid} [")),
+            "{}: {dump}",
+            sock.display()
+        );
+    }
+    drop(child.stdin.take());
+    let st = wait_at_most(&mut child, Duration::from_secs(20)).expect("it ends");
+    assert!(st.success());
+}
+
+/// A fixed address already taken, under a shell that runs ten commands: the refusal is
+/// said once (by the shell), not by each command; at RPROF_LOG=info each says it.
+#[test]
+fn a_taken_port_is_said_once_under_a_wrapper() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done";
+    for (log, want) in [("warn", 1), ("info", 11)] {
+        let dir = out_dir("answers-taken");
+        let out = command(
+            std::path::Path::new("/bin/sh"),
+            &["-c", script],
+            &[("RPROF_HTTP", &addr), ("RPROF_LOG", log)],
+            &dir,
+        )
+        .output()
+        .unwrap();
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said = stderr
+            .lines()
+            .filter(|l| l.starts_with("rprof: cannot serve profiles on"))
+            .count();
+        assert_eq!(said, want, "RPROF_LOG={log}:\n{stderr}");
+    }
+}

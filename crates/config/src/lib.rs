@@ -50,6 +50,9 @@ pub struct Config {
     pub log: LogLevel,
     /// Where to serve profiles over HTTP (`RPROF_HTTP`); None: no server.
     pub http: Option<HttpAddr>,
+    /// `RPROF_HTTP` as given, when it holds `%p`: each process, fork children included,
+    /// serves on its own address (the pattern with its own pid).
+    pub http_per_process: Option<String>,
     /// Glob patterns of the programs to profile (`RPROF_PROGRAMS`); empty: every program.
     pub programs: Vec<String>,
     /// A file each process appends one line to when it ends (`RPROF_RUN_LEDGER`, set by
@@ -314,6 +317,7 @@ impl Config {
                 dump_signal,
                 cpu_signal,
                 log,
+                http_per_process: get("RPROF_HTTP").filter(|v| v.contains("%p") && http.is_some()),
                 http,
                 programs,
                 ledger,
@@ -675,9 +679,13 @@ mod tests {
         let (c, w) = parse(&[("RPROF_HTTP", "unix:/tmp/r.%p.sock")]);
         let want = format!("/tmp/r.{}.sock", std::process::id());
         assert_eq!(c.http, Some(HttpAddr::Unix(want.into())));
+        assert_eq!(c.http_per_process.as_deref(), Some("unix:/tmp/r.%p.sock"));
         assert!(w.is_empty());
+        let (c, _) = parse(&[("RPROF_HTTP", "127.0.0.1:6060")]);
+        assert_eq!(c.http_per_process, None);
         let (c, w) = parse(&[("RPROF_HTTP", "nowhere")]);
         assert_eq!(c.http, None);
+        assert_eq!(c.http_per_process, None);
         assert!(w[0].starts_with("RPROF_HTTP=\"nowhere\""), "{w:?}");
     }
 
