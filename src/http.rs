@@ -97,7 +97,7 @@ fn parent_has_the_same_server() -> bool {
         };
         let mut want = format!("{k}=").into_bytes();
         want.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(mine.as_os_str()));
-        theirs.iter().any(|v| *v == want.as_slice())
+        theirs.contains(&want.as_slice())
     })
 }
 
