@@ -6,7 +6,9 @@
 #   contended    two threads contending for one mutex with tiny critical sections.
 # Beside rprof, two reference preloads (scripts/bench_reference.c) show the floor any
 # profiler of this kind starts from: an idle helper thread alone, and a helper thread plus
-# lock/unlock shims that only forward. Wall-time ratios over RUNS (default 9) rounds of
+# lock/unlock shims that only forward. Last, the CPU a thread spends per blocking wait
+# (c_tests/sem_pingpong.c: sem_wait released after about 1 ms), without and with rprof:
+# what the spin before a wait and the timing around it cost. Wall-time ratios over RUNS (default 9) rounds of
 # interleaved runs; then the in-process row: the uncontended loop alternating, within one
 # process, between the linked symbols and glibc's own functions (the hooks' cost alone,
 # nearly free of the host's drift). A benchmark, not a test: it judges nothing.
@@ -21,6 +23,8 @@ cargo build --release -q -p rprof
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -pthread -o "$work/lock_bench" c_tests/lock_bench.c -ldl
+cc -O2 -pthread -o "$work/sem_pingpong" c_tests/sem_pingpong.c
+WAITS=${WAITS:-500}
 cc -O2 -o "$work/run_measured" scripts/run_measured.c
 cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -o "$work/thread.so" scripts/bench_reference.c
 cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -DFORWARD_LOCKS -o "$work/forward.so" \
@@ -28,7 +32,9 @@ cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -DFORWARD_LOCKS -o "$work/forward.
 # A copy, so that a rebuild during the run does not change what is measured.
 cp target/release/librprof.so "$work/librprof.so"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# WAITS_ONLY=1: only the CPU per blocking wait.
 modes=(uncontended threaded contended)
+[[ ${WAITS_ONLY:-0} == 1 ]] && modes=()
 configs=(plain thread forward rprof)
 declare -A wall
 for ((i = 0; i < RUNS; i++)); do
@@ -50,7 +56,7 @@ done
 # In-process: rounds through the linked symbols and through glibc's own functions, back
 # to back in one thread of one process (lock_bench paired): the hooks' per-call cost alone.
 declare -A inproc
-for ((i = 0; i < RUNS; i++)); do
+for ((i = 0; i < RUNS && ${#modes[@]} > 0; i++)); do
   for c in plain forward rprof; do
     case $c in
       plain) pre=() ;;
@@ -68,7 +74,7 @@ paired() { # config mode
   paste <(tr ' ' '\n' <<<"${wall[$1.$2]}" | grep .) <(tr ' ' '\n' <<<"${wall[plain.$2]}" | grep .) |
     awk '{print $1/$2}' | median
 }
-printf '%-12s %12s %14s %16s %10s %8s\n' load "without (s)" "helper thread" "thread+forward" rprof target
+[[ ${#modes[@]} -gt 0 ]] && printf '%-12s %12s %14s %16s %10s %8s\n' load "without (s)" "helper thread" "thread+forward" rprof target
 for mode in "${modes[@]}"; do
   a=$(med "${wall[plain.$mode]}")
   target=1.10; [[ $mode == contended ]] && target=1.25
@@ -77,6 +83,7 @@ for mode in "${modes[@]}"; do
 done
 # Without a preload the ratio measures a call through the PLT against one through a
 # pointer; the hooks' cost is the ratio beyond that.
+if [[ ${#modes[@]} -gt 0 ]]; then
 base=$(med "${inproc[plain]}")
 printf '%-12s %12s %14s %16.3f %10.3f %8s\n' "in-process" "-" "-" \
   "$(awk "BEGIN{print $(med "${inproc[forward]}")/$base}")" \
@@ -84,3 +91,23 @@ printf '%-12s %12s %14s %16.3f %10.3f %8s\n' "in-process" "-" "-" \
 echo "(ratios to the program without a preload, median over $RUNS rounds of each round's ratio;"
 echo " $UNCONTENDED lock/unlock pairs, or 2 threads x $CONTENDED; in-process: the uncontended"
 echo " loop in a thread, 41 rounds alternating hooked and glibc's own calls, median of $RUNS runs)"
+fi
+# CPU per blocking wait: rounds alternate without and with rprof; the thread's own CPU
+# time (CLOCK_THREAD_CPUTIME_ID) over WAITS waits, median of the rounds.
+declare -A waitcpu
+for ((i = 0; i < RUNS; i++)); do
+  for c in plain rprof; do
+    case $c in
+      plain) pre=() ;;
+      rprof) pre=(env LD_PRELOAD="$work/librprof.so" RPROF_OUT="$work/p") ;;
+    esac
+    v=$("${pre[@]}" "$work/sem_pingpong" "$WAITS" 2>&1 >/dev/null | sed -n 's/^cpu_per_wait_ns=//p')
+    waitcpu[$c]+="$v "
+    rm -f "$work"/p.*
+  done
+done
+wp=$(med "${waitcpu[plain]}")
+wr=$(med "${waitcpu[rprof]}")
+printf '\nCPU per blocking wait (sem_wait released after ~1 ms): without %.1f us, rprof %.1f us, added %.1f us\n' \
+  "$(awk "BEGIN{print $wp/1000}")" "$(awk "BEGIN{print $wr/1000}")" "$(awk "BEGIN{print ($wr-$wp)/1000}")"
+echo "(median of $RUNS rounds of $WAITS waits each, the waiting thread's own CPU time)"
