@@ -52,6 +52,7 @@ const STACK_NEEDED: u64 = 256 << 10;
 
 /// Requests wake the thread; this bounds a sleep in case a wake-up is ever missed.
 const IDLE_WAIT_NS: u64 = 1_000_000_000;
+const THREAD_SCAN_NS: u64 = 200_000_000;
 
 /// Starts the collector thread if it is not running yet: when the program creates its
 /// first thread (or has threads at load).
@@ -78,7 +79,14 @@ fn start() {
 fn run() {
     while STOP.load(Ordering::Acquire) == 0 {
         let seen = WAKE.load(Ordering::Acquire);
-        sys::futex_wait(&WAKE, seen, IDLE_WAIT_NS);
+        // While CPU timers run, threads rprof did not see start are looked for 5 times a
+        // second (a directory read of /proc/self/task: about 20 µs).
+        let wait = if crate::cpu::signal_in_use() != 0 {
+            THREAD_SCAN_NS
+        } else {
+            IDLE_WAIT_NS
+        };
+        sys::futex_wait(&WAKE, seen, wait);
         if STOP.load(Ordering::Acquire) != 0 {
             break;
         }
@@ -95,6 +103,9 @@ fn run() {
                 FINAL_NOW_SERVED.store(wanted, Ordering::Release);
                 sys::futex_wake(&FINAL_NOW_SERVED);
             }
+            // Threads rprof did not see start get their CPU timers (within 200 ms, and
+            // before each snapshot).
+            crate::cpu::arm_unknown_threads();
             // A request that came before this thread first ran is served too.
             let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
             if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {

@@ -215,8 +215,75 @@ pub fn arm_current_thread() {
     }
     // Before the timer: its first signal may land on a nearly full stack.
     crate::alt_stack::give_current_thread();
-    let slot = arm(libc::CLOCK_THREAD_CPUTIME_ID, sys::gettid());
+    let me = sys::gettid();
+    let _arming = Arming::take();
+    // A scan (`arm_unknown_threads`) may have found this thread first: its timer is kept.
+    let slot = slot_of(me).or_else(|| arm(libc::CLOCK_THREAD_CPUTIME_ID, me));
     TIMER_SLOT.with(|t| t.set(slot.map_or(0, |s| s + 1)));
+}
+
+/// Held while a thread's timer is looked for and made, so that a thread and a scan never
+/// both make one for it (a spin: both sides are short and never wait on anything else).
+static ARMING: AtomicBool = AtomicBool::new(false);
+struct Arming;
+impl Arming {
+    fn take() -> Arming {
+        while ARMING
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        Arming
+    }
+}
+impl Drop for Arming {
+    fn drop(&mut self) {
+        ARMING.store(false, Ordering::Release);
+    }
+}
+
+/// The slot of the live timer that signals thread `tid`.
+fn slot_of(tid: i32) -> Option<usize> {
+    used_timers()
+        .iter()
+        .zip(&TIMER_TIDS)
+        .position(|(t, id)| t.load(Ordering::Acquire) != 0 && id.load(Ordering::Acquire) == tid)
+}
+
+/// Threads found since load (or fork) that rprof did not see start: made through a
+/// `pthread_create` found past the interposer (`dlsym(RTLD_NEXT)`, as jemalloc's
+/// background threads are), or with a raw `clone`.
+static FOUND_LATER: AtomicUsize = AtomicUsize::new(0);
+
+/// Arms a timer for each of the program's threads that has none (rprof's own left out),
+/// and deletes the timers of threads found this way that have ended. Run by rprof's thread
+/// (5 times a second while the timers run). Not signal-safe.
+pub fn arm_unknown_threads() {
+    if !ACTIVE.load(Ordering::Acquire) || USING_ITIMER.load(Ordering::Acquire) {
+        return;
+    }
+    let _arming = Arming::take();
+    // Listed under the lock: a thread that armed itself before it is in the list.
+    let tids = crate::threads::task_ids();
+    for &tid in &tids {
+        if !crate::own_threads::is_own(tid)
+            && slot_of(tid).is_none()
+            && arm(thread_clock(tid), tid).is_some()
+        {
+            FOUND_LATER.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    for (slot, (t, id)) in used_timers().iter().zip(&TIMER_TIDS).enumerate() {
+        if t.load(Ordering::Acquire) != 0 && !tids.contains(&id.load(Ordering::Acquire)) {
+            delete_slot(slot);
+        }
+    }
+}
+
+/// Threads found by `arm_unknown_threads` since load (or fork).
+pub fn threads_found_later() -> usize {
+    FOUND_LATER.load(Ordering::Relaxed)
 }
 
 /// Arms timers for the threads other than the caller that exist at load (`others`). They
@@ -447,6 +514,9 @@ pub fn reset_after_fork() {
     }
     store_changed!(SIGNALS, 0);
     store_changed!(WEIGHT, 0);
+    store_changed!(FOUND_LATER, 0);
+    // Held by a thread of the parent that does not exist here.
+    store_changed!(ARMING, false);
     STORE.reset_after_fork();
     store_changed!(PIN_FROM, STORE.first());
     store_changed!(OWN_WORK, false);

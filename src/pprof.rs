@@ -185,6 +185,12 @@ pub fn cpu_profile(
             "rprof: {unsampled} thread(s) blocked the CPU timer signal with a raw system call and were not sampled"
         ));
     }
+    let found = crate::cpu::threads_found_later();
+    if found > 0 {
+        enc.builder().add_comment(&format!(
+            "rprof: {found} thread(s) were found running rather than seen starting (made through a pthread_create found past rprof's, or a raw clone): sampled from when they were found (within 200 ms, where rprof's thread runs), their stacks whole once they waited in a call rprof hooks or had an allocation sampled, their innermost frame alone before"
+        ));
+    }
     let leaf_only = crate::signal_safe::unwind::leaf_only_walks();
     if leaf_only > 0 {
         enc.builder().add_comment(&format!(

@@ -59,7 +59,7 @@ pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) ->
     regs.0[16] = Some(ret);
     regs.0[7] = Some(sp + 8);
     regs.0[6] = Some(bp);
-    let own = thread_stacks::stack_bounds();
+    let own = thread_stacks::learned();
     let bounds = own
         .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
     let mut pcs = [0u64; MAX_DEPTH];
@@ -86,7 +86,7 @@ fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
     regs.0[16] = Some(rip);
     regs.0[7] = Some(rsp);
     regs.0[6] = Some(rbp);
-    let own = thread_stacks::stack_bounds();
+    let own = thread_stacks::learned();
     let bounds = own
         .and_then(|b| (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds::live(rsp, b.hi)));
     unwind::walk(&regs, bounds, own.map_or(0, |b| b.lo), pcs).depth

@@ -10,6 +10,23 @@ use crate::signal_safe::unwind::StackBounds;
 thread_local! {
     /// This thread's stack span, recorded by `record_current`.
     static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
+    /// Whether `learned` has looked this thread's span up already.
+    static LOOKED_UP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The calling thread's stack span, looked up now if it was never recorded: a thread
+/// rprof did not see start (made through a `pthread_create` found past the interposer, or
+/// a raw `clone`) gets its span at its first hooked call, and its later CPU samples and
+/// waits their whole stacks. Not signal-safe (pthread_getattr_np allocates): for hooks.
+pub fn learned() -> Option<StackBounds> {
+    if let Some(b) = stack_bounds() {
+        return Some(b);
+    }
+    if LOOKED_UP.with(|l| l.replace(true)) {
+        return None;
+    }
+    crate::guard::unprofiled(record_current);
+    stack_bounds()
 }
 
 /// The calling thread's stack span, if it was recorded. Async-signal-safe.

@@ -545,3 +545,47 @@ fn a_nearly_full_small_stack_survives_timer_signals() {
         p.comments()
     );
 }
+
+/// Threads rprof does not see start are found and sampled: one made through libc's own
+/// pthread_create (looked up past the interposer, as jemalloc's background threads are)
+/// and one made with a raw clone each show at least half the CPU they used. The first,
+/// once it waited in a hooked lock, has whole stacks (its CPU and its wait); the raw one
+/// keeps its innermost frame, and a comment says why.
+#[test]
+fn threads_made_past_the_interposer_are_found_and_sampled() {
+    let prog = build("hidden_threads");
+    let r = run(
+        "hidden-threads",
+        &prog,
+        &[],
+        &[("RPROF_MUTEX_FRACTION", "1")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let (hidden, raw) = (r.printed("hidden_cpu_ns"), r.printed("raw_cpu_ns"));
+    let p = load(&r.files_of("cpu")[0]);
+    let s = summarize(&p, "cpu");
+    let hidden_seen = s.cum("hidden_burn");
+    assert!(
+        hidden_seen * 2 >= hidden,
+        "hidden_burn {hidden_seen} of {hidden} ns"
+    );
+    assert_eq!(s.cum("hidden_start"), hidden_seen, "{:?}", s.functions());
+    let raw_seen = s.flat("spin") - hidden_seen;
+    assert!(
+        raw_seen * 2 >= raw,
+        "the raw clone's spin {raw_seen} of {raw} ns"
+    );
+    assert!(
+        p.comments()
+            .iter()
+            .any(|c| c.contains("2 thread(s) were found running")),
+        "{:?}",
+        p.comments()
+    );
+    let block = summarize(&load(&r.files_of("block")[0]), "delay");
+    assert!(
+        block.cum("hidden_wait") > 0 && block.cum("hidden_start") == block.cum("hidden_wait"),
+        "{:?}",
+        block.functions()
+    );
+}
