@@ -100,15 +100,21 @@ enum Blocked {
     Unknown(&'static str),
 }
 
-/// Reads /proc/<tid>/syscall and, for a thread in the kernel, walks its stack; read again
-/// after the walk, the same line says the thread did not move meanwhile (else retried: a
-/// thread that woke up has changed the stack the copy was taken of).
+/// Reads /proc/<tid>/syscall and, for a thread in the kernel, walks its stack; the same
+/// line and the same count of context switches after the walk say the thread did not run
+/// meanwhile (else retried: a thread that woke up has changed the stack the copy was taken
+/// of, even when it went back to sleep at the very same place, as a thread waiting again
+/// for a contended lock does).
 fn blocked(task: &str) -> Blocked {
-    let read = || std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
+    let read = || {
+        let mut s = std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
+        s.push_str(&switches(task));
+        s
+    };
     let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
     for _ in 0..8 {
         let line = read();
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let words: Vec<&str> = line.lines().next().unwrap_or("").split_whitespace().collect();
         let (nr, sp, pc) = match words.as_slice() {
             ["running"] => return Blocked::Running,
             [nr, .., sp, pc] if words.len() >= 3 => (nr.parse::<i64>().ok(), hex(sp), hex(pc)),
@@ -123,6 +129,17 @@ fn blocked(task: &str) -> Blocked {
         }
     }
     Blocked::Unknown("it kept waking up while its stack was read")
+}
+
+/// The thread's voluntary and involuntary context switches so far, from its status file:
+/// they change whenever it has run.
+fn switches(task: &str) -> String {
+    std::fs::read_to_string(format!("{task}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The program's threads (rprof's own left out), in id order.
