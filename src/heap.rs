@@ -47,8 +47,11 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static OFF: AtomicBool = AtomicBool::new(false);
 
 /// Distinct (stack, size) buckets kept; beyond that, samples go to one bucket per size
-/// under a synthetic frame.
-const MAX_BUCKETS: usize = 16_384;
+/// under a synthetic frame. Buckets are split by size, so a program with many sizes has
+/// many per stack: each bucket shares its stack with the others of that stack (about 70
+/// bytes a bucket with its index), so a million of them take about 70 MB, and come only
+/// from as many samples (Go keeps every bucket, with no bound at all).
+const MAX_BUCKETS: usize = 1 << 20;
 const SLOTS: usize = 1 << 16;
 pub const SLOT_WORDS: usize = SLOTS / 64;
 
@@ -273,6 +276,8 @@ static FREES_OF_SAMPLES: AtomicU64 = AtomicU64::new(0);
 /// Sampled allocations folded by (stack, size), and the sampled blocks still live.
 #[derive(Default)]
 pub struct HeapTable {
+    /// One copy of each distinct stack, shared by its buckets.
+    stacks: std::collections::HashSet<std::sync::Arc<[u64]>, FastHash>,
     /// The buckets by the hash of (stack, size): the first of a chain linked by `chain`.
     index: HashMap<u64, u32, FastHash>,
     /// For each bucket, the next with the same hash (NO_BUCKET: none).
@@ -313,7 +318,8 @@ const PEAK_MARGIN_SHIFT: u32 = 4;
 /// the overflow bucket of that size.
 #[derive(Clone)]
 pub struct Bucket {
-    pub stack: Vec<u64>,
+    /// Shared by every bucket of this stack (the table keeps one copy of each stack).
+    pub stack: std::sync::Arc<[u64]>,
     pub size: u64,
     pub allocs: u64,
     pub frees: u64,
@@ -631,12 +637,22 @@ impl HeapTable {
         let mut i = *self.index.get(&hash)?;
         while i != NO_BUCKET {
             let b = &self.buckets[i as usize];
-            if b.size == size && b.stack == stack {
+            if b.size == size && *b.stack == *stack {
                 return Some(i);
             }
             i = self.chain[i as usize];
         }
         None
+    }
+
+    /// The table's one copy of `stack`, made now if it has none.
+    fn shared_stack(&mut self, stack: &[u64]) -> std::sync::Arc<[u64]> {
+        if let Some(s) = self.stacks.get(stack) {
+            return s.clone();
+        }
+        let s: std::sync::Arc<[u64]> = stack.into();
+        self.stacks.insert(s.clone());
+        s
     }
 
     fn link(&mut self, i: u32, hash: u64) {
@@ -683,8 +699,9 @@ fn record(p: usize, size: u64, stack: &[u64]) {
             if stack.iter().any(|&pc| symbolize::may_unload(pc)) {
                 table.unpinned.push(b);
             }
+            let shared = table.shared_stack(stack);
             table.buckets.push(Bucket {
-                stack: stack.to_vec(),
+                stack: shared,
                 size,
                 allocs: 0,
                 frees: 0,
@@ -979,8 +996,11 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
             let bucket = &table.buckets[b as usize];
             let old = key_hash(&bucket.stack, bucket.size);
             table.unlink(b, old);
+            let mut stack = table.buckets[b as usize].stack.to_vec();
+            symbolize::repin(std::iter::once(&mut stack), &ids);
+            let shared = table.shared_stack(&stack);
             let bucket = &mut table.buckets[b as usize];
-            symbolize::repin(std::iter::once(&mut bucket.stack), &ids);
+            bucket.stack = shared;
             let new = key_hash(&bucket.stack, bucket.size);
             // Two stacks may now be equal (two loads of one library); counts stay per bucket.
             table.link(b, new);
@@ -1030,7 +1050,7 @@ mod tests {
         // A 16-byte block is sampled with probability ~16/rate: one sample stands for ~rate/16.
         let small = scaled(
             &Bucket {
-                stack: vec![],
+                stack: Vec::new().into(),
                 size: 16,
                 allocs: 1,
                 frees: 0,
@@ -1042,7 +1062,7 @@ mod tests {
         // A block far larger than the rate is always sampled: no scaling.
         let big = scaled(
             &Bucket {
-                stack: vec![],
+                stack: Vec::new().into(),
                 size: 64 << 20,
                 allocs: 2,
                 frees: 1,
@@ -1054,7 +1074,7 @@ mod tests {
         // Rate 1 records every allocation, unscaled.
         let every = scaled(
             &Bucket {
-                stack: vec![],
+                stack: Vec::new().into(),
                 size: 100,
                 allocs: 3,
                 frees: 3,

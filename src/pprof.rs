@@ -231,8 +231,7 @@ fn heap_samples(buckets: &[heap::Bucket], symbolizer: &mut Symbolizer) -> StackE
         (names::SPACE, names::BYTES),
         rate as i64,
     );
-    let mut enc =
-        StackEncoder::for_stacks(b, buckets.iter().map(|b| b.stack.as_slice()), symbolizer);
+    let mut enc = StackEncoder::for_stacks(b, buckets.iter().map(|b| &b.stack[..]), symbolizer);
     for bucket in buckets {
         let values = heap::scaled(bucket, rate);
         if values[0] == 0 {

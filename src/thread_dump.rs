@@ -114,7 +114,12 @@ fn blocked(task: &str) -> Blocked {
     let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
     for _ in 0..8 {
         let line = read();
-        let words: Vec<&str> = line.lines().next().unwrap_or("").split_whitespace().collect();
+        let words: Vec<&str> = line
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         let (nr, sp, pc) = match words.as_slice() {
             ["running"] => return Blocked::Running,
             [nr, .., sp, pc] if words.len() >= 3 => (nr.parse::<i64>().ok(), hex(sp), hex(pc)),

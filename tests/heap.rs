@@ -671,3 +671,46 @@ fn the_peak_file_holds_the_higher_hump_in_either_order() {
         }
     }
 }
+
+/// Buckets are split by size, so a few stacks with many sizes make many buckets: the table
+/// grows rather than dropping them under `rprof::lost_samples`. At rate 1, 20,000 live
+/// blocks of distinct sizes from 8 sites are all there, exactly; at the default rate,
+/// 300,000 blocks of distinct sizes from 512 KiB up (about 270,000 sampled, each its own
+/// bucket) add up to the bytes allocated within sampling error.
+#[test]
+fn many_sizes_are_kept_not_dropped() {
+    let prog = build("many_sizes");
+    let sites = |p: &Profile, index: &str| -> i64 {
+        let s = summarize(p, index);
+        assert_eq!(
+            s.cum(rprof_profile::names::LOST_SAMPLES_FRAME),
+            0,
+            "{:?}",
+            s.functions()
+        );
+        (0..8).map(|k| s.cum(&format!("site{k}"))).sum()
+    };
+    let r = run(
+        "many-sizes-live",
+        &prog,
+        &["live", "20000"],
+        &[("RPROF_HEAP_RATE", "1")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(
+        sites(&heap_file(&r), "inuse_space"),
+        r.printed("live_bytes")
+    );
+
+    let r = run("many-sizes-churn", &prog, &["churn", "300000"], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let truth = r.printed("churn_bytes") as f64;
+    // Sizes from 512 KiB to 5.1 MiB: the larger the block, the smaller its relative
+    // variance, so 512 KiB blocks bound it.
+    within(
+        "alloc_space of the sites",
+        sites(&heap_file(&r), "alloc_space"),
+        truth,
+        sigma(300_000.0, 512.0 * 1024.0) * (truth / (300_000.0 * 512.0 * 1024.0)),
+    );
+}
