@@ -12,6 +12,7 @@
 # interleaved runs; then the in-process row: the uncontended loop alternating, within one
 # process, between the linked symbols and glibc's own functions (the hooks' cost alone,
 # nearly free of the host's drift). A benchmark, not a test: it judges nothing.
+# RPROF_LIB names another build of the library to measure (an earlier one, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-9}
@@ -30,7 +31,7 @@ cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -o "$work/thread.so" scripts/bench
 cc -O2 -shared -fPIC -pthread -DHELPER_THREAD -DFORWARD_LOCKS -o "$work/forward.so" \
   scripts/bench_reference.c -ldl
 # A copy, so that a rebuild during the run does not change what is measured.
-cp target/release/librprof.so "$work/librprof.so"
+cp "${RPROF_LIB:-target/release/librprof.so}" "$work/librprof.so"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 # WAITS_ONLY=1: only the CPU per blocking wait.
 modes=(uncontended threaded contended)

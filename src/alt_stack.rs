@@ -15,9 +15,59 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SIZE: usize = 512 * 1024;
 const GUARD: usize = 4096;
+
+/// Stacks given back by ended threads, kept for the next threads (0: empty slot): a
+/// program that makes and ends threads all the time pays two sigaltstack calls a thread,
+/// not a mapping made and unmapped (whose TLB shootdown cost more than a create and join).
+static SPARE: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+
+/// A spare stack's mapping, or a new one (None: the system has no memory for it).
+fn take_mapping() -> Option<usize> {
+    for slot in &SPARE {
+        if slot.load(Ordering::Relaxed) != 0 {
+            let base = slot.swap(0, Ordering::Acquire);
+            if base != 0 {
+                return Some(base);
+            }
+        }
+    }
+    // SAFETY: a fresh private anonymous mapping, ours alone.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            SIZE + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: the lowest page of our own mapping becomes the guard.
+    unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+    Some(base as usize)
+}
+
+/// Keeps a mapping no thread uses for the next thread, or unmaps it when the spares are
+/// full.
+fn put_mapping(base: usize) {
+    for slot in &SPARE {
+        if slot
+            .compare_exchange(0, base, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // SAFETY: our mapping, in use by nothing.
+    unsafe { libc::munmap(base as *mut libc::c_void, SIZE + GUARD) };
+}
 
 thread_local! {
     /// The mapping of the stack rprof gave this thread (0: none).
@@ -41,35 +91,19 @@ pub fn give_current_thread() {
         Some(old) if old.ss_flags & libc::SS_DISABLE != 0 => {}
         _ => return,
     }
-    // SAFETY: a fresh private anonymous mapping, ours alone.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            SIZE + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return;
-    }
-    // SAFETY: the lowest page of our own mapping becomes the guard.
-    unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+    let Some(base) = take_mapping() else { return };
     let ss = libc::stack_t {
-        // SAFETY: GUARD is inside the mapping.
-        ss_sp: unsafe { base.cast::<u8>().add(GUARD) }.cast(),
+        ss_sp: (base + GUARD) as *mut libc::c_void,
         ss_flags: 0,
         ss_size: SIZE,
     };
-    // SAFETY: ss describes memory mapped above, which stays mapped while it is in use.
+    // SAFETY: ss describes memory mapped by take_mapping, which stays mapped while it is
+    // in use.
     if unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) } != 0 {
-        // SAFETY: our mapping, in use by nothing.
-        unsafe { libc::munmap(base, SIZE + GUARD) };
+        put_mapping(base);
         return;
     }
-    OURS.with(|o| o.set(base as usize));
+    OURS.with(|o| o.set(base));
 }
 
 /// At the thread's end: takes back the stack given, if it is still the thread's and not
@@ -90,8 +124,7 @@ pub fn take_back_current_thread() {
     };
     // SAFETY: disables this thread's alternate stack, which is not in use (checked above).
     if unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) } == 0 {
-        // SAFETY: our mapping, no longer the thread's alternate stack.
-        unsafe { libc::munmap(base as *mut libc::c_void, SIZE + GUARD) };
+        put_mapping(base);
     }
 }
 
