@@ -20,6 +20,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const SIZE: usize = 512 * 1024;
 const GUARD: usize = 4096;
 
+/// Whether threads get rprof's alternate stacks and the CPU handler SA_ONSTACK: not under
+/// valgrind, whose callgrind aborts on a signal delivered on an alternate stack while it
+/// tracks another (valgrind 3.19 asserts `sigNum == current_state.sig`). Set at load.
+static WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// At load: under valgrind (its preload is in LD_PRELOAD), no alternate stacks.
+pub fn init() {
+    let under_valgrind = std::env::var_os("LD_PRELOAD")
+        .is_some_and(|v| v.to_string_lossy().contains("/vgpreload_"));
+    WANTED.store(!under_valgrind, Ordering::Relaxed);
+}
+
+/// Whether the CPU handler runs on alternate stacks (see `WANTED`).
+pub fn wanted() -> bool {
+    WANTED.load(Ordering::Relaxed)
+}
+
 /// Stacks given back by ended threads, kept for the next threads (0: empty slot): a
 /// program that makes and ends threads all the time pays two sigaltstack calls a thread,
 /// not a mapping made and unmapped (whose TLB shootdown cost more than a create and join).
@@ -84,7 +101,7 @@ fn current() -> Option<libc::stack_t> {
 
 /// Gives the calling thread an alternate signal stack if it has none.
 pub fn give_current_thread() {
-    if OURS.with(Cell::get) != 0 {
+    if OURS.with(Cell::get) != 0 || !wanted() {
         return;
     }
     match current() {

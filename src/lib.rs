@@ -71,6 +71,7 @@ fn start() {
     }
     ledger::loaded();
     interpose::real::init();
+    alt_stack::init();
     // The loader lookups a dump needs, made now on the loading thread: made later on one
     // of rprof's threads, a failed dlsym's message would take memory from the program's
     // malloc there (a new arena, seen in the program's own allocator figures).

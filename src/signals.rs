@@ -129,7 +129,8 @@ fn install_real(sig: i32, handler: Handler) -> bool {
 /// alternate stack holds (Rust's, Python's faulthandler's are a few pages), and run on the
 /// thread's own stack, as the program's would.
 fn onstack(handler: Handler) -> i32 {
-    if crate::go::present() || handler as usize == cpu::on_cpu_signal as *const () as usize {
+    let cpu = handler as usize == cpu::on_cpu_signal as *const () as usize;
+    if crate::go::present() || (cpu && crate::alt_stack::wanted()) {
         libc::SA_ONSTACK
     } else {
         0
