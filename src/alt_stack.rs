@@ -27,8 +27,8 @@ static WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 
 /// At load: under valgrind (its preload is in LD_PRELOAD), no alternate stacks.
 pub fn init() {
-    let under_valgrind = std::env::var_os("LD_PRELOAD")
-        .is_some_and(|v| v.to_string_lossy().contains("/vgpreload_"));
+    let under_valgrind =
+        std::env::var_os("LD_PRELOAD").is_some_and(|v| v.to_string_lossy().contains("/vgpreload_"));
     WANTED.store(!under_valgrind, Ordering::Relaxed);
 }
 

@@ -1021,6 +1021,7 @@ fn a_worker_that_drops_privileges_says_where_its_files_went() {
     let log = dir.join("worker.log");
     let out = rprof()
         .env("TMPDIR", &fallback)
+        .env("RPROF_HEAP_RATE", "1")
         .args(["run", "-o"])
         .arg(dir.join("p"))
         .arg("--")
@@ -1048,10 +1049,12 @@ fn a_worker_that_drops_privileges_says_where_its_files_went() {
             .any(|l| l.starts_with(&format!("rprof: {worker} ")) && l.ends_with(&pattern)),
         "no report line naming {pattern}:\n{stderr}"
     );
+    // The files hold what the worker did. (Not by name: a worker running as nobody may
+    // not read the program's file to name its functions, here under a private directory.)
     let cpu = load(&fallback.join(format!("p.{worker}.cpu.pb.gz")));
-    assert!(summarize(&cpu, "cpu").cum("worker_burn") > 0);
+    assert!(summarize(&cpu, "cpu").total > 0);
     let heap = load(&fallback.join(format!("p.{worker}.heap.pb.gz")));
-    assert!(summarize(&heap, "inuse_space").cum("worker_alloc") > 0);
+    assert!(summarize(&heap, "inuse_space").total >= 4 << 20);
     assert!(files_of(&dir, "cpu")
         .iter()
         .all(|f| !f.to_string_lossy().contains(&worker.to_string())));
