@@ -473,7 +473,12 @@ fn unix_get(path: &std::path::Path, what: &str) -> String {
 fn each_fork_child_serves_on_its_own_address_with_percent_p() {
     let exe = build("fork_server");
     let dir = out_dir("answers-fork-p");
-    let pattern = format!("unix:{}/s.%p.sock", dir.display());
+    // Socket paths must fit in 108 bytes: a short directory of their own, whatever the
+    // checkout's path.
+    let socks = std::env::temp_dir().join(format!("rprof-fork-p-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&socks);
+    std::fs::create_dir(&socks).unwrap();
+    let pattern = format!("unix:{}/s.%p.sock", socks.display());
     let mut child = spawn_piped(&exe, &[], &[("RPROF_HTTP", &pattern)], &dir);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -487,7 +492,7 @@ fn each_fork_child_serves_on_its_own_address_with_percent_p() {
         .collect();
     assert_eq!(pids.len(), 3);
     for pid in &pids {
-        let sock = dir.join(format!("s.{pid}.sock"));
+        let sock = socks.join(format!("s.{pid}.sock"));
         let mut dump = String::new();
         for _ in 0..100 {
             if sock.exists() {
@@ -505,6 +510,7 @@ fn each_fork_child_serves_on_its_own_address_with_percent_p() {
     drop(child.stdin.take());
     let st = wait_at_most(&mut child, Duration::from_secs(20)).expect("it ends");
     assert!(st.success());
+    let _ = std::fs::remove_dir_all(&socks);
 }
 
 /// A fixed address already taken, under a shell that runs ten commands: the refusal is
