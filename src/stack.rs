@@ -59,12 +59,18 @@ pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) ->
     regs.0[16] = Some(ret);
     regs.0[7] = Some(sp + 8);
     regs.0[6] = Some(bp);
-    let own = thread_stacks::learned();
+    let own = bounds();
     let bounds = own
         .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
     let mut pcs = [0u64; MAX_DEPTH];
     let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), &mut pcs).depth;
     f(&pcs[..depth])
+}
+
+/// The calling thread's stack span, looked up at its first capture if rprof did not see
+/// the thread start (pthread_getattr_np allocates: inside the guard).
+fn bounds() -> Option<unwind::StackBounds> {
+    thread_stacks::stack_bounds().or_else(|| crate::guard::unprofiled(thread_stacks::learned))
 }
 
 #[inline(never)]
@@ -86,7 +92,7 @@ fn walk_from_here(pcs: &mut [u64; MAX_DEPTH]) -> usize {
     regs.0[16] = Some(rip);
     regs.0[7] = Some(rsp);
     regs.0[6] = Some(rbp);
-    let own = thread_stacks::learned();
+    let own = bounds();
     let bounds = own
         .and_then(|b| (rsp >= b.lo && rsp < b.hi).then_some(unwind::StackBounds::live(rsp, b.hi)));
     unwind::walk(&regs, bounds, own.map_or(0, |b| b.lo), pcs).depth

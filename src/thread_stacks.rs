@@ -17,7 +17,8 @@ thread_local! {
 /// The calling thread's stack span, looked up now if it was never recorded: a thread
 /// rprof did not see start (made through a `pthread_create` found past the interposer, or
 /// a raw `clone`) gets its span at its first hooked call, and its later CPU samples and
-/// waits their whole stacks. Not signal-safe (pthread_getattr_np allocates): for hooks.
+/// waits their whole stacks. Not signal-safe (pthread_getattr_np allocates): for hooks,
+/// inside the reentrancy guard.
 pub fn learned() -> Option<StackBounds> {
     if let Some(b) = stack_bounds() {
         return Some(b);
@@ -25,7 +26,7 @@ pub fn learned() -> Option<StackBounds> {
     if LOOKED_UP.with(|l| l.replace(true)) {
         return None;
     }
-    crate::guard::unprofiled(record_current);
+    record_current();
     stack_bounds()
 }
 
