@@ -14,39 +14,22 @@
 // code reachable only from them is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
-mod alt_stack;
-mod collector;
+mod consumers;
 use rprof_config as config;
-mod contention;
-mod cpu;
-mod debuginfo;
-mod dump;
-mod fast_hash;
-mod go;
-mod guard;
-mod heap;
-mod http;
-mod http_pages;
 mod interpose;
-mod ledger;
-mod log;
-mod maps;
-mod masks;
-mod own_threads;
-mod pprof;
+mod kinds;
+mod runtime;
 mod signal_safe;
-mod signals;
-mod stack;
-mod symbolize;
-mod sync;
-mod syscall_names;
-mod thread_dump;
-mod thread_stacks;
-mod thread_state;
-mod threads;
+mod symbols;
+
+use consumers::{collector, files as dump, http, http_pages, ledger};
+use kinds::{contention, cpu, heap};
+use runtime::{guard, log, masks, signals, threads};
+use signal_safe::{alt_stack, lock as sync};
+use symbols::{go, maps, symbolize};
 
 use crate::config::Config;
-use crate::log::{debug, info, warning};
+use crate::runtime::log::{debug, info, warning};
 
 #[cfg(not(test))]
 #[ctor::ctor]
@@ -70,7 +53,7 @@ fn start() {
         return;
     }
     ledger::loaded();
-    interpose::real::init();
+    signal_safe::real::init();
     alt_stack::init();
     // The loader lookups a dump needs, made now on the loading thread: made later on one
     // of rprof's threads, a failed dlsym's message would take memory from the program's
@@ -170,7 +153,7 @@ fn program_names() -> Vec<String> {
 /// sampled; locks go straight to libc), and nothing else is set up: no handler, no timer,
 /// no thread, no exit hook, no file. A program it execs loads rprof afresh.
 fn go_dormant(names: &[String]) {
-    interpose::real::init();
+    signal_safe::real::init();
     heap::init(0);
     interpose::locks::init();
     interpose::locks::set_threaded(false);

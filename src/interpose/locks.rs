@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use libc::{c_int, c_void, clockid_t, timespec};
 
-use crate::contention::{self, before_unlock, timed_wait};
+use crate::kinds::contention::{self, before_unlock, timed_wait};
 
 struct Next {
     name: &'static CStr,

@@ -4,10 +4,10 @@
 
 pub mod alloc;
 pub mod locks;
-pub mod real;
 
+use crate::signal_safe::real;
 use crate::signal_safe::unwind::UNLOAD_FENCE;
-use crate::{signals, threads};
+use crate::runtime::{signals, threads};
 
 /// # Safety
 /// As pthread_create(3).
@@ -119,7 +119,7 @@ pub unsafe extern "C" fn pthread_sigmask(
     set: *const libc::sigset_t,
     old: *mut libc::sigset_t,
 ) -> libc::c_int {
-    crate::masks::program_mask(real::pthread_sigmask, how, set, old)
+    crate::runtime::masks::program_mask(real::pthread_sigmask, how, set, old)
 }
 
 /// # Safety
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn sigprocmask(
     set: *const libc::sigset_t,
     old: *mut libc::sigset_t,
 ) -> libc::c_int {
-    crate::masks::program_mask(real::sigprocmask, how, set, old)
+    crate::runtime::masks::program_mask(real::sigprocmask, how, set, old)
 }
 
 /// The program's set for a wait, without the CPU signal (see `masks::wait_set`).
@@ -138,7 +138,7 @@ fn wait_set(
     set: *const libc::sigset_t,
     keep: &mut Option<libc::sigset_t>,
 ) -> *const libc::sigset_t {
-    *keep = crate::masks::wait_set(set);
+    *keep = crate::runtime::masks::wait_set(set);
     keep.as_ref().map_or(set, |s| s as *const _)
 }
 
@@ -213,8 +213,8 @@ pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
 /// As dlclose(3).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
-    let in_rprof = crate::guard::held();
-    crate::guard::unprofiled(|| crate::dump::before_dlclose(in_rprof));
+    let in_rprof = crate::runtime::guard::held();
+    crate::runtime::guard::unprofiled(|| crate::consumers::files::before_dlclose(in_rprof));
     UNLOAD_FENCE.begin_close();
     let rc = real::dlclose(handle);
     UNLOAD_FENCE.end_close();

@@ -9,13 +9,19 @@
 //! and the loaded objects that `_dl_find_object` reports. The few functions here that only
 //! rprof's own threads call (a store's `init`, `stack_requests::ask`) say so.
 
+pub mod alt_stack;
 mod cfi;
+pub mod fast_hash;
 /// Go frames beyond a cgo call (`runtime.asmcgocall`).
 pub mod go_frames;
+pub mod lock;
 pub mod own_alloc;
+pub mod real;
 mod rule_cache;
 pub mod stack_requests;
 pub mod sys;
+pub mod thread_stacks;
+pub mod thread_state;
 pub mod trace_store;
 /// The stack walk itself; `cfi` parses the unwind tables, `rule_cache` remembers rules.
 pub mod unwind;

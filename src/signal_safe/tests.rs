@@ -49,7 +49,7 @@ fn sampling_path_walks_real_stacks_without_allocating() {
     assert!(unwind::init(), "glibc without _dl_find_object");
     let store = TraceStore::new();
     assert!(store.init());
-    let bounds = crate::thread_stacks::current_stack_bounds().expect("stack bounds");
+    let bounds = crate::signal_safe::thread_stacks::current_stack_bounds().expect("stack bounds");
     let mut depth = 0;
     nested(10, &mut || {
         // SAFETY: ucontext_t is plain data filled by getcontext.

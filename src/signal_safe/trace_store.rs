@@ -169,10 +169,10 @@ impl TraceStore {
             self.entries.store(std::ptr::null_mut(), Ordering::Release);
             self.arena.store(std::ptr::null_mut(), Ordering::Release);
         }
-        crate::sync::store_changed!(self.next_word, 1);
-        crate::sync::store_changed!(self.next_entry, 0);
-        crate::sync::store_changed!(self.base, 0);
-        crate::sync::store_changed!(self.lost, 0);
+        crate::signal_safe::lock::store_changed!(self.next_word, 1);
+        crate::signal_safe::lock::store_changed!(self.next_entry, 0);
+        crate::signal_safe::lock::store_changed!(self.base, 0);
+        crate::signal_safe::lock::store_changed!(self.lost, 0);
     }
 
     fn word(&self, i: usize) -> Option<&AtomicU64> {

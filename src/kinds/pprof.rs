@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use rprof_profile::{names, Builder, MappingInfo, Profile};
 
-use crate::cpu::CpuData;
-use crate::heap;
-use crate::maps::MapEntry;
-use crate::symbolize::{Frame, Symbolizer};
+use crate::kinds::cpu::CpuData;
+use crate::kinds::heap;
+use crate::symbols::maps::MapEntry;
+use crate::symbols::symbolize::{Frame, Symbolizer};
 
 /// What symbolization found for the locations of one mapping, to set its has_* flags.
 #[derive(Default, Clone, Copy)]
@@ -35,7 +35,7 @@ impl StackEncoder {
     /// the frames refer to.
     pub fn new(mut builder: Builder, frames: HashMap<u64, Frame>, mappings: &[MapEntry]) -> Self {
         let mut order: Vec<usize> = (0..mappings.len()).collect();
-        let exe = std::fs::read_link(crate::maps::proc_path("exe"))
+        let exe = std::fs::read_link(crate::symbols::maps::proc_path("exe"))
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         order.sort_by_key(|&i| mappings[i].path != exe);
@@ -179,13 +179,13 @@ pub fn cpu_profile(
         enc.builder()
             .add_sample(ids, vec![n, n * period], &[("thread", &key.thread)], nums);
     }
-    let unsampled = crate::masks::unsampleable();
+    let unsampled = crate::runtime::masks::unsampleable();
     if unsampled > 0 {
         enc.builder().add_comment(&format!(
             "rprof: {unsampled} thread(s) blocked the CPU timer signal with a raw system call and were not sampled"
         ));
     }
-    let found = crate::cpu::threads_found_later();
+    let found = crate::kinds::cpu::threads_found_later();
     if found > 0 {
         enc.builder().add_comment(&format!(
             "rprof: {found} thread(s) were found running rather than seen starting (made through a pthread_create found past rprof's, or a raw clone): sampled from when they were found (within 200 ms, where rprof's thread runs), their stacks whole once they waited in a call rprof hooks or had an allocation sampled, their innermost frame alone before"
@@ -197,7 +197,7 @@ pub fn cpu_profile(
             "rprof: {leaf_only} stack(s) kept only their innermost frame (too little stack left below the interrupted code to walk it)"
         ));
     }
-    let dropped = crate::log::dropped();
+    let dropped = crate::runtime::log::dropped();
     if dropped > 0 {
         enc.builder().add_comment(&format!(
             "rprof: {dropped} diagnostic line(s) dropped: fd 2 was no longer the stderr found at load"
@@ -312,7 +312,7 @@ fn heap_statistics(allocator_figures: bool) -> Vec<String> {
         format!("TotalAlloc = {bytes} bytes requested since start"),
     ];
     if let Some(m) = allocator_figures
-        .then(crate::maps::glibc_mallinfo2)
+        .then(crate::symbols::maps::glibc_mallinfo2)
         .flatten()
     {
         out.push(format!(
@@ -320,7 +320,7 @@ fn heap_statistics(allocator_figures: bool) -> Vec<String> {
             m[0], m[1], m[2], m[3], m[4]
         ));
     }
-    if let Some((rss, peak)) = crate::maps::rss() {
+    if let Some((rss, peak)) = crate::symbols::maps::rss() {
         out.push(format!("RSS = {rss} bytes, peak RSS = {peak} bytes"));
     }
     out
@@ -331,7 +331,7 @@ fn heap_statistics(allocator_figures: bool) -> Vec<String> {
 /// `scale` multiplies every value (the mutex fraction; 1 for block, whose buckets are
 /// already unbiased). Each sample has a `lock` label with the object's address.
 pub fn contention_profile(
-    buckets: &[crate::contention::EventBucket],
+    buckets: &[crate::kinds::contention::EventBucket],
     scale: f64,
     symbolizer: &mut Symbolizer,
 ) -> Profile {
@@ -498,7 +498,7 @@ pub fn heap_text(symbolizer: &mut Symbolizer) -> String {
 /// so cycles/second is 1e9.
 pub fn contention_text(symbolizer: &mut Symbolizer, mutex: bool) -> String {
     use std::fmt::Write as _;
-    let (block, mutexes) = crate::contention::buckets();
+    let (block, mutexes) = crate::kinds::contention::buckets();
     let buckets = if mutex { mutexes } else { block };
     let frames = symbolizer.resolve_all(buckets.iter().flat_map(|b| b.stack.iter().copied()));
     let mut out = String::from(if mutex {
@@ -511,7 +511,7 @@ pub fn contention_text(symbolizer: &mut Symbolizer, mutex: bool) -> String {
         let _ = writeln!(
             out,
             "sampling period={}",
-            crate::contention::mutex_fraction()
+            crate::kinds::contention::mutex_fraction()
         );
     }
     for b in &buckets {
@@ -553,11 +553,11 @@ pub fn memstats_text() -> String {
 /// The allocator's own figures: [allocated, in pages in use, held from the system, free
 /// but held, returned to the system], from glibc's mallinfo2 or jemalloc's statistics.
 fn allocator_figures() -> Option<[u64; 5]> {
-    if let Some(m) = crate::maps::glibc_mallinfo2() {
+    if let Some(m) = crate::symbols::maps::glibc_mallinfo2() {
         let (arena, mmapped, inuse, free) = (m[0] as u64, m[1] as u64, m[2] as u64, m[3] as u64);
         return Some([inuse + mmapped, inuse + mmapped, arena + mmapped, free, 0]);
     }
-    let [allocated, active, mapped, retained] = crate::maps::jemalloc_stats()?;
+    let [allocated, active, mapped, retained] = crate::symbols::maps::jemalloc_stats()?;
     Some([
         allocated,
         active,
@@ -576,8 +576,8 @@ pub fn memstats(allocator_figures_too: bool) -> Vec<(&'static str, u64)> {
         .then(allocator_figures)
         .flatten()
         .unwrap_or_default();
-    let stacks = crate::threads::stack_bytes();
-    let max_rss = crate::maps::rss().map_or(0, |(_, peak)| peak);
+    let stacks = crate::runtime::threads::stack_bytes();
+    let max_rss = crate::symbols::maps::rss().map_or(0, |(_, peak)| peak);
     vec![
         ("Alloc", heap_alloc),
         ("TotalAlloc", total),
@@ -619,7 +619,7 @@ mod tests {
     fn lost_samples_reach_the_written_profile() {
         let store = crate::signal_safe::trace_store::TraceStore::new();
         assert!(store.init());
-        let before = crate::cpu::snapshot_of(&store);
+        let before = crate::kinds::cpu::snapshot_of(&store);
         let pushed = crate::signal_safe::trace_store::MAX_ENTRIES as u64 + 500;
         let pc = lost_samples_reach_the_written_profile as *const () as u64;
         for i in 0..pushed {
@@ -629,7 +629,7 @@ mod tests {
                 (2, false)
             });
         }
-        let data = crate::cpu::window_of(&store, &before, &crate::cpu::snapshot_of(&store));
+        let data = crate::kinds::cpu::window_of(&store, &before, &crate::kinds::cpu::snapshot_of(&store));
         assert!(data.lost > 0, "more distinct stacks than the store holds");
         let kept: u64 = data.counts.values().sum();
         assert_eq!(kept + data.lost, 2 * pushed);

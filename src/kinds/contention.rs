@@ -22,11 +22,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::guard::{self, Guard};
+use crate::runtime::guard::{self, Guard};
 use crate::signal_safe::sys;
-use crate::stack::{self, OwnFrames};
-use crate::symbolize::{self, Symbolizer};
-use crate::sync::Lock;
+use crate::kinds::stack::{self, OwnFrames};
+use crate::symbols::symbolize::{self, Symbolizer};
+use crate::signal_safe::lock::Lock;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Block profile rate in ns (0: off).
@@ -347,7 +347,7 @@ pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
 /// heap's are (`heap::pin_unloadable`): resolving waits for the loader's write lock, and a
 /// thread inside dlclose holding it may record a wait (an allocator's mutex).
 pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
-    for _round in 0..crate::heap::PIN_ROUNDS {
+    for _round in 0..crate::kinds::heap::PIN_ROUNDS {
         let (upto, addrs) = {
             let mut guard = TABLE.lock();
             let Some(t) = guard.as_mut() else { return };

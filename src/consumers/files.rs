@@ -13,12 +13,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::cpu::{self, CpuSnapshot};
-use crate::log::{debug, info, warning};
-use crate::pprof;
+use crate::kinds::cpu::{self, CpuSnapshot};
+use crate::runtime::log::{debug, info, warning};
+use crate::kinds::pprof;
 use crate::signal_safe::sys;
-use crate::symbolize;
-use crate::sync::Lock;
+use crate::symbols::symbolize;
+use crate::signal_safe::lock::Lock;
 
 /// Everything collected since the last dump, and where it goes.
 pub struct DumpState {
@@ -130,8 +130,8 @@ pub fn before_dlclose(in_rprof: bool) {
     };
     let s = symbolize::shared(&mut guard);
     cpu::pin_unloadable(s);
-    crate::heap::pin_unloadable(s);
-    crate::contention::pin_unloadable(s);
+    crate::kinds::heap::pin_unloadable(s);
+    crate::kinds::contention::pin_unloadable(s);
 }
 
 /// Writes a numbered snapshot of everything since the previous dump. `in_handler`: in a
@@ -181,8 +181,8 @@ pub fn final_dump(ending: Ending) {
     let signal = cpu::signal_in_use();
     cpu::stop();
     if ending == Ending::Exit {
-        crate::masks::check_current_thread_for(signal);
-        crate::masks::check_other_threads_for(signal);
+        crate::runtime::masks::check_current_thread_for(signal);
+        crate::runtime::masks::check_other_threads_for(signal);
     }
     let mut guard = STATE.lock();
     let Some(s) = this_process(&mut guard) else {
@@ -195,22 +195,22 @@ pub fn final_dump(ending: Ending) {
     if s.snapshots == 0 && nothing_recorded(s) {
         // A short process that recorded nothing leaves no files (and no time spent on them).
         info!("nothing was recorded: no profile files written");
-        crate::ledger::ended(crate::ledger::Recorded::default(), None);
+        crate::consumers::ledger::ended(crate::consumers::ledger::Recorded::default(), None);
     } else {
         let recorded = write_profiles(s, None, ending == Ending::Exit, false);
         let mut pattern = s.prefix.as_os_str().to_owned();
         pattern.push(format!(".{}.*.pb.gz", std::process::id()));
-        crate::ledger::ended(recorded, Some(&pattern.to_string_lossy()));
+        crate::consumers::ledger::ended(recorded, Some(&pattern.to_string_lossy()));
     }
     if s.cpu_enabled {
         let (signals, samples) = cpu::signal_counts();
         info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
     }
     if s.heap_enabled {
-        let (looked_up, sampled) = crate::heap::free_lookups();
+        let (looked_up, sampled) = crate::kinds::heap::free_lookups();
         debug!(
             "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
-            crate::heap::totals().1
+            crate::kinds::heap::totals().1
         );
     }
     debug!(
@@ -223,8 +223,8 @@ pub fn final_dump(ending: Ending) {
 /// no sampled allocation, no recorded wait. Cheap: nothing is symbolized for it.
 fn nothing_recorded(s: &DumpState) -> bool {
     let cpu_empty = !s.cpu_enabled || cpu::snapshot().is_empty();
-    let heap_empty = !s.heap_enabled || crate::heap::is_empty();
-    let (block_empty, mutex_empty) = crate::contention::are_empty();
+    let heap_empty = !s.heap_enabled || crate::kinds::heap::is_empty();
+    let (block_empty, mutex_empty) = crate::kinds::contention::are_empty();
     cpu_empty
         && heap_empty
         && (!s.block_enabled || block_empty)
@@ -241,15 +241,15 @@ fn write_profiles(
     seq: Option<u32>,
     allocator_free: bool,
     provisional: bool,
-) -> crate::ledger::Recorded {
+) -> crate::consumers::ledger::Recorded {
     let replace = seq.is_none() && s.final_written;
     move_if_unwritable(s);
-    let mut recorded = crate::ledger::Recorded::default();
+    let mut recorded = crate::consumers::ledger::Recorded::default();
     // The loader lookups the allocator's figures need, made before the symbolizer is taken
     // (see `symbolize::lock_shared`); not in a signal handler, where dlopen's allocation
     // could wait for the allocator's lock the interrupted thread holds.
     if allocator_free {
-        crate::maps::prime_lookups();
+        crate::symbols::maps::prime_lookups();
     }
     let mut symbolizer = symbolize::SHARED.lock();
     let symbolizer = symbolize::shared(&mut symbolizer);
@@ -260,7 +260,7 @@ fn write_profiles(
         let window = cpu::window(&s.cpu_before, &now);
         (now, window)
     });
-    let contention = (s.block_enabled || s.mutex_enabled).then(crate::contention::buckets);
+    let contention = (s.block_enabled || s.mutex_enabled).then(crate::kinds::contention::buckets);
     // Every kind's addresses in one batch: each object's symbol table is read once.
     {
         let mut addrs: Vec<u64> = Vec::new();
@@ -268,7 +268,7 @@ fn write_profiles(
             addrs.extend(window.counts.keys().flat_map(|k| k.pcs.iter().copied()));
         }
         if s.heap_enabled {
-            addrs.extend(crate::heap::stack_addresses());
+            addrs.extend(crate::kinds::heap::stack_addresses());
         }
         if let Some((block, mutex)) = &contention {
             addrs.extend(
@@ -301,7 +301,7 @@ fn write_profiles(
         // The allocator's own figures take its locks: only when no thread can be stopped
         // inside it.
         let profile = pprof::heap_profile(symbolizer, allocator_free);
-        recorded.heap = crate::heap::sampled_allocations();
+        recorded.heap = crate::kinds::heap::sampled_allocations();
         write_profile(&s.prefix, "heap", seq, &profile, replace);
         if let Some(peak) = pprof::heap_peak_profile(symbolizer, s.process_start_mono) {
             write_profile(&s.prefix, "heap-peak", seq, &peak, replace);
@@ -309,7 +309,7 @@ fn write_profiles(
     }
     if let Some((block, mutex)) = contention {
         // Cumulative from the start of the program, as Go's are.
-        let events = |b: &[crate::contention::EventBucket]| {
+        let events = |b: &[crate::kinds::contention::EventBucket]| {
             b.iter().map(|e| e.count).sum::<f64>().round() as u64
         };
         recorded.block = events(&block);
@@ -318,7 +318,7 @@ fn write_profiles(
             write_profile(&s.prefix, "block", seq, &p, replace);
         }
         if s.mutex_enabled {
-            let fraction = crate::contention::mutex_fraction() as f64;
+            let fraction = crate::kinds::contention::mutex_fraction() as f64;
             recorded.mutex = (events(&mutex) as f64 * fraction).round() as u64;
             let p = pprof::contention_profile(&mutex, fraction, symbolizer);
             write_profile(&s.prefix, "mutex", seq, &p, replace);

@@ -24,8 +24,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::interpose::real;
-use crate::log::warning;
+use crate::signal_safe::real;
+use crate::runtime::log::warning;
 
 thread_local! {
     /// (the signal this belief is about, whether the program believes it blocked here).
@@ -39,7 +39,7 @@ static UNSAMPLEABLE: AtomicU64 = AtomicU64::new(0);
 
 /// The signal kept deliverable: the CPU timers' while CPU profiling runs; 0 otherwise.
 fn kept() -> i32 {
-    crate::cpu::signal_in_use()
+    crate::kinds::cpu::signal_in_use()
 }
 
 fn empty_set() -> libc::sigset_t {
@@ -167,7 +167,7 @@ pub fn wait_set(set: *const libc::sigset_t) -> Option<libc::sigset_t> {
     }
     // SAFETY: the program's readable sigset.
     let s = unsafe { *set };
-    crate::signals::note_waited(&s);
+    crate::runtime::signals::note_waited(&s);
     if !member(&s, k) {
         return None;
     }
@@ -215,8 +215,8 @@ pub fn check_other_threads_for(k: i32) {
         return;
     }
     let me = crate::signal_safe::sys::gettid();
-    for tid in crate::threads::task_ids() {
-        if tid == me || crate::own_threads::is_own(tid) {
+    for tid in crate::runtime::threads::task_ids() {
+        if tid == me || crate::runtime::own_threads::is_own(tid) {
             continue;
         }
         let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else {
@@ -237,5 +237,5 @@ pub fn check_other_threads_for(k: i32) {
 
 /// In a fork child: its one thread keeps its belief; the count starts again.
 pub fn reset_after_fork() {
-    crate::sync::store_changed!(UNSAMPLEABLE, 0);
+    crate::signal_safe::lock::store_changed!(UNSAMPLEABLE, 0);
 }

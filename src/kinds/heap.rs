@@ -33,12 +33,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use crate::fast_hash::FastHash;
-use crate::guard::Guard;
-use crate::stack::{self, OwnFrames};
-use crate::symbolize::{self, Symbolizer};
-use crate::sync::{store_changed, Lock};
-use crate::thread_state::{self, ThreadState};
+use crate::signal_safe::fast_hash::FastHash;
+use crate::runtime::guard::Guard;
+use crate::kinds::stack::{self, OwnFrames};
+use crate::symbols::symbolize::{self, Symbolizer};
+use crate::signal_safe::lock::{store_changed, Lock};
+use crate::signal_safe::thread_state::{self, ThreadState};
 
 /// Mean bytes between samples; 0 while heap profiling is off.
 static RATE: AtomicU64 = AtomicU64::new(0);

@@ -17,20 +17,20 @@
 //! - A handler installed with SA_RESETHAND (node's SIGINT and SIGTERM) is run by a
 //!   trampoline that first puts rprof's back, as the kernel would put SIG_DFL back: a
 //!   handler that then raises its signal again dies of it with the files written.
-//! - In a Go program (`crate::go`), whose runtime installs a handler for every signal, the
+//! - In a Go program (`crate::symbols::go`), whose runtime installs a handler for every signal, the
 //!   dump signal, SIGINT, SIGTERM and SIGHUP are shared instead (`on_shared`): rprof's
 //!   handler calls Go's, and every handler rprof installs there has SA_ONSTACK.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::collector;
+use crate::consumers::collector;
 use crate::config::Config;
-use crate::cpu;
-use crate::interpose::real;
-use crate::log::{debug, warning};
+use crate::kinds::cpu;
+use crate::signal_safe::real;
+use crate::runtime::log::{debug, warning};
 use crate::signal_safe::ErrnoGuard;
-use crate::sync::Lock;
+use crate::signal_safe::lock::Lock;
 
 type Handler = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
 
@@ -130,7 +130,7 @@ fn install_real(sig: i32, handler: Handler) -> bool {
 /// thread's own stack, as the program's would.
 fn onstack(handler: Handler) -> i32 {
     let cpu = handler as usize == cpu::on_cpu_signal as *const () as usize;
-    if crate::go::present() || (cpu && crate::alt_stack::wanted()) {
+    if crate::symbols::go::present() || (cpu && crate::signal_safe::alt_stack::wanted()) {
         libc::SA_ONSTACK
     } else {
         0
@@ -304,7 +304,7 @@ fn install_program_action(sig: i32, act: &libc::sigaction) -> i32 {
 /// handler runs: a program that caught it itself may return from main at once, and one
 /// that did not dies with them written (see `on_shared`).
 fn shares_signal(act: &libc::sigaction) -> bool {
-    crate::go::present()
+    crate::symbols::go::present()
         && act.sa_sigaction != libc::SIG_IGN
         && act.sa_flags & libc::SA_RESETHAND == 0
 }
@@ -486,7 +486,7 @@ pub fn program_sigset(sig: i32, disposition: libc::sighandler_t) -> libc::sighan
         libc::sigemptyset(&mut one);
         libc::sigaddset(&mut one, sig);
         let mut mask: libc::sigset_t = std::mem::zeroed();
-        if crate::masks::program_mask(
+        if crate::runtime::masks::program_mask(
             real::pthread_sigmask,
             libc::SIG_BLOCK,
             std::ptr::null(),
@@ -499,7 +499,7 @@ pub fn program_sigset(sig: i32, disposition: libc::sighandler_t) -> libc::sighan
         let previous = if disposition == SIG_HOLD {
             let mut old: libc::sigaction = std::mem::zeroed();
             if program_sigaction(sig, std::ptr::null(), &mut old) != 0
-                || crate::masks::program_mask(
+                || crate::runtime::masks::program_mask(
                     real::pthread_sigmask,
                     libc::SIG_BLOCK,
                     &one,
@@ -512,7 +512,7 @@ pub fn program_sigset(sig: i32, disposition: libc::sighandler_t) -> libc::sighan
         } else {
             let previous = set_handler(sig, disposition, 0, false);
             if previous == libc::SIG_ERR
-                || crate::masks::program_mask(
+                || crate::runtime::masks::program_mask(
                     real::pthread_sigmask,
                     libc::SIG_UNBLOCK,
                     &one,
@@ -626,7 +626,7 @@ extern "C" fn on_shared(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         // Go's handler, ending the program, raises the signal again: it comes back here
         // (nested) before Go puts SIG_DFL back, with the files already written.
         if FINAL_WRITTEN_FOR.load(Ordering::Acquire) != sig as u32
-            && crate::collector::final_files_and_wait(crate::collector::FATAL_DUMP_TIMEOUT_NS)
+            && crate::consumers::collector::final_files_and_wait(crate::consumers::collector::FATAL_DUMP_TIMEOUT_NS)
         {
             FINAL_WRITTEN_FOR.store(sig as u32, Ordering::Release);
         }

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::log::debug;
+use crate::runtime::log::debug;
 use crate::signal_safe::go_frames;
 
 static PRESENT: AtomicBool = AtomicBool::new(false);
@@ -85,7 +85,7 @@ pub fn init() {
     } else {
         name
     };
-    let ranges = crate::debuginfo::symbol_ranges(
+    let ranges = crate::symbols::debuginfo::symbol_ranges(
         &path,
         &[
             "runtime.asmcgocall.abi0",

@@ -17,13 +17,13 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::log::{debug, warning};
+use crate::runtime::log::{debug, warning};
 use crate::signal_safe::stack_requests;
 use crate::signal_safe::trace_store::TraceStore;
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
-use crate::symbolize::Symbolizer;
-use crate::sync::store_changed;
+use crate::symbols::symbolize::Symbolizer;
+use crate::signal_safe::lock::store_changed;
 
 /// The sigev_value our timers carry, to tell their signals from any other SIGPROF.
 const TIMER_MAGIC: i32 = 0x7270_7266;
@@ -126,7 +126,7 @@ pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
     let Some(weight) = (unsafe { sample_weight(info) }) else {
         drop(_errno);
-        crate::signals::foreign_signal(sig);
+        crate::runtime::signals::foreign_signal(sig);
         return;
     };
     if !ACTIVE.load(Ordering::Acquire) || uc.is_null() {
@@ -168,7 +168,7 @@ unsafe fn answer_request(uc: *mut libc::c_void) {
 /// Async-signal-safe.
 fn stack_floor() -> u64 {
     let probe = 0u8;
-    crate::thread_stacks::floor_of(std::ptr::addr_of!(probe) as u64)
+    crate::signal_safe::thread_stacks::floor_of(std::ptr::addr_of!(probe) as u64)
 }
 
 /// The span of this thread's stack above the interrupted stack pointer. Async-signal-safe.
@@ -178,7 +178,7 @@ fn interrupted_stack(regs: &unwind::Regs) -> Option<StackBounds> {
 
 /// The span of this thread's stack from `sp` up. Async-signal-safe.
 fn stack_above(sp: u64) -> Option<StackBounds> {
-    crate::thread_stacks::stack_bounds()
+    crate::signal_safe::thread_stacks::stack_bounds()
         .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(StackBounds::live(sp, b.hi)))
 }
 
@@ -214,7 +214,7 @@ pub fn arm_current_thread() {
         return;
     }
     // Before the timer: its first signal may land on a nearly full stack.
-    crate::alt_stack::give_current_thread();
+    crate::signal_safe::alt_stack::give_current_thread();
     let me = sys::gettid();
     let _arming = Arming::take();
     // A scan (`arm_unknown_threads`) may have found this thread first: its timer is kept.
@@ -265,9 +265,9 @@ pub fn arm_unknown_threads() {
     }
     let _arming = Arming::take();
     // Listed under the lock: a thread that armed itself before it is in the list.
-    let tids = crate::threads::task_ids();
+    let tids = crate::runtime::threads::task_ids();
     for &tid in &tids {
-        if !crate::own_threads::is_own(tid)
+        if !crate::runtime::own_threads::is_own(tid)
             && slot_of(tid).is_none()
             && arm(thread_clock(tid), tid).is_some()
         {
@@ -466,7 +466,7 @@ pub fn disarm_current_thread() {
     if slot > 0 {
         delete_slot(slot - 1);
     }
-    crate::alt_stack::take_back_current_thread();
+    crate::signal_safe::alt_stack::take_back_current_thread();
 }
 
 /// Stops sampling: no more records, every timer deleted. Used at exit and when the program
@@ -616,7 +616,7 @@ pub fn pin_unloadable(symbolizer: &mut Symbolizer) {
                 .pcs
                 .iter()
                 .copied()
-                .filter(|&pc| crate::symbolize::needs_pinning(pc)),
+                .filter(|&pc| crate::symbols::symbolize::needs_pinning(pc)),
         );
     });
     if !addrs.is_empty() {

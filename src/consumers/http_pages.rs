@@ -14,8 +14,8 @@ use rprof_profile::Profile;
 use std::sync::OnceLock;
 
 use crate::config::Profiles;
-use crate::symbolize;
-use crate::sync::Lock;
+use crate::symbols::symbolize;
+use crate::signal_safe::lock::Lock;
 
 pub struct Request {
     pub method: String,
@@ -225,22 +225,22 @@ fn cumulative(name: &str) -> Profile {
     let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     match name {
-        "heap" => crate::pprof::heap_profile(s, true),
+        "heap" => crate::kinds::pprof::heap_profile(s, true),
         "allocs" => {
-            let mut p = crate::pprof::heap_profile(s, true);
+            let mut p = crate::kinds::pprof::heap_profile(s, true);
             if let Some(i) = p.string_table.iter().position(|x| x == "alloc_space") {
                 p.default_sample_type = i as i64;
             }
             p
         }
         "block" => {
-            let (block, _) = crate::contention::buckets();
-            crate::pprof::contention_profile(&block, 1.0, s)
+            let (block, _) = crate::kinds::contention::buckets();
+            crate::kinds::pprof::contention_profile(&block, 1.0, s)
         }
         _ => {
-            let (_, mutex) = crate::contention::buckets();
-            let fraction = crate::contention::mutex_fraction() as f64;
-            crate::pprof::contention_profile(&mutex, fraction, s)
+            let (_, mutex) = crate::kinds::contention::buckets();
+            let fraction = crate::kinds::contention::mutex_fraction() as f64;
+            crate::kinds::pprof::contention_profile(&mutex, fraction, s)
         }
     }
 }
@@ -248,16 +248,16 @@ fn cumulative(name: &str) -> Profile {
 /// The CPU profile of the next `secs` seconds: the difference of two snapshots of the
 /// source, so that the files' windows (and other requests') are untouched.
 fn cpu_window(secs: u64) -> Profile {
-    let before = crate::cpu::snapshot();
-    let start_unix = crate::pprof::unix_now_ns();
+    let before = crate::kinds::cpu::snapshot();
+    let start_unix = crate::kinds::pprof::unix_now_ns();
     let start = crate::signal_safe::sys::monotonic_ns();
     std::thread::sleep(Duration::from_secs(secs));
-    let after = crate::cpu::snapshot();
+    let after = crate::kinds::cpu::snapshot();
     let duration = crate::signal_safe::sys::monotonic_ns().saturating_sub(start) as i64;
-    let window = crate::cpu::window(&before, &after);
+    let window = crate::kinds::cpu::window(&before, &after);
     let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
-    crate::pprof::cpu_profile(&window, s, crate::cpu::period_ns(), start_unix, duration)
+    crate::kinds::pprof::cpu_profile(&window, s, crate::kinds::cpu::period_ns(), start_unix, duration)
 }
 
 fn cmdline() -> Vec<String> {
@@ -322,13 +322,13 @@ fn index() -> Response {
             "<li><div class=profile-name>{name}: </div> {what}</li>"
         );
     };
-    let heap = crate::heap::bucket_count();
-    let (block, mutex) = crate::contention::bucket_counts();
-    let threads = crate::threads::task_ids()
+    let heap = crate::kinds::heap::bucket_count();
+    let (block, mutex) = crate::kinds::contention::bucket_counts();
+    let threads = crate::runtime::threads::task_ids()
         .into_iter()
-        .filter(|&t| !crate::own_threads::is_own(t))
+        .filter(|&t| !crate::runtime::own_threads::is_own(t))
         .count();
-    let created: u64 = crate::threads::creations().iter().map(|c| c.1).sum();
+    let created: u64 = crate::runtime::threads::creations().iter().map(|c| c.1).sum();
     // As Go's index: name, count, and what each profile is.
     let profiles: [(&str, Option<usize>, bool, &str); 8] = [
         ("allocs", Some(heap), enabled.heap, "A sampling of all past memory allocations"),
@@ -379,20 +379,20 @@ fn count_profile(kind: &str, records: Vec<(Vec<u64>, String, u64)>, debug: i64) 
         let total: u64 = records.iter().map(|r| r.2).sum();
         let mut out = format!("{kind} profile: total {total}\n");
         for (stack, label, n) in &records {
-            let _ = writeln!(out, "{n} @{}", crate::pprof::addresses(stack, &frames));
+            let _ = writeln!(out, "{n} @{}", crate::kinds::pprof::addresses(stack, &frames));
             if !label.is_empty() {
                 let _ = writeln!(out, "# labels: {{\"thread\":{}}}", json_string(label));
             }
-            crate::pprof::frame_lines(&mut out, stack, &frames);
+            crate::kinds::pprof::frame_lines(&mut out, stack, &frames);
         }
         return text(out);
     }
-    let p = crate::pprof::count_profile(kind, &records, s);
+    let p = crate::kinds::pprof::count_profile(kind, &records, s);
     profile_file(kind, &p)
 }
 
 fn goroutine(debug: i64) -> Response {
-    let threads = crate::thread_dump::capture();
+    let threads = crate::kinds::goroutine::capture();
     if debug >= 2 {
         return text(thread_dump_text(&threads));
     }
@@ -407,7 +407,7 @@ fn goroutine(debug: i64) -> Response {
 /// `goroutine?debug=2`: a block per thread, as Go's full goroutine dump: `goroutine <tid>
 /// [<state>, thread "<name>"]:`, then per frame `function(...)` and `\t<file>:<line>
 /// +<offset>`.
-fn thread_dump_text(threads: &[crate::thread_dump::ThreadInfo]) -> String {
+fn thread_dump_text(threads: &[crate::kinds::goroutine::ThreadInfo]) -> String {
     let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     let frames = s.resolve_all(threads.iter().flat_map(|t| t.stack.iter().copied()));
@@ -420,7 +420,7 @@ fn thread_dump_text(threads: &[crate::thread_dump::ThreadInfo]) -> String {
             t.state,
             json_string(&t.name)
         );
-        for f in crate::pprof::text_frames(&t.stack, &frames) {
+        for f in crate::kinds::pprof::text_frames(&t.stack, &frames) {
             let _ = match f.line {
                 Some(l) => {
                     let file = if l.filename.is_empty() {
@@ -449,7 +449,7 @@ fn thread_dump_text(threads: &[crate::thread_dump::ThreadInfo]) -> String {
 }
 
 fn threadcreate(debug: i64) -> Response {
-    let created = crate::threads::creations();
+    let created = crate::runtime::threads::creations();
     let records = grouped(created.iter().map(|(s, n)| (s.as_slice(), "", *n)));
     count_profile("threadcreate", records, debug)
 }
@@ -458,7 +458,7 @@ fn threadcreate(debug: i64) -> Response {
 fn vars() -> Response {
     let args: Vec<String> = cmdline().iter().map(|a| json_string(a)).collect();
     let mut stats = Vec::new();
-    for (k, v) in crate::pprof::memstats(true) {
+    for (k, v) in crate::kinds::pprof::memstats(true) {
         let value = match k {
             "PauseNs" | "PauseEnd" => format!("[{}]", vec!["0"; 256].join(",")),
             "DebugGC" => "false".into(),
@@ -504,8 +504,8 @@ fn legacy_text(name: &str) -> String {
     let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
     match name {
-        "heap" | "allocs" => crate::pprof::heap_text(s),
-        "block" => crate::pprof::contention_text(s, false),
-        _ => crate::pprof::contention_text(s, true),
+        "heap" | "allocs" => crate::kinds::pprof::heap_text(s),
+        "block" => crate::kinds::pprof::contention_text(s, false),
+        _ => crate::kinds::pprof::contention_text(s, true),
     }
 }

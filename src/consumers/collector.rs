@@ -21,13 +21,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use std::sync::atomic::AtomicBool;
 
-use crate::dump;
-use crate::guard;
-use crate::interpose::real;
-use crate::log::warning;
+use crate::consumers::files;
+use crate::runtime::guard;
+use crate::signal_safe::real;
+use crate::runtime::log::warning;
 use crate::signal_safe::own_alloc::OWN;
 use crate::signal_safe::sys;
-use crate::sync::store_changed;
+use crate::signal_safe::lock::store_changed;
 
 static WAKE: AtomicU32 = AtomicU32::new(0);
 static SNAPSHOT_REQUESTS: AtomicU32 = AtomicU32::new(0);
@@ -70,7 +70,7 @@ fn running() -> bool {
 /// process-directed signals go to the program's threads, and no CPU timer).
 fn start() {
     STOP.store(0, Ordering::Release);
-    match crate::own_threads::spawn(c"rprof-collector", run) {
+    match crate::runtime::own_threads::spawn(c"rprof-collector", run) {
         Ok(tid) => THREAD.store(tid + 1, Ordering::Release),
         Err(rc) => warning!("cannot start the collector thread (error {rc}); snapshots are off"),
     }
@@ -81,7 +81,7 @@ fn run() {
         let seen = WAKE.load(Ordering::Acquire);
         // While CPU timers run, threads rprof did not see start are looked for 5 times a
         // second (a directory read of /proc/self/task: about 20 µs).
-        let wait = if crate::cpu::signal_in_use() != 0 {
+        let wait = if crate::kinds::cpu::signal_in_use() != 0 {
             THREAD_SCAN_NS
         } else {
             IDLE_WAIT_NS
@@ -93,23 +93,23 @@ fn run() {
         // A panic here must not take the host down: report it and keep collecting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if FATAL_REQUESTED.load(Ordering::Acquire) != 0 {
-                dump::final_dump(dump::Ending::Dying);
+                files::final_dump(files::Ending::Dying);
                 FATAL_DONE.store(1, Ordering::Release);
                 sys::futex_wake(&FATAL_DONE);
             }
             let wanted = FINAL_NOW_REQUESTS.load(Ordering::Acquire);
             if FINAL_NOW_SERVED.load(Ordering::Acquire) != wanted {
-                dump::final_files_now();
+                files::final_files_now();
                 FINAL_NOW_SERVED.store(wanted, Ordering::Release);
                 sys::futex_wake(&FINAL_NOW_SERVED);
             }
             // Threads rprof did not see start get their CPU timers (within 200 ms, and
             // before each snapshot).
-            crate::cpu::arm_unknown_threads();
+            crate::kinds::cpu::arm_unknown_threads();
             // A request that came before this thread first ran is served too.
             let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
             if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
-                dump::snapshot(false);
+                files::snapshot(false);
             }
         }));
         if r.is_err() {
@@ -228,7 +228,7 @@ fn safe_here() -> bool {
     let sp = std::ptr::addr_of!(probe) as u64;
     // The stack this runs on: the thread's, or the alternate stack a handler was delivered
     // on (a dump signal that lands while the CPU handler runs there).
-    let floor = crate::thread_stacks::floor_of(sp);
+    let floor = crate::signal_safe::thread_stacks::floor_of(sp);
     floor != 0 && sp - floor >= STACK_NEEDED
 }
 
@@ -247,17 +247,17 @@ fn serve_now() {
         guard::defer();
         return;
     };
-    crate::cpu::own_work(true);
+    crate::kinds::cpu::own_work(true);
     let fatal = FATAL_SIGNAL.swap(0, Ordering::AcqRel);
     if fatal != 0 {
-        dump::final_dump(dump::Ending::Dying);
+        files::final_dump(files::Ending::Dying);
         die_of(fatal as i32);
     }
     let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);
     if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
-        dump::snapshot(true);
+        files::snapshot(true);
     }
-    crate::cpu::own_work(false);
+    crate::kinds::cpu::own_work(false);
 }
 
 /// Deferred work, once a thread has left rprof (see `guard::set_deferred_handler`).

@@ -17,8 +17,8 @@ use std::sync::{Arc, OnceLock};
 
 use rprof_profile::LineInfo;
 
-use crate::debuginfo::ObjectInfo;
-use crate::maps::{self, MapEntry};
+use crate::symbols::debuginfo::ObjectInfo;
+use crate::symbols::maps::{self, MapEntry};
 
 /// Marks a stack entry as the id of a pinned frame rather than an address.
 pub const PINNED: u64 = 1 << 63;
@@ -69,15 +69,15 @@ pub fn own_code() -> (u64, u64) {
 
 /// The one symbolizer every consumer uses (pinned frames live in it). Lock order: after
 /// `dump::STATE`, before the kinds' tables.
-pub static SHARED: crate::sync::Lock<Option<Symbolizer>> = crate::sync::Lock::new(None);
+pub static SHARED: crate::signal_safe::lock::Lock<Option<Symbolizer>> = crate::signal_safe::lock::Lock::new(None);
 
 /// `SHARED`, locked, the loader lookups a dump makes done first (`maps::prime_lookups`):
 /// whoever holds it then never waits for the loader's lock, which a dlclose called from a
 /// library destructor holds while it waits for `SHARED` (`dump::before_dlclose`). Not for
 /// signal context: the lookups allocate (the dump files written in a handler skip them,
 /// and the allocator's figures that need them).
-pub fn lock_shared() -> crate::sync::Guard<'static, Option<Symbolizer>> {
-    crate::maps::prime_lookups();
+pub fn lock_shared() -> crate::signal_safe::lock::Guard<'static, Option<Symbolizer>> {
+    crate::symbols::maps::prime_lookups();
     SHARED.lock()
 }
 

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::HttpAddr;
-use crate::http_pages::{self, Request, Response};
-use crate::log::{info, warning};
+use crate::consumers::http_pages::{self, Request, Response};
+use crate::runtime::log::{info, warning};
 
 /// Requests served at once, each on a thread.
 const MAX_CONNECTIONS: usize = 32;
@@ -74,7 +74,7 @@ pub fn start(addr: &HttpAddr) -> bool {
     } else {
         ""
     };
-    if !crate::own_threads::spawn_detached(c"rprof-http", move || accept_loop(fd)) {
+    if !crate::runtime::own_threads::spawn_detached(c"rprof-http", move || accept_loop(fd)) {
         warning!("cannot start the profile server's thread; profile files are still written");
         return false;
     }
@@ -347,9 +347,9 @@ fn hand_over(p: Pending) {
     // its own: its statistics are read here, on the server's long-lived thread, so that
     // the short-lived thread that answers never calls jemalloc (and its figures are not
     // swollen by the answering).
-    let jemalloc = crate::maps::jemalloc_stats();
-    let spawned = crate::own_threads::spawn_detached(c"rprof-http-conn", move || {
-        crate::maps::preset_jemalloc_stats(jemalloc);
+    let jemalloc = crate::symbols::maps::jemalloc_stats();
+    let spawned = crate::runtime::own_threads::spawn_detached(c"rprof-http-conn", move || {
+        crate::symbols::maps::preset_jemalloc_stats(jemalloc);
         serve(fd, buf);
         unregister(slot);
         ACTIVE.fetch_sub(1, Ordering::AcqRel);

@@ -60,7 +60,7 @@ impl Image {
     }
 
     fn vdso() -> Option<Image> {
-        let bytes = crate::maps::vdso_image()?;
+        let bytes = crate::symbols::maps::vdso_image()?;
         Some(Image {
             ptr: bytes.as_ptr(),
             len: bytes.len(),
@@ -838,7 +838,7 @@ mod tests {
 
     #[test]
     fn symbolizes_this_test_binary() {
-        let maps = crate::maps::executable_mappings();
+        let maps = crate::symbols::maps::executable_mappings();
         let addr = probe_function as *const () as u64;
         let m = maps
             .iter()

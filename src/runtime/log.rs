@@ -63,7 +63,7 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let line = crate::guard::unprofiled(|| format!("rprof: {msg}\n"));
+    let line = crate::runtime::guard::unprofiled(|| format!("rprof: {msg}\n"));
     // SAFETY: writes the bytes of a live String to fd 2; a failed write is ignored.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }
@@ -72,18 +72,18 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
 // fork child that writes to a page copies it).
 macro_rules! log_at {
     ($level:ident, $($t:tt)*) => {
-        if $crate::log::enabled($crate::config::LogLevel::$level) {
-            $crate::log::write($crate::config::LogLevel::$level, format_args!($($t)*))
+        if $crate::runtime::log::enabled($crate::config::LogLevel::$level) {
+            $crate::runtime::log::write($crate::config::LogLevel::$level, format_args!($($t)*))
         }
     };
 }
 macro_rules! warning {
-    ($($t:tt)*) => { $crate::log::log_at!(Warn, $($t)*) };
+    ($($t:tt)*) => { $crate::runtime::log::log_at!(Warn, $($t)*) };
 }
 macro_rules! info {
-    ($($t:tt)*) => { $crate::log::log_at!(Info, $($t)*) };
+    ($($t:tt)*) => { $crate::runtime::log::log_at!(Info, $($t)*) };
 }
 macro_rules! debug {
-    ($($t:tt)*) => { $crate::log::log_at!(Debug, $($t)*) };
+    ($($t:tt)*) => { $crate::runtime::log::log_at!(Debug, $($t)*) };
 }
 pub(crate) use {debug, info, log_at, warning};

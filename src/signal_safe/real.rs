@@ -286,7 +286,7 @@ fn bootstrap_alloc(size: usize) -> *mut libc::c_void {
         *(base as *mut usize) = size;
         let p = base.add(16).cast();
         // Its frees must reach `free_counting`, which knows pool pointers.
-        crate::heap::mark_for_good(p);
+        crate::kinds::heap::mark_for_good(p);
         p
     }
 }

@@ -42,7 +42,7 @@ pub fn stack_bounds() -> Option<StackBounds> {
 pub fn floor_of(here: u64) -> u64 {
     match stack_bounds() {
         Some(b) if here >= b.lo && here < b.hi => b.lo,
-        Some(_) => crate::alt_stack::floor_if_ours(here)
+        Some(_) => crate::signal_safe::alt_stack::floor_if_ours(here)
             .unwrap_or_else(|| crate::signal_safe::sys::alternate_stack_floor(here)),
         None => 0,
     }

@@ -9,10 +9,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::collector;
-use crate::cpu;
-use crate::interpose::real::PthreadCreateFn;
-use crate::thread_stacks;
+use crate::consumers::collector;
+use crate::kinds::cpu;
+use crate::signal_safe::real::PthreadCreateFn;
+use crate::signal_safe::thread_stacks;
 
 type StartRoutine = extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
 
@@ -71,7 +71,7 @@ pub fn register_current() {
     thread_stacks::record_current();
     STACK_BYTES.fetch_add(stack_span(), Ordering::Relaxed);
     // Here rather than at its first malloc, which then makes no system call.
-    crate::heap::claim_counters_now();
+    crate::kinds::heap::claim_counters_now();
     let key = EXIT_KEY.load(Ordering::Acquire);
     if key == 0 {
         return;
@@ -86,9 +86,9 @@ pub fn register_current() {
 #[allow(unsafe_code)]
 #[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
-    crate::sync::store_changed!(LIVE, 1);
-    crate::sync::store_changed!(THREADED, false);
-    crate::sync::store_changed!(STACK_BYTES, stack_span());
+    crate::signal_safe::lock::store_changed!(LIVE, 1);
+    crate::signal_safe::lock::store_changed!(THREADED, false);
+    crate::signal_safe::lock::store_changed!(STACK_BYTES, stack_span());
     // SAFETY: called from fork's child handler only (lib.rs).
     let created = unsafe { CREATIONS.in_fork_child() };
     if created.as_ref().is_some_and(|m| !m.is_empty()) {
@@ -98,9 +98,9 @@ pub fn reset_after_fork() {
 }
 
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
-    crate::masks::check_current_thread();
+    crate::runtime::masks::check_current_thread();
     cpu::disarm_current_thread();
-    crate::heap::release_thread();
+    crate::kinds::heap::release_thread();
     STACK_BYTES.fetch_sub(
         stack_span().min(STACK_BYTES.load(Ordering::Relaxed)),
         Ordering::Relaxed,
@@ -128,31 +128,31 @@ pub unsafe fn create(
     // dumps move to rprof's own thread.
     set_threaded();
     crate::interpose::locks::set_threaded(true);
-    crate::guard::unprofiled(record_creation);
-    crate::guard::unprofiled(collector::ensure_started);
-    let start = crate::guard::unprofiled(|| {
+    crate::runtime::guard::unprofiled(record_creation);
+    crate::runtime::guard::unprofiled(collector::ensure_started);
+    let start = crate::runtime::guard::unprofiled(|| {
         Box::into_raw(Box::new(Start {
             routine,
             arg,
-            mask_view: crate::masks::view(),
+            mask_view: crate::runtime::masks::view(),
         }))
     });
     let rc = real(thread, attr, trampoline, start.cast());
     if rc != 0 {
         // SAFETY: the thread was not created, so nothing else owns `start`.
-        crate::guard::unprofiled(|| drop(Box::from_raw(start)));
+        crate::runtime::guard::unprofiled(|| drop(Box::from_raw(start)));
     }
     rc
 }
 
 /// Stacks that created threads, with how many each (Go's threadcreate profile). Taken
 /// by fork's prepare handler too.
-pub static CREATIONS: crate::sync::Lock<Option<std::collections::HashMap<Vec<u64>, u64>>> =
-    crate::sync::Lock::new(None);
+pub static CREATIONS: crate::signal_safe::lock::Lock<Option<std::collections::HashMap<Vec<u64>, u64>>> =
+    crate::signal_safe::lock::Lock::new(None);
 
 fn record_creation() {
     let entry = crate::interpose::pthread_create as *const () as usize;
-    let stack = crate::stack::capture(crate::stack::OwnFrames::Entry(entry));
+    let stack = crate::kinds::stack::capture(crate::kinds::stack::OwnFrames::Entry(entry));
     *CREATIONS
         .lock()
         .get_or_insert_with(Default::default)
@@ -172,10 +172,10 @@ pub fn creations() -> Vec<(Vec<u64>, u64)> {
 
 extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the Box leaked by `create` for exactly this thread.
-    let start = crate::guard::unprofiled(|| {
+    let start = crate::runtime::guard::unprofiled(|| {
         // SAFETY: as above.
         let start = unsafe { Box::from_raw(p as *mut Start) };
-        crate::masks::set_view(start.mask_view);
+        crate::runtime::masks::set_view(start.mask_view);
         register_current();
         cpu::arm_current_thread();
         *start

@@ -264,7 +264,7 @@ static MALLCTL: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
 /// Makes the lookups in the loader a dump needs (which take the loader's lock), so that
 /// none is made while the symbolizer is held (`symbolize::lock_shared`).
 pub fn prime_lookups() {
-    let _ = crate::interpose::real::malloc_is_glibc();
+    let _ = crate::signal_safe::real::malloc_is_glibc();
     symbol_once(&MALLINFO2, c"mallinfo2");
     symbol_once(&MALLCTL, c"mallctl");
 }
@@ -286,7 +286,7 @@ fn symbol_once(kept: &AtomicUsize, name: &std::ffi::CStr) -> *mut libc::c_void {
 /// glibc's mallinfo2 as [arena, hblkhd, uordblks, fordblks, keepcost], when the program's
 /// allocator is glibc's (glibc ≥ 2.33).
 pub fn glibc_mallinfo2() -> Option<[usize; 5]> {
-    if !crate::interpose::real::malloc_is_glibc() {
+    if !crate::signal_safe::real::malloc_is_glibc() {
         return None;
     }
     #[repr(C)]
@@ -336,7 +336,7 @@ pub fn jemalloc_stats() -> Option<[u64; 4]> {
         *mut libc::c_void,
         usize,
     ) -> libc::c_int;
-    if crate::interpose::real::malloc_is_glibc() {
+    if crate::signal_safe::real::malloc_is_glibc() {
         return None;
     }
     let f = symbol_once(&MALLCTL, c"mallctl");

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use crate::thread_state;
+use crate::signal_safe::thread_state;
 
 /// Work a signal handler could not do on the spot because the thread it interrupted was
 /// inside rprof (see `defer`): done when that thread releases its guard.
@@ -37,7 +37,7 @@ impl Guard {
         // the outer holder's guard.
         thread_state::with(|t| {
             (!t.held.replace(true)).then(|| Guard {
-                block: t.block.replace(crate::heap::DISCARD_OFFSET),
+                block: t.block.replace(crate::kinds::heap::DISCARD_OFFSET),
             })
         })
     }
@@ -73,7 +73,7 @@ pub fn unprofiled<R>(f: impl FnOnce() -> R) -> R {
 pub fn hold_forever() {
     thread_state::with(|t| {
         t.held.set(true);
-        t.block.set(crate::heap::DISCARD_OFFSET);
+        t.block.set(crate::kinds::heap::DISCARD_OFFSET);
     });
 }
 

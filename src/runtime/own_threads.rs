@@ -4,7 +4,7 @@
 //! threads; everything they allocate is rprof's (the guard is held for good).
 #![allow(unsafe_code)]
 
-use crate::interpose::real;
+use crate::signal_safe::real;
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -48,7 +48,7 @@ pub fn spawn(
         return Err(libc::ENOSYS);
     };
     // The process is multi-threaded from now on.
-    crate::threads::set_threaded();
+    crate::runtime::threads::set_threaded();
     crate::interpose::locks::set_threaded(true);
     let registered = std::sync::atomic::AtomicBool::new(false);
     let start = Box::new(Start {
@@ -63,10 +63,10 @@ pub fn spawn(
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
-        crate::interpose::real::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        crate::signal_safe::real::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         let mut tid: libc::pthread_t = 0;
         let rc = create(&mut tid, std::ptr::null(), run, arg.cast());
-        crate::interpose::real::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        crate::signal_safe::real::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if rc != 0 {
             drop(Box::from_raw(arg));
             return Err(rc);
@@ -89,7 +89,7 @@ pub fn spawn_detached(name: &'static std::ffi::CStr, job: impl FnOnce() + Send +
 }
 
 extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
-    crate::guard::hold_forever();
+    crate::runtime::guard::hold_forever();
     take_slot(crate::signal_safe::sys::gettid());
     // SAFETY: `arg` is the Box leaked by `spawn` for exactly this thread.
     let start = *unsafe { Box::from_raw(arg as *mut Start) };

@@ -9,7 +9,7 @@
 
 use crate::signal_safe::stack_requests;
 use crate::signal_safe::unwind::{self, StackBounds, MAX_DEPTH};
-use crate::sync::Lock;
+use crate::signal_safe::lock::Lock;
 
 /// How much of a blocked thread's stack is copied to walk it.
 const COPY_BYTES: u64 = 512 << 10;
@@ -31,8 +31,8 @@ pub struct ThreadInfo {
 pub fn capture() -> Vec<ThreadInfo> {
     static ONE: Lock<()> = Lock::new(());
     let _one = ONE.lock();
-    let sig = crate::cpu::signal_in_use();
-    let signal_ok = sig != 0 && crate::signals::ours_installed(sig);
+    let sig = crate::kinds::cpu::signal_in_use();
+    let signal_ok = sig != 0 && crate::runtime::signals::ours_installed(sig);
     let mut out = Vec::new();
     let mut running = Vec::new();
     for tid in program_threads() {
@@ -149,15 +149,15 @@ fn switches(task: &str) -> String {
 
 /// The program's threads (rprof's own left out), in id order.
 fn program_threads() -> Vec<i32> {
-    let mut tids = crate::threads::task_ids();
-    tids.retain(|&t| !crate::own_threads::is_own(t));
+    let mut tids = crate::runtime::threads::task_ids();
+    tids.retain(|&t| !crate::runtime::own_threads::is_own(t));
     tids.sort_unstable();
     tids
 }
 
 /// Walks the stack of a thread stopped in the kernel at (pc, sp), over a copy of it.
 fn blocked_stack(pc: u64, sp: u64) -> Option<(Vec<u64>, bool)> {
-    let (_, end) = crate::maps::mapping_containing(sp)?;
+    let (_, end) = crate::symbols::maps::mapping_containing(sp)?;
     let len = end.checked_sub(sp)?.min(COPY_BYTES) as usize;
     let mut copy = vec![0u8; len];
     let n = read_own_memory(sp, &mut copy);
@@ -210,7 +210,7 @@ fn state_name(c: char) -> &'static str {
 fn syscall_name(n: i64) -> String {
     usize::try_from(n)
         .ok()
-        .and_then(|i| crate::syscall_names::NAMES.get(i))
+        .and_then(|i| crate::symbols::syscall_names::NAMES.get(i))
         .filter(|name| !name.is_empty())
         .map_or_else(|| format!("syscall {n}"), |name| (*name).to_owned())
 }
