@@ -60,7 +60,9 @@ fn start() {
     // malloc there (a new arena, seen in the program's own allocator figures).
     maps::prime_lookups();
     symbolize::init();
-    go::init();
+    if let Some(found) = go::init() {
+        debug!("{found}");
+    }
     if !signal_safe::unwind::init() {
         warning!("this glibc has no _dl_find_object (glibc < 2.35): stacks hold only their innermost function");
     }
@@ -82,6 +84,24 @@ fn start() {
     contention::init(block_rate, mutex_fraction);
     dump::enable_contention(block_rate > 0, mutex_fraction > 0);
     let cpu_on = cfg.profiles.cpu && cpu::init(cfg.cpu_hz);
+    runtime::hooks::set(runtime::hooks::Hooks {
+        cpu_handler: cpu::on_cpu_signal,
+        cpu_move_to: cpu::move_to,
+        cpu_stop: cpu::stop,
+        snapshot: collector::request_snapshot,
+        fatal: collector::on_fatal_signal,
+        final_files_and_wait: collector::final_files_and_wait,
+        die_of: collector::die_of,
+        // At its start rather than at its first malloc, which then makes no system call.
+        thread_started: heap::claim_counters_now,
+        thread_exiting: || {
+            masks::check_current_thread();
+            cpu::disarm_current_thread();
+            heap::release_thread();
+        },
+        last_thread_exited: collector::stop_and_join,
+        became_threaded: || interpose::locks::set_threaded(true),
+    });
     signals::install(&cfg, cpu_on);
     masks::init_current_thread();
     threads::init();
@@ -227,7 +247,7 @@ extern "C" fn before_fork() {
     signals::MANAGED.raw_lock();
     dump::STATE.raw_lock();
     symbolize::SHARED.raw_lock();
-    threads::CREATIONS.raw_lock();
+    kinds::threadcreate::CREATIONS.raw_lock();
     heap::TABLE.raw_lock();
     heap::MORE_BLOCKS.raw_lock();
     contention::TABLE.raw_lock();
@@ -250,7 +270,7 @@ fn release_fork_locks() {
     contention::TABLE.raw_unlock();
     heap::MORE_BLOCKS.raw_unlock();
     heap::TABLE.raw_unlock();
-    threads::CREATIONS.raw_unlock();
+    kinds::threadcreate::CREATIONS.raw_unlock();
     symbolize::SHARED.raw_unlock();
     dump::STATE.raw_unlock();
     signals::MANAGED.raw_unlock();
@@ -271,6 +291,7 @@ extern "C" fn after_fork_child() {
         heap::reset_after_fork();
         contention::reset_after_fork();
         threads::reset_after_fork();
+        kinds::threadcreate::reset_after_fork();
         cpu::arm_current_thread();
         collector::reset_after_fork();
         interpose::locks::set_threaded(false);

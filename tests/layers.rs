@@ -8,9 +8,15 @@ use std::path::Path;
 
 /// The layers, highest first: a file may import from its own layer and those after it.
 const LAYERS: &[(&str, &str)] = &[
-    ("", "the root: the load hook and the process's lifecycle (lib.rs, lifecycle.rs)"),
+    (
+        "",
+        "the root: the load hook and the process's lifecycle (lib.rs, lifecycle.rs)",
+    ),
     ("interpose", "the exported shims"),
-    ("consumers", "files, HTTP, push: they loop over the kinds' table"),
+    (
+        "consumers",
+        "files, HTTP, push: they loop over the kinds' table",
+    ),
     ("kinds", "the sources, one file per kind, and their table"),
     ("runtime", "signals, masks, threads, the guard, the log"),
     ("symbols", "maps, debuginfo, symbolize"),
@@ -143,7 +149,10 @@ fn imports(all: &BTreeMap<Module, String>, me: &Module, text: &str) -> BTreeSet<
             }
         }
     };
-    for (prefix, base) in [("crate::", Vec::new()), ("super::", me[..me.len().saturating_sub(1)].to_vec())] {
+    for (prefix, base) in [
+        ("crate::", Vec::new()),
+        ("super::", me[..me.len().saturating_sub(1)].to_vec()),
+    ] {
         let mut at = 0;
         while let Some(i) = text[at..].find(prefix) {
             let start = at + i + prefix.len();
@@ -155,8 +164,14 @@ fn imports(all: &BTreeMap<Module, String>, me: &Module, text: &str) -> BTreeSet<
             }
             let head = path_after(text, start);
             let brace = start + head.iter().map(|s| s.len() + 2).sum::<usize>();
-            if text[start..].starts_with('{') || text.get(brace..).is_some_and(|r| r.starts_with('{')) {
-                let open = if text[start..].starts_with('{') { start } else { brace };
+            if text[start..].starts_with('{')
+                || text.get(brace..).is_some_and(|r| r.starts_with('{'))
+            {
+                let open = if text[start..].starts_with('{') {
+                    start
+                } else {
+                    brace
+                };
                 for item in group_items(text, open) {
                     let mut p = base.clone();
                     p.extend(head.iter().cloned());
@@ -326,7 +341,13 @@ fn each_layer_states_its_contract_at_the_top() {
 fn the_reader_sees_each_form_of_import() {
     let mut all = BTreeMap::new();
     let m = |s: &str| s.split('/').map(str::to_string).collect::<Module>();
-    for f in ["kinds/cpu", "kinds/heap", "runtime/signals", "runtime/masks", "kinds"] {
+    for f in [
+        "kinds/cpu",
+        "kinds/heap",
+        "runtime/signals",
+        "runtime/masks",
+        "kinds",
+    ] {
         all.insert(m(f), String::new());
     }
     let text = "use crate::kinds::{cpu, heap::X};\nuse super::masks;\nfn f() { crate::kinds::heap::y(); }\n#[cfg(test)]\nmod tests { use crate::kinds::cpu; }";

@@ -23,11 +23,11 @@ use std::sync::atomic::AtomicBool;
 
 use crate::consumers::files;
 use crate::runtime::guard;
-use crate::signal_safe::real;
 use crate::runtime::log::warning;
-use crate::signal_safe::own_alloc::OWN;
-use crate::signal_safe::sys;
 use crate::signal_safe::lock::store_changed;
+use crate::signal_safe::own_alloc::OWN;
+use crate::signal_safe::real;
+use crate::signal_safe::sys;
 
 static WAKE: AtomicU32 = AtomicU32::new(0);
 static SNAPSHOT_REQUESTS: AtomicU32 = AtomicU32::new(0);
@@ -128,7 +128,7 @@ pub fn stop_and_join() {
     STOP.store(1, Ordering::Release);
     wake();
     // t - 1 is the joinable collector thread, joined only here (THREAD was swapped).
-    crate::interpose::locks::real_join((t - 1) as libc::pthread_t);
+    crate::signal_safe::real::pthread_join((t - 1) as libc::pthread_t);
 }
 
 fn wake() {

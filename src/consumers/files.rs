@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::kinds::cpu::{self, CpuSnapshot};
-use crate::runtime::log::{debug, info, warning};
 use crate::kinds::pprof;
+use crate::runtime::log::{debug, info, warning};
+use crate::signal_safe::lock::Lock;
 use crate::signal_safe::sys;
 use crate::symbols::symbolize;
-use crate::signal_safe::lock::Lock;
 
 /// Everything collected since the last dump, and where it goes.
 pub struct DumpState {

@@ -14,8 +14,8 @@ use rprof_profile::Profile;
 use std::sync::OnceLock;
 
 use crate::config::Profiles;
-use crate::symbols::symbolize;
 use crate::signal_safe::lock::Lock;
+use crate::symbols::symbolize;
 
 pub struct Request {
     pub method: String,
@@ -257,7 +257,13 @@ fn cpu_window(secs: u64) -> Profile {
     let window = crate::kinds::cpu::window(&before, &after);
     let mut guard = symbolize::lock_shared();
     let s = symbolize::shared(&mut guard);
-    crate::kinds::pprof::cpu_profile(&window, s, crate::kinds::cpu::period_ns(), start_unix, duration)
+    crate::kinds::pprof::cpu_profile(
+        &window,
+        s,
+        crate::kinds::cpu::period_ns(),
+        start_unix,
+        duration,
+    )
 }
 
 fn cmdline() -> Vec<String> {
@@ -328,7 +334,10 @@ fn index() -> Response {
         .into_iter()
         .filter(|&t| !crate::runtime::own_threads::is_own(t))
         .count();
-    let created: u64 = crate::runtime::threads::creations().iter().map(|c| c.1).sum();
+    let created: u64 = crate::kinds::threadcreate::creations()
+        .iter()
+        .map(|c| c.1)
+        .sum();
     // As Go's index: name, count, and what each profile is.
     let profiles: [(&str, Option<usize>, bool, &str); 8] = [
         ("allocs", Some(heap), enabled.heap, "A sampling of all past memory allocations"),
@@ -379,7 +388,11 @@ fn count_profile(kind: &str, records: Vec<(Vec<u64>, String, u64)>, debug: i64) 
         let total: u64 = records.iter().map(|r| r.2).sum();
         let mut out = format!("{kind} profile: total {total}\n");
         for (stack, label, n) in &records {
-            let _ = writeln!(out, "{n} @{}", crate::kinds::pprof::addresses(stack, &frames));
+            let _ = writeln!(
+                out,
+                "{n} @{}",
+                crate::kinds::pprof::addresses(stack, &frames)
+            );
             if !label.is_empty() {
                 let _ = writeln!(out, "# labels: {{\"thread\":{}}}", json_string(label));
             }
@@ -449,7 +462,7 @@ fn thread_dump_text(threads: &[crate::kinds::goroutine::ThreadInfo]) -> String {
 }
 
 fn threadcreate(debug: i64) -> Response {
-    let created = crate::runtime::threads::creations();
+    let created = crate::kinds::threadcreate::creations();
     let records = grouped(created.iter().map(|(s, n)| (s.as_slice(), "", *n)));
     count_profile("threadcreate", records, debug)
 }

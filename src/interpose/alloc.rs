@@ -5,8 +5,8 @@
 
 use libc::{c_int, c_void, size_t};
 
-use crate::signal_safe::real;
 use crate::kinds::heap;
+use crate::signal_safe::real;
 
 // malloc and free are written in assembly (naked functions): the unsampled path is a few
 // instructions ending in a jump to the real function, with no stack frame and no test

@@ -576,13 +576,6 @@ pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void)
     )
 }
 
-/// The real pthread_join, for rprof's own threads.
-pub fn real_join(t: libc::pthread_t) -> c_int {
-    let real = next!(JOIN, Join);
-    // SAFETY: joins a joinable thread rprof created.
-    unsafe { real(t, std::ptr::null_mut()) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

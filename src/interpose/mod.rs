@@ -4,10 +4,11 @@
 
 pub mod alloc;
 pub mod locks;
+pub mod thread_start;
 
+use crate::runtime::signals;
 use crate::signal_safe::real;
 use crate::signal_safe::unwind::UNLOAD_FENCE;
-use crate::runtime::{signals, threads};
 
 /// # Safety
 /// As pthread_create(3).
@@ -19,7 +20,7 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut libc::c_void,
 ) -> libc::c_int {
     match real::pthread_create() {
-        Some(real) => threads::create(real, thread, attr, start, arg),
+        Some(real) => thread_start::create(real, thread, attr, start, arg),
         None => libc::EAGAIN,
     }
 }
@@ -138,6 +139,10 @@ fn wait_set(
     set: *const libc::sigset_t,
     keep: &mut Option<libc::sigset_t>,
 ) -> *const libc::sigset_t {
+    if !set.is_null() && crate::signal_safe::cpu_signal::in_use() != 0 {
+        // SAFETY: the program's readable sigset.
+        signals::note_waited(unsafe { &*set });
+    }
     *keep = crate::runtime::masks::wait_set(set);
     keep.as_ref().map_or(set, |s| s as *const _)
 }

@@ -22,11 +22,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::runtime::guard::{self, Guard};
-use crate::signal_safe::sys;
 use crate::kinds::stack::{self, OwnFrames};
-use crate::symbols::symbolize::{self, Symbolizer};
+use crate::runtime::guard::{self, Guard};
 use crate::signal_safe::lock::Lock;
+use crate::signal_safe::sys;
+use crate::symbols::symbolize::{self, Symbolizer};
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Block profile rate in ns (0: off).

@@ -18,12 +18,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::runtime::log::{debug, warning};
+use crate::signal_safe::cpu_signal::{ACTIVE, SIGNAL};
+use crate::signal_safe::lock::store_changed;
 use crate::signal_safe::stack_requests;
 use crate::signal_safe::trace_store::TraceStore;
 use crate::signal_safe::unwind::{self, StackBounds};
 use crate::signal_safe::{sys, ErrnoGuard};
 use crate::symbols::symbolize::Symbolizer;
-use crate::signal_safe::lock::store_changed;
 
 /// The sigev_value our timers carry, to tell their signals from any other SIGPROF.
 const TIMER_MAGIC: i32 = 0x7270_7266;
@@ -31,8 +32,6 @@ const SI_TIMER: i32 = -2;
 const SI_KERNEL: i32 = 0x80;
 const TIMER_SLOTS: usize = 4096;
 
-/// Whether the SIGPROF handler records samples.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Set once the process-wide fallback timer is in use.
 static USING_ITIMER: AtomicBool = AtomicBool::new(false);
 static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
@@ -40,9 +39,6 @@ static PERIOD_NS: AtomicU64 = AtomicU64::new(10_000_000);
 static TIMERS: [AtomicU64; TIMER_SLOTS] = [const { AtomicU64::new(0) }; TIMER_SLOTS];
 /// The thread each slot's timer signals (to create it again on another signal).
 static TIMER_TIDS: [AtomicI32; TIMER_SLOTS] = [const { AtomicI32::new(0) }; TIMER_SLOTS];
-/// The signal the timers deliver: SIGPROF, or the real-time signal they moved to when the
-/// program took SIGPROF (`move_to`).
-static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGPROF);
 /// Slots at and above this one were never used: scans stop there, so that pages of the
 /// table nobody touched stay untouched (reading one costs a page fault, a short process
 /// pays for each, and a fork child for each it writes).
@@ -87,11 +83,6 @@ pub fn init(hz: u32) -> bool {
     PERIOD_NS.store(1_000_000_000 / u64::from(hz.max(1)), Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Release);
     true
-}
-
-/// Sets the timers' signal (at load, before any is armed).
-pub fn set_signal(sig: i32) {
-    SIGNAL.store(sig, Ordering::Release);
 }
 
 /// The signal the timers deliver while CPU profiling runs; 0 when it does not.

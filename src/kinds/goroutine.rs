@@ -7,9 +7,9 @@
 //! SIGPROF handler (`signal_safe::stack_requests`): a signal would make a sleeping thread's
 //! nanosleep or poll return early. rprof's own threads are left out.
 
+use crate::signal_safe::lock::Lock;
 use crate::signal_safe::stack_requests;
 use crate::signal_safe::unwind::{self, StackBounds, MAX_DEPTH};
-use crate::signal_safe::lock::Lock;
 
 /// How much of a blocked thread's stack is copied to walk it.
 const COPY_BYTES: u64 = 512 << 10;

@@ -6,3 +6,4 @@ pub mod goroutine;
 pub mod heap;
 pub mod pprof;
 pub mod stack;
+pub mod threadcreate;

@@ -629,7 +629,8 @@ mod tests {
                 (2, false)
             });
         }
-        let data = crate::kinds::cpu::window_of(&store, &before, &crate::kinds::cpu::snapshot_of(&store));
+        let data =
+            crate::kinds::cpu::window_of(&store, &before, &crate::kinds::cpu::snapshot_of(&store));
         assert!(data.lost > 0, "more distinct stacks than the store holds");
         let kept: u64 = data.counts.values().sum();
         assert_eq!(kept + data.lost, 2 * pushed);

@@ -2,9 +2,9 @@
 //! own stack with the signal-safe unwinder, from this very function.
 #![allow(unsafe_code)]
 
+use crate::signal_safe::thread_stacks;
 use crate::signal_safe::unwind::{self, Regs, MAX_DEPTH};
 use crate::symbols::symbolize;
-use crate::signal_safe::thread_stacks;
 
 /// What to do with rprof's own frames at the leaf end.
 #[derive(Clone, Copy, PartialEq)]
@@ -70,7 +70,8 @@ pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) ->
 /// The calling thread's stack span, looked up at its first capture if rprof did not see
 /// the thread start (pthread_getattr_np allocates: inside the guard).
 fn bounds() -> Option<unwind::StackBounds> {
-    thread_stacks::stack_bounds().or_else(|| crate::runtime::guard::unprofiled(thread_stacks::learned))
+    thread_stacks::stack_bounds()
+        .or_else(|| crate::runtime::guard::unprofiled(thread_stacks::learned))
 }
 
 #[inline(never)]

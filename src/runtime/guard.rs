@@ -37,7 +37,9 @@ impl Guard {
         // the outer holder's guard.
         thread_state::with(|t| {
             (!t.held.replace(true)).then(|| Guard {
-                block: t.block.replace(crate::kinds::heap::DISCARD_OFFSET),
+                block: t
+                    .block
+                    .replace(crate::signal_safe::heap_counters::DISCARD_OFFSET),
             })
         })
     }
@@ -73,7 +75,8 @@ pub fn unprofiled<R>(f: impl FnOnce() -> R) -> R {
 pub fn hold_forever() {
     thread_state::with(|t| {
         t.held.set(true);
-        t.block.set(crate::kinds::heap::DISCARD_OFFSET);
+        t.block
+            .set(crate::signal_safe::heap_counters::DISCARD_OFFSET);
     });
 }
 

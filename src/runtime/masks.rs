@@ -24,8 +24,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::signal_safe::real;
 use crate::runtime::log::warning;
+use crate::signal_safe::real;
 
 thread_local! {
     /// (the signal this belief is about, whether the program believes it blocked here).
@@ -39,7 +39,7 @@ static UNSAMPLEABLE: AtomicU64 = AtomicU64::new(0);
 
 /// The signal kept deliverable: the CPU timers' while CPU profiling runs; 0 otherwise.
 fn kept() -> i32 {
-    crate::kinds::cpu::signal_in_use()
+    crate::signal_safe::cpu_signal::in_use()
 }
 
 fn empty_set() -> libc::sigset_t {
@@ -167,7 +167,6 @@ pub fn wait_set(set: *const libc::sigset_t) -> Option<libc::sigset_t> {
     }
     // SAFETY: the program's readable sigset.
     let s = unsafe { *set };
-    crate::runtime::signals::note_waited(&s);
     if !member(&s, k) {
         return None;
     }

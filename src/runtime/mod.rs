@@ -8,6 +8,7 @@
 //! ([`signals::Hooks`]). Imports only `symbols` and `signal_safe`.
 
 pub mod guard;
+pub mod hooks;
 pub mod log;
 pub mod masks;
 pub mod own_threads;

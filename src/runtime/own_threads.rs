@@ -49,7 +49,6 @@ pub fn spawn(
     };
     // The process is multi-threaded from now on.
     crate::runtime::threads::set_threaded();
-    crate::interpose::locks::set_threaded(true);
     let registered = std::sync::atomic::AtomicBool::new(false);
     let start = Box::new(Start {
         name,

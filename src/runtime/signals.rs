@@ -24,15 +24,15 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::consumers::collector;
 use crate::config::Config;
-use crate::kinds::cpu;
-use crate::signal_safe::real;
+use crate::runtime::hooks::{self, FATAL_DUMP_TIMEOUT_NS};
 use crate::runtime::log::{debug, warning};
-use crate::signal_safe::ErrnoGuard;
+use crate::signal_safe::cpu_signal;
 use crate::signal_safe::lock::Lock;
+use crate::signal_safe::real;
+use crate::signal_safe::ErrnoGuard;
 
-type Handler = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
+use crate::runtime::hooks::Handler;
 
 /// What rprof does with a managed signal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -48,7 +48,7 @@ enum Role {
 impl Role {
     fn handler(self) -> Handler {
         match self {
-            Role::Cpu => cpu::on_cpu_signal,
+            Role::Cpu => hooks::get().cpu_handler,
             Role::Dump => on_dump_signal,
             Role::Fatal => on_fatal_signal,
         }
@@ -129,7 +129,7 @@ fn install_real(sig: i32, handler: Handler) -> bool {
 /// alternate stack holds (Rust's, Python's faulthandler's are a few pages), and run on the
 /// thread's own stack, as the program's would.
 fn onstack(handler: Handler) -> i32 {
-    let cpu = handler as usize == cpu::on_cpu_signal as *const () as usize;
+    let cpu = handler as usize == hooks::get().cpu_handler as *const () as usize;
     if crate::symbols::go::present() || (cpu && crate::signal_safe::alt_stack::wanted()) {
         libc::SA_ONSTACK
     } else {
@@ -164,7 +164,7 @@ pub fn install(cfg: &Config, cpu_on: bool) {
             continue; // ignored (nohup, a shell's background job): leave it so
         }
         if role == Role::Cpu {
-            cpu::set_signal(sig);
+            cpu_signal::set(sig);
         }
         add(&mut table, sig, role, initial);
     }
@@ -268,7 +268,7 @@ fn fold_resets(table: &mut [Option<Managed>; SLOTS]) {
 /// The CPU signal, leaving `sa_mask`: the program's handlers never block it.
 fn without_cpu_signal(sig: i32, act: &libc::sigaction) -> libc::sigaction {
     let mut a = *act;
-    let k = cpu::signal_in_use();
+    let k = cpu_signal::in_use();
     // SAFETY: edits our copy of a valid sigset.
     let had = k != 0 && unsafe { libc::sigismember(&a.sa_mask, k) } == 1;
     if had {
@@ -348,7 +348,7 @@ fn move_cpu_signal(table: &mut [Option<Managed>; SLOTS], old: i32) -> bool {
     if !add(table, new, Role::Cpu, initial) {
         return false;
     }
-    if !cpu::move_to(new) {
+    if !(hooks::get().cpu_move_to)(new) {
         // Undo: the new slot goes, its default action comes back.
         if let Some(slot) = table.iter_mut().find(|m| m.is_some_and(|m| m.sig == new)) {
             *slot = None;
@@ -390,7 +390,7 @@ pub fn program_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc:
                     // The timers leave before the program's handler comes: a signal of
                     // theirs generated later would reach it.
                     if !move_cpu_signal(table, sig) {
-                        cpu::stop();
+                        (hooks::get().cpu_stop)();
                         cpu_lost = true;
                     }
                     managed(table, sig)?.role = Role::Fatal;
@@ -453,7 +453,7 @@ fn unmanaged_sigaction(sig: i32, act: *const libc::sigaction, oact: *mut libc::s
         oact,
     );
     if rc == 0 && !oact.is_null() && was_masked {
-        let k = cpu::signal_in_use();
+        let k = cpu_signal::in_use();
         if k != 0 {
             // SAFETY: the program's writable sigaction, just filled in.
             unsafe { libc::sigaddset(&mut (*oact).sa_mask, k) };
@@ -564,7 +564,7 @@ pub fn foreign_signal(sig: i32) {
         return;
     }
     let _errno = ErrnoGuard::new();
-    collector::on_fatal_signal(sig, collector::FATAL_DUMP_TIMEOUT_NS);
+    (hooks::get().fatal)(sig, FATAL_DUMP_TIMEOUT_NS);
 }
 
 /// Async-signal-safe. Runs the program's SA_RESETHAND handler for `sig` after putting
@@ -626,7 +626,7 @@ extern "C" fn on_shared(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         // Go's handler, ending the program, raises the signal again: it comes back here
         // (nested) before Go puts SIG_DFL back, with the files already written.
         if FINAL_WRITTEN_FOR.load(Ordering::Acquire) != sig as u32
-            && crate::consumers::collector::final_files_and_wait(crate::consumers::collector::FATAL_DUMP_TIMEOUT_NS)
+            && (hooks::get().final_files_and_wait)(FATAL_DUMP_TIMEOUT_NS)
         {
             FINAL_WRITTEN_FOR.store(sig as u32, Ordering::Release);
         }
@@ -638,7 +638,7 @@ extern "C" fn on_shared(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         // The program caught it and goes on: a later ending writes the files again.
         FINAL_WRITTEN_FOR.store(0, Ordering::Release);
     } else {
-        collector::request_snapshot();
+        (hooks::get().snapshot)();
     }
 }
 
@@ -648,7 +648,7 @@ static FINAL_WRITTEN_FOR: AtomicU32 = AtomicU32::new(0);
 /// Async-signal-safe. The dump signal: only records the request.
 extern "C" fn on_dump_signal(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
-    collector::request_snapshot();
+    (hooks::get().snapshot)();
 }
 
 /// Async-signal-safe. SIGINT/SIGTERM at their default action: write the final files, then
@@ -656,8 +656,8 @@ extern "C" fn on_dump_signal(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_vo
 extern "C" fn on_fatal_signal(sig: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
     if FINAL_WRITTEN_FOR.load(Ordering::Acquire) == sig as u32 {
-        collector::die_of(sig);
+        (hooks::get().die_of)(sig);
         return;
     }
-    collector::on_fatal_signal(sig, collector::FATAL_DUMP_TIMEOUT_NS);
+    (hooks::get().fatal)(sig, FATAL_DUMP_TIMEOUT_NS);
 }

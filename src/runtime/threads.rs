@@ -1,5 +1,5 @@
-//! The program's threads: each one started by `pthread_create` runs a trampoline that
-//! arms its CPU timer first, and every one is counted while it lives.
+//! The program's threads: every one started by `pthread_create` (see
+//! `interpose::thread_start`) is counted while it lives, with its stack's span.
 //!
 //! Why count: glibc ends a process whose last thread calls `pthread_exit` only when its
 //! count of threads reaches zero, and the collector thread is one of them. When the last
@@ -9,19 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::consumers::collector;
-use crate::kinds::cpu;
-use crate::signal_safe::real::PthreadCreateFn;
 use crate::signal_safe::thread_stacks;
-
-type StartRoutine = extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
-
-struct Start {
-    routine: StartRoutine,
-    arg: *mut libc::c_void,
-    /// The creator's belief about the CPU signal in its mask, which the thread inherits.
-    mask_view: (i32, bool),
-}
 
 /// Live threads of the program (not rprof's) that registered with [`register_current`].
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -52,10 +40,11 @@ pub fn single_threaded() -> bool {
 pub fn set_threaded() {
     if !THREADED.load(Ordering::Relaxed) {
         THREADED.store(true, Ordering::Release);
+        (crate::runtime::hooks::get().became_threaded)();
     }
 }
 /// pthread key (+1) whose destructor runs when a registered thread exits.
-static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
+pub static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 
 /// Creates the exit key. Call once at load, before registering threads.
 pub fn init() {
@@ -70,8 +59,7 @@ pub fn init() {
 pub fn register_current() {
     thread_stacks::record_current();
     STACK_BYTES.fetch_add(stack_span(), Ordering::Relaxed);
-    // Here rather than at its first malloc, which then makes no system call.
-    crate::kinds::heap::claim_counters_now();
+    (crate::runtime::hooks::get().thread_started)();
     let key = EXIT_KEY.load(Ordering::Acquire);
     if key == 0 {
         return;
@@ -89,98 +77,17 @@ pub fn reset_after_fork() {
     crate::signal_safe::lock::store_changed!(LIVE, 1);
     crate::signal_safe::lock::store_changed!(THREADED, false);
     crate::signal_safe::lock::store_changed!(STACK_BYTES, stack_span());
-    // SAFETY: called from fork's child handler only (lib.rs).
-    let created = unsafe { CREATIONS.in_fork_child() };
-    if created.as_ref().is_some_and(|m| !m.is_empty()) {
-        // Left behind, not freed: the time taken does not depend on the parent's history.
-        std::mem::forget(created.take());
-    }
 }
 
 extern "C" fn on_thread_exit(_: *mut libc::c_void) {
-    crate::runtime::masks::check_current_thread();
-    cpu::disarm_current_thread();
-    crate::kinds::heap::release_thread();
+    (crate::runtime::hooks::get().thread_exiting)();
     STACK_BYTES.fetch_sub(
         stack_span().min(STACK_BYTES.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
-        collector::stop_and_join();
+        (crate::runtime::hooks::get().last_thread_exited)();
     }
-}
-
-/// pthread_create on behalf of the program.
-///
-/// # Safety
-/// The arguments must be valid for pthread_create; `real` must be libc's pthread_create.
-pub unsafe fn create(
-    real: PthreadCreateFn,
-    thread: *mut libc::pthread_t,
-    attr: *const libc::pthread_attr_t,
-    routine: StartRoutine,
-    arg: *mut libc::c_void,
-) -> libc::c_int {
-    if EXIT_KEY.load(Ordering::Acquire) == 0 {
-        return real(thread, attr, routine, arg);
-    }
-    // The process is becoming multi-threaded: mutexes can be contended from now on, and
-    // dumps move to rprof's own thread.
-    set_threaded();
-    crate::interpose::locks::set_threaded(true);
-    crate::runtime::guard::unprofiled(record_creation);
-    crate::runtime::guard::unprofiled(collector::ensure_started);
-    let start = crate::runtime::guard::unprofiled(|| {
-        Box::into_raw(Box::new(Start {
-            routine,
-            arg,
-            mask_view: crate::runtime::masks::view(),
-        }))
-    });
-    let rc = real(thread, attr, trampoline, start.cast());
-    if rc != 0 {
-        // SAFETY: the thread was not created, so nothing else owns `start`.
-        crate::runtime::guard::unprofiled(|| drop(Box::from_raw(start)));
-    }
-    rc
-}
-
-/// Stacks that created threads, with how many each (Go's threadcreate profile). Taken
-/// by fork's prepare handler too.
-pub static CREATIONS: crate::signal_safe::lock::Lock<Option<std::collections::HashMap<Vec<u64>, u64>>> =
-    crate::signal_safe::lock::Lock::new(None);
-
-fn record_creation() {
-    let entry = crate::interpose::pthread_create as *const () as usize;
-    let stack = crate::kinds::stack::capture(crate::kinds::stack::OwnFrames::Entry(entry));
-    *CREATIONS
-        .lock()
-        .get_or_insert_with(Default::default)
-        .entry(stack)
-        .or_insert(0) += 1;
-}
-
-/// The stacks that created the program's threads (since the start or the fork), with
-/// their counts.
-pub fn creations() -> Vec<(Vec<u64>, u64)> {
-    CREATIONS
-        .lock()
-        .as_ref()
-        .map(|m| m.iter().map(|(s, &n)| (s.clone(), n)).collect())
-        .unwrap_or_default()
-}
-
-extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
-    // SAFETY: `p` is the Box leaked by `create` for exactly this thread.
-    let start = crate::runtime::guard::unprofiled(|| {
-        // SAFETY: as above.
-        let start = unsafe { Box::from_raw(p as *mut Start) };
-        crate::runtime::masks::set_view(start.mask_view);
-        register_current();
-        cpu::arm_current_thread();
-        *start
-    });
-    (start.routine)(start.arg)
 }
 
 /// The ids of the threads other than the caller (at load: a library constructor may have

@@ -4,7 +4,7 @@
 //! is checked against the object's span.
 #![allow(unsafe_code)]
 
-use super::unwind::{Regs, StackBounds, NREGS};
+use super::frame::{Regs, StackBounds, NREGS};
 
 /// A loaded object: its mapped span and its `.eh_frame_hdr`.
 #[derive(Clone, Copy)]

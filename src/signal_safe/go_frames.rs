@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::unwind::{StackBounds, MAX_DEPTH};
+use super::frame::{StackBounds, MAX_DEPTH};
 
 /// `runtime.asmcgocall`'s code [lo, hi) (0, 0: not a Go program, or its symbols are gone).
 static ASM_LO: AtomicU64 = AtomicU64::new(0);

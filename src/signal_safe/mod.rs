@@ -11,9 +11,12 @@
 
 pub mod alt_stack;
 mod cfi;
+pub mod cpu_signal;
 pub mod fast_hash;
+pub mod frame;
 /// Go frames beyond a cgo call (`runtime.asmcgocall`).
 pub mod go_frames;
+pub mod heap_counters;
 pub mod lock;
 pub mod own_alloc;
 pub mod real;

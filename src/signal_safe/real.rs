@@ -62,6 +62,7 @@ static SIGSET: Next = Next::new(c"sigset");
 static DLCLOSE: Next = Next::new(c"dlclose");
 static EXIT_NOW: Next = Next::new(c"_exit");
 static PTHREAD_SIGMASK: Next = Next::new(c"pthread_sigmask");
+static PTHREAD_JOIN: Next = Next::new(c"pthread_join");
 static SIGPROCMASK: Next = Next::new(c"sigprocmask");
 static SIGWAIT: Next = Next::new(c"sigwait");
 static SIGWAITINFO: Next = Next::new(c"sigwaitinfo");
@@ -83,9 +84,21 @@ pub fn init() {
         &SYSV_SIGNAL,
         &SIGSET,
         &DLCLOSE,
+        &PTHREAD_JOIN,
     ] {
         n.get();
     }
+}
+
+/// The real pthread_join, for rprof's own threads (their results are not wanted).
+pub fn pthread_join(t: libc::pthread_t) -> i32 {
+    let p = PTHREAD_JOIN.get();
+    if p.is_null() {
+        return libc::ENOSYS;
+    }
+    type JoinFn = unsafe extern "C" fn(libc::pthread_t, *mut *mut libc::c_void) -> i32;
+    // SAFETY: dlsym("pthread_join") has this signature; `t` is a joinable thread of rprof's.
+    unsafe { std::mem::transmute::<*mut libc::c_void, JoinFn>(p)(t, std::ptr::null_mut()) }
 }
 
 pub fn pthread_create() -> Option<PthreadCreateFn> {
@@ -286,7 +299,7 @@ fn bootstrap_alloc(size: usize) -> *mut libc::c_void {
         *(base as *mut usize) = size;
         let p = base.add(16).cast();
         // Its frees must reach `free_counting`, which knows pool pointers.
-        crate::kinds::heap::mark_for_good(p);
+        crate::signal_safe::heap_counters::mark_for_good(p);
         p
     }
 }

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cfi::{CfaRule, RowState, Rule};
-use super::unwind::{Regs, StackBounds, RA, RSP};
+use super::frame::{Regs, StackBounds, RA, RSP};
 
 pub(super) const RULE_SLOTS: usize = 4096;
 

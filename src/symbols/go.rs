@@ -11,7 +11,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::runtime::log::debug;
 use crate::signal_safe::go_frames;
 
 static PRESENT: AtomicBool = AtomicBool::new(false);
@@ -62,12 +61,12 @@ extern "C" fn find_holder(info: *mut libc::dl_phdr_info, _: usize, data: *mut li
 
 /// At load: finds out whether this is a Go program with cgo and, if so, where
 /// runtime.asmcgocall and runtime.cgocall are (a stripped binary has no symbols for them:
-/// its C stacks then end at the cgo wrapper).
-pub fn init() {
+/// its C stacks then end at the cgo wrapper). Returns what was found, for the debug log.
+pub fn init() -> Option<String> {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the global scope.
     let marker = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_cgo_topofstack".as_ptr()) };
     if marker.is_null() {
-        return;
+        return None;
     }
     PRESENT.store(true, Ordering::Relaxed);
     let mut h = Holder {
@@ -78,7 +77,7 @@ pub fn init() {
     // which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(find_holder), (&mut h as *mut Holder).cast()) };
     let Some((name, bias, text)) = h.found else {
-        return;
+        return None;
     };
     let path = if name.is_empty() {
         "/proc/self/exe".to_string()
@@ -99,11 +98,11 @@ pub fn init() {
     match (asm, cgocall) {
         (Some(asm), Some(cgocall)) => {
             go_frames::set(asm, cgocall, text);
-            debug!(
+            Some(format!(
                 "Go program: runtime.asmcgocall at {:#x}-{:#x}",
                 asm.0, asm.1
-            );
+            ))
         }
-        _ => debug!("Go program without runtime symbols: C stacks end at the cgo call"),
+        _ => Some("Go program without runtime symbols: C stacks end at the cgo call".into()),
     }
 }

@@ -69,7 +69,8 @@ pub fn own_code() -> (u64, u64) {
 
 /// The one symbolizer every consumer uses (pinned frames live in it). Lock order: after
 /// `dump::STATE`, before the kinds' tables.
-pub static SHARED: crate::signal_safe::lock::Lock<Option<Symbolizer>> = crate::signal_safe::lock::Lock::new(None);
+pub static SHARED: crate::signal_safe::lock::Lock<Option<Symbolizer>> =
+    crate::signal_safe::lock::Lock::new(None);
 
 /// `SHARED`, locked, the loader lookups a dump makes done first (`maps::prime_lookups`):
 /// whoever holds it then never waits for the loader's lock, which a dlclose called from a
