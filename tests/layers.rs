@@ -69,12 +69,17 @@ fn without_tests(text: &str) -> &str {
     text
 }
 
-/// The longest module that `path` (segments after `crate::`) names.
+/// The longest module that `path` (segments after `crate::`) names: an item of no
+/// module is the root's (lib.rs), except `config`, the `rprof_config` crate lib.rs renames.
 fn resolve(all: &BTreeMap<Module, String>, path: &[String]) -> Option<Module> {
+    if path.first().is_none_or(|p| p == "config") {
+        return None;
+    }
     (1..=path.len())
         .rev()
         .map(|n| path[..n].to_vec())
         .find(|m| all.contains_key(m))
+        .or(Some(Vec::new()))
 }
 
 fn path_after(text: &str, at: usize) -> Vec<String> {

@@ -13,11 +13,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::kinds::cpu::{self, CpuSnapshot};
-use crate::kinds::pprof;
+use super::collect;
+use crate::kinds::{self, Shape, State};
 use crate::runtime::log::{debug, info, warning};
 use crate::signal_safe::lock::Lock;
 use crate::signal_safe::sys;
+use crate::symbols::encode::unix_now_ns;
 use crate::symbols::symbolize;
 
 /// Everything collected since the last dump, and where it goes.
@@ -26,12 +27,9 @@ pub struct DumpState {
     /// Where files go when the prefix's directory does not let this process write
     /// (`$TMPDIR` at load, else /tmp): a worker that dropped privileges, as nginx's do.
     fallback_dir: PathBuf,
-    cpu_enabled: bool,
-    heap_enabled: bool,
-    block_enabled: bool,
-    mutex_enabled: bool,
-    /// The CPU source as read for the previous file: the next file is the difference.
-    cpu_before: CpuSnapshot,
+    /// Each `Window` kind's snapshot as read for the previous file (by name): the next
+    /// file is the difference.
+    before: Vec<(&'static str, State)>,
     snapshots: u32,
     window_start_unix: i64,
     window_start_mono: u64,
@@ -58,7 +56,7 @@ static FORK_UNIX: AtomicI64 = AtomicI64::new(0);
 #[link_section = ".text.hot.rprof_fork"]
 pub fn note_fork() {
     FORK_MONO.store(sys::monotonic_ns(), Ordering::Relaxed);
-    FORK_UNIX.store(pprof::unix_now_ns(), Ordering::Relaxed);
+    FORK_UNIX.store(unix_now_ns(), Ordering::Relaxed);
 }
 
 /// The state of this process: in a fork child, the parent's is replaced at first use by
@@ -68,7 +66,7 @@ fn this_process(slot: &mut Option<DumpState>) -> Option<&mut DumpState> {
     let pid = std::process::id();
     if s.pid != pid {
         s.pid = pid;
-        s.cpu_before = CpuSnapshot::default();
+        s.before.clear();
         s.snapshots = 0;
         s.window_start_unix = FORK_UNIX.load(Ordering::Relaxed);
         s.window_start_mono = FORK_MONO.load(Ordering::Relaxed);
@@ -83,7 +81,21 @@ fn this_process(slot: &mut Option<DumpState>) -> Option<&mut DumpState> {
 /// exit hook and by fork's prepare handler (so a child never inherits it held).
 pub static STATE: Lock<Option<DumpState>> = Lock::new(None);
 
-pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
+/// The files consumer.
+pub struct Files;
+pub static FILES: Files = Files;
+
+impl super::Consumer for Files {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+    fn start(&self, cfg: &crate::config::Config) -> bool {
+        install(cfg.out_prefix.clone());
+        false
+    }
+}
+
+pub fn install(prefix: PathBuf) {
     let fallback_dir = std::env::var_os("TMPDIR")
         .map(PathBuf::from)
         .filter(|d| d.is_absolute())
@@ -91,27 +103,15 @@ pub fn install(prefix: PathBuf, cpu_enabled: bool, heap_enabled: bool) {
     *STATE.lock() = Some(DumpState {
         prefix,
         fallback_dir,
-        cpu_enabled,
-        heap_enabled,
-        block_enabled: false,
-        mutex_enabled: false,
-        cpu_before: CpuSnapshot::default(),
+        before: Vec::new(),
         snapshots: 0,
-        window_start_unix: pprof::unix_now_ns(),
+        window_start_unix: unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
         process_start_mono: sys::monotonic_ns(),
         final_done: false,
         final_written: false,
         pid: std::process::id(),
     });
-}
-
-/// Turns on writing block and mutex profiles.
-pub fn enable_contention(block: bool, mutex: bool) {
-    if let Some(s) = this_process(&mut STATE.lock()) {
-        s.block_enabled = block;
-        s.mutex_enabled = mutex;
-    }
 }
 
 /// How long a dlclose waits for a dump in progress to let go of the symbolizer. Past it,
@@ -129,9 +129,9 @@ pub fn before_dlclose(in_rprof: bool) {
         return;
     };
     let s = symbolize::shared(&mut guard);
-    cpu::pin_unloadable(s);
-    crate::kinds::heap::pin_unloadable(s);
-    crate::kinds::contention::pin_unloadable(s);
+    for k in kinds::TABLE {
+        k.pin_unloadable(s);
+    }
 }
 
 /// Writes a numbered snapshot of everything since the previous dump. `in_handler`: in a
@@ -158,7 +158,7 @@ pub fn final_files_now() {
     let Some(s) = this_process(&mut guard) else {
         return;
     };
-    if s.final_done || (s.snapshots == 0 && nothing_recorded(s)) {
+    if s.final_done || (s.snapshots == 0 && nothing_recorded()) {
         return;
     }
     write_profiles(s, None, false, true);
@@ -178,8 +178,8 @@ pub enum Ending {
 /// Writes the final files (at exit, or before dying of SIGINT/SIGTERM). Runs once.
 pub fn final_dump(ending: Ending) {
     // The timers stop first, so that no CPU sample lands in the checks of /proc below.
-    let signal = cpu::signal_in_use();
-    cpu::stop();
+    let signal = crate::signal_safe::cpu_signal::in_use();
+    (crate::runtime::hooks::get().cpu_stop)();
     if ending == Ending::Exit {
         crate::runtime::masks::check_current_thread_for(signal);
         crate::runtime::masks::check_other_threads_for(signal);
@@ -192,26 +192,22 @@ pub fn final_dump(ending: Ending) {
         return;
     }
     s.final_done = true;
-    if s.snapshots == 0 && nothing_recorded(s) {
+    if s.snapshots == 0 && nothing_recorded() {
         // A short process that recorded nothing leaves no files (and no time spent on them).
         info!("nothing was recorded: no profile files written");
-        crate::consumers::ledger::ended(crate::consumers::ledger::Recorded::default(), None);
+        crate::consumers::ledger::ended(&[], None);
     } else {
         let recorded = write_profiles(s, None, ending == Ending::Exit, false);
         let mut pattern = s.prefix.as_os_str().to_owned();
         pattern.push(format!(".{}.*.pb.gz", std::process::id()));
-        crate::consumers::ledger::ended(recorded, Some(&pattern.to_string_lossy()));
+        crate::consumers::ledger::ended(&recorded, Some(&pattern.to_string_lossy()));
     }
-    if s.cpu_enabled {
-        let (signals, samples) = cpu::signal_counts();
-        info!("cpu: {signals} SIGPROF signals delivered, standing for {samples} samples");
-    }
-    if s.heap_enabled {
-        let (looked_up, sampled) = crate::kinds::heap::free_lookups();
-        debug!(
-            "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
-            crate::kinds::heap::totals().1
-        );
+    // Only when they would be printed: they read the kinds' tables (and in a fork child
+    // a page written is a page copied).
+    if crate::runtime::log::enabled(crate::config::LogLevel::Info) {
+        for (level, line) in kinds::TABLE.iter().filter_map(|k| k.summary()) {
+            crate::runtime::log::write(level, format_args!("{line}"));
+        }
     }
     debug!(
         "rprof's own memory: {} bytes mapped",
@@ -219,32 +215,33 @@ pub fn final_dump(ending: Ending) {
     );
 }
 
-/// Whether every enabled profile is empty: no CPU sample (nor lost one) since the start,
-/// no sampled allocation, no recorded wait. Cheap: nothing is symbolized for it.
-fn nothing_recorded(s: &DumpState) -> bool {
-    let cpu_empty = !s.cpu_enabled || cpu::snapshot().is_empty();
-    let heap_empty = !s.heap_enabled || crate::kinds::heap::is_empty();
-    let (block_empty, mutex_empty) = crate::kinds::contention::are_empty();
-    cpu_empty
-        && heap_empty
-        && (!s.block_enabled || block_empty)
-        && (!s.mutex_enabled || mutex_empty)
+/// The kinds written to files: those on, and not served over HTTP only.
+fn file_kinds() -> impl Iterator<Item = &'static dyn kinds::Kind> {
+    kinds::TABLE
+        .iter()
+        .copied()
+        .filter(|k| k.enabled() && k.in_files())
 }
 
-/// Writes the files of every enabled kind; returns what they hold (CPU samples of this
-/// window, sampled allocations, block and mutex events since the start). `provisional`
-/// files (final ones written while the program goes on) leave the window open: the next
-/// files cover it again. `allocator_free`: no thread can be stopped inside the program's
-/// allocator (holding its locks), so its own figures can be read.
+/// Whether every kind written to files is empty: no CPU sample (nor lost one) since the
+/// start, no sampled allocation, no recorded wait. Nothing is symbolized for it.
+fn nothing_recorded() -> bool {
+    file_kinds().all(|k| k.is_empty())
+}
+
+/// Writes the files of every kind on; returns what they hold, by kind (the window's for
+/// `Window` kinds, everything since the start for the others). `provisional` files (final
+/// ones written while the program goes on) leave the window open: the next files cover it
+/// again. `allocator_free`: no thread can be stopped inside the program's allocator
+/// (holding its locks), so its own figures can be read.
 fn write_profiles(
     s: &mut DumpState,
     seq: Option<u32>,
     allocator_free: bool,
     provisional: bool,
-) -> crate::consumers::ledger::Recorded {
+) -> Vec<(&'static str, u64)> {
     let replace = seq.is_none() && s.final_written;
     move_if_unwritable(s);
-    let mut recorded = crate::consumers::ledger::Recorded::default();
     // The loader lookups the allocator's figures need, made before the symbolizer is taken
     // (see `symbolize::lock_shared`); not in a signal handler, where dlopen's allocation
     // could wait for the allocator's lock the interrupted thread holds.
@@ -254,78 +251,39 @@ fn write_profiles(
     let mut symbolizer = symbolize::SHARED.lock();
     let symbolizer = symbolize::shared(&mut symbolizer);
     let now_mono = sys::monotonic_ns();
-    let duration = now_mono.saturating_sub(s.window_start_mono) as i64;
-    let cpu_now = s.cpu_enabled.then(|| {
-        let now = cpu::snapshot();
-        let window = cpu::window(&s.cpu_before, &now);
-        (now, window)
-    });
-    let contention = (s.block_enabled || s.mutex_enabled).then(crate::kinds::contention::buckets);
-    // Every kind's addresses in one batch: each object's symbol table is read once.
-    {
-        let mut addrs: Vec<u64> = Vec::new();
-        if let Some((_, window)) = &cpu_now {
-            addrs.extend(window.counts.keys().flat_map(|k| k.pcs.iter().copied()));
+    let cx = kinds::Context {
+        start_unix_ns: s.window_start_unix,
+        duration_ns: now_mono.saturating_sub(s.window_start_mono) as i64,
+        process_start_mono_ns: s.process_start_mono,
+    };
+    // One snapshot of each kind; `Window` kinds become the window since the last file.
+    let mut taken = Vec::new();
+    for (k, now) in collect(file_kinds(), allocator_free) {
+        if k.shape() != Shape::Window {
+            taken.push((k, now));
+            continue;
         }
-        if s.heap_enabled {
-            addrs.extend(crate::kinds::heap::stack_addresses());
-        }
-        if let Some((block, mutex)) = &contention {
-            addrs.extend(
-                block
-                    .iter()
-                    .chain(mutex)
-                    .flat_map(|b| b.stack.iter().copied()),
-            );
-        }
-        addrs.sort_unstable();
-        addrs.dedup();
-        symbolizer.resolve_all(addrs);
-    }
-    if let Some((now, window)) = cpu_now {
-        recorded.cpu = window.counts.values().sum::<u64>() + window.lost;
-        let profile = pprof::cpu_profile(
-            &window,
-            symbolizer,
-            cpu::period_ns(),
-            s.window_start_unix,
-            duration,
-        );
-        write_profile(&s.prefix, "cpu", seq, &profile, replace);
+        let at = s.before.iter().position(|b| b.0 == k.name());
+        let window = k.window(at.map(|i| &s.before[i].1), &now);
         if !provisional {
-            s.cpu_before = now;
+            match at {
+                Some(i) => s.before[i].1 = now,
+                None => s.before.push((k.name(), now)),
+            }
         }
+        taken.push((k, window));
     }
-    if s.heap_enabled {
-        // Heap profiles are cumulative from the start of the program, as Go's are.
-        // The allocator's own figures take its locks: only when no thread can be stopped
-        // inside it.
-        let profile = pprof::heap_profile(symbolizer, allocator_free);
-        recorded.heap = crate::kinds::heap::sampled_allocations();
-        write_profile(&s.prefix, "heap", seq, &profile, replace);
-        if let Some(peak) = pprof::heap_peak_profile(symbolizer, s.process_start_mono) {
-            write_profile(&s.prefix, "heap-peak", seq, &peak, replace);
-        }
-    }
-    if let Some((block, mutex)) = contention {
-        // Cumulative from the start of the program, as Go's are.
-        let events = |b: &[crate::kinds::contention::EventBucket]| {
-            b.iter().map(|e| e.count).sum::<f64>().round() as u64
-        };
-        recorded.block = events(&block);
-        if s.block_enabled {
-            let p = pprof::contention_profile(&block, 1.0, symbolizer);
-            write_profile(&s.prefix, "block", seq, &p, replace);
-        }
-        if s.mutex_enabled {
-            let fraction = crate::kinds::contention::mutex_fraction() as f64;
-            recorded.mutex = (events(&mutex) as f64 * fraction).round() as u64;
-            let p = pprof::contention_profile(&mutex, fraction, symbolizer);
-            write_profile(&s.prefix, "mutex", seq, &p, replace);
+    // Every kind's addresses in one batch: each object's symbol table is read once.
+    super::name_all(&taken, symbolizer);
+    let mut recorded = Vec::new();
+    for (k, state) in &taken {
+        recorded.push((k.name(), k.recorded(state)));
+        for (file, profile) in k.profiles(state, &cx, symbolizer) {
+            write_profile(&s.prefix, file, seq, &profile, replace);
         }
     }
     if !provisional {
-        s.window_start_unix = pprof::unix_now_ns();
+        s.window_start_unix = unix_now_ns();
         s.window_start_mono = now_mono;
     }
     recorded

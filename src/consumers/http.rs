@@ -43,6 +43,28 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static PER_PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// At load: fork children serve on `pattern` with their own pid.
+/// The HTTP consumer (`RPROF_HTTP`).
+pub struct Http;
+pub static HTTP: Http = Http;
+
+impl super::Consumer for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+    fn start(&self, cfg: &crate::config::Config) -> bool {
+        let Some(addr) = &cfg.http else {
+            return false;
+        };
+        if let Some(pattern) = &cfg.http_per_process {
+            serve_each_process(pattern);
+        }
+        start(addr)
+    }
+    fn reset_after_fork(&self) -> bool {
+        reset_after_fork()
+    }
+}
+
 pub fn serve_each_process(pattern: &str) {
     let _ = PER_PROCESS.set(pattern.to_owned());
 }

@@ -1,9 +1,11 @@
 //! What the profile server answers, path by path, as Go 1.22's net/http/pprof does
-//! (`src/net/http/pprof/pprof.go`): the index, `profile` (a CPU window), the cumulative
-//! `heap`, `allocs`, `block` and `mutex` (`seconds=N`: Go's delta over the next N seconds;
-//! `debug=1`: Go's legacy text), Pyroscope's `delta_*` paths, `cmdline` and `symbol`.
-//! Every profile is built from the sources' snapshots, so concurrent requests and the
-//! files never disturb one another's windows.
+//! (`src/net/http/pprof/pprof.go`): the index, `cmdline`, `symbol`, and every path of every
+//! kind in `kinds::TABLE`. A `Window` kind's path (`profile`) is the window of the next
+//! `seconds`; a cumulative kind's (`heap`, `allocs`, `block`, `mutex`, `threadcreate`) is
+//! the profile since the start, with `seconds=N` Go's delta over the next N seconds and
+//! `debug=1` Go's legacy text; Pyroscope's `delta_*` paths give the change since the
+//! previous request. Every profile is built from the kinds' snapshots, so concurrent
+//! requests and the files never disturb one another's windows.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,10 +13,11 @@ use std::time::Duration;
 
 use rprof_profile::Profile;
 
-use std::sync::OnceLock;
-
-use crate::config::Profiles;
+use super::collect;
+use crate::kinds::{self, Context, Kind, Path, Shape, State};
 use crate::signal_safe::lock::Lock;
+use crate::signal_safe::sys;
+use crate::symbols::encode::{json_string, unix_now_ns};
 use crate::symbols::symbolize;
 
 pub struct Request {
@@ -31,31 +34,8 @@ pub struct Response {
     body: Vec<u8>,
 }
 
-/// Longest window a request may ask for (Go refuses one beyond its server's WriteTimeout).
+/// Longest window a request may ask for (Go refuses one beyond its server's WriteTimeout)./// Longest window a request may ask for (Go refuses one beyond its server's WriteTimeout).
 const MAX_SECONDS: u64 = 3600;
-
-/// Which kinds the configuration turned on (set at load, before the server starts).
-pub static ENABLED: OnceLock<Profiles> = OnceLock::new();
-
-fn enabled() -> Profiles {
-    ENABLED.get().copied().unwrap_or(Profiles {
-        cpu: false,
-        heap: false,
-        block: false,
-        mutex: false,
-    })
-}
-
-/// Whether the cumulative kind behind a path (`heap`, `allocs`, `block`, `mutex`) is on.
-fn kind_on(kind: &str) -> bool {
-    let e = enabled();
-    match kind {
-        "heap" | "allocs" => e.heap,
-        "block" => e.block,
-        "mutex" => e.mutex,
-        _ => false,
-    }
-}
 
 impl Response {
     pub fn bytes(&self) -> Vec<u8> {
@@ -125,6 +105,12 @@ fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
+/// The kind and path a name under `/debug/pprof/` serves.
+fn find(name: &str) -> Option<(&'static dyn Kind, &'static Path)> {
+    kinds::TABLE
+        .iter()
+        .find_map(|k| k.paths().iter().find(|p| p.name == name).map(|p| (*k, p)))
+}
 
 pub fn route(req: &Request) -> Response {
     if req.method != "GET" && req.method != "POST" && req.method != "HEAD" {
@@ -146,14 +132,25 @@ pub fn route(req: &Request) -> Response {
     match name {
         "" => index(),
         "cmdline" => text(cmdline().join("\0")),
-        "goroutine" => goroutine(debug),
-        "threadcreate" => threadcreate(debug),
         "symbol" => symbol(req),
-        "profile" => {
-            if !enabled().cpu {
+        _ => match find(name) {
+            Some((k, path)) => serve(k, path, seconds, debug),
+            None => error(404, "Unknown profile"),
+        },
+    }
+}
+
+fn serve(k: &'static dyn Kind, path: &Path, seconds: Option<&str>, debug: i64) -> Response {
+    match k.shape() {
+        Shape::Window => {
+            if !k.enabled() {
                 return error(
                     500,
-                    "Could not enable CPU profiling: cpu is not in RPROF_PROFILES",
+                    &format!(
+                        "Could not enable {} profiling: {} is not in RPROF_PROFILES",
+                        k.name().to_uppercase(),
+                        k.name()
+                    ),
                 );
             }
             let secs = seconds
@@ -163,11 +160,23 @@ pub fn route(req: &Request) -> Response {
             if secs > MAX_SECONDS {
                 return error(400, "profile duration exceeds server's WriteTimeout");
             }
-            profile_file("profile", &cpu_window(secs))
+            profile_file(path.name, &window(k, secs))
         }
-        "heap" | "allocs" | "block" | "mutex" => {
-            if !kind_on(name) {
+        Shape::Instant => {
+            let s = k.snapshot(true);
+            if debug > 0 {
+                if let Some(t) = with_symbolizer(|sym| k.text(&s, debug, sym)) {
+                    return text(t);
+                }
+            }
+            profile_file(path.name, &profile_of(k, path, &s, context(0, 0)))
+        }
+        Shape::Cumulative => {
+            if !k.enabled() {
                 return error(404, "Unknown profile");
+            }
+            if path.name.starts_with("delta_") {
+                return delta_since_last(k, path);
             }
             if let Some(v) = seconds {
                 let secs = match v.parse::<u64>() {
@@ -185,85 +194,93 @@ pub fn route(req: &Request) -> Response {
                 if secs > MAX_SECONDS {
                     return error(400, "profile duration exceeds server's WriteTimeout");
                 }
-                let before = cumulative(name);
+                let before = cumulative(k, path);
                 std::thread::sleep(Duration::from_secs(secs));
-                let after = cumulative(name);
+                let after = cumulative(k, path);
                 return profile_file(
-                    &format!("delta-{name}"),
+                    &format!("delta-{}", path.name),
                     &rprof_profile::subtract(after, &before),
                 );
             }
             if debug > 0 {
-                return text(legacy_text(name));
+                let s = k.snapshot(true);
+                if let Some(t) = with_symbolizer(|sym| k.text(&s, debug, sym)) {
+                    return text(t);
+                }
             }
-            profile_file(name, &cumulative(name))
+            profile_file(path.name, &cumulative(k, path))
         }
-        "delta_heap" | "delta_block" | "delta_mutex" => {
-            let kind = &name["delta_".len()..];
-            if !kind_on(kind) {
-                return error(404, "Unknown profile");
-            }
-            // The previous answer on each path: the next one is the change since.
-            static LAST: Lock<Option<HashMap<String, Profile>>> = Lock::new(None);
-            let now = cumulative(kind);
-            let mut last = LAST.lock();
-            let map = last.get_or_insert_with(HashMap::new);
-            let out = match map.get(kind) {
-                Some(before) => rprof_profile::subtract(now.clone(), before),
-                None => now.clone(),
-            };
-            map.insert(kind.to_string(), now);
-            profile_file(name, &out)
-        }
-        _ => error(404, "Unknown profile"),
     }
 }
 
-/// The cumulative profile of a kind, as the files hold it (`allocs`: the heap profile with
-/// alloc_space as its default sample type, as Go's).
-fn cumulative(name: &str) -> Profile {
+/// Runs `f` with the shared symbolizer (see `symbolize::lock_shared`).
+fn with_symbolizer<R>(f: impl FnOnce(&mut symbolize::Symbolizer) -> R) -> R {
     let mut guard = symbolize::lock_shared();
-    let s = symbolize::shared(&mut guard);
-    match name {
-        "heap" => crate::kinds::pprof::heap_profile(s, true),
-        "allocs" => {
-            let mut p = crate::kinds::pprof::heap_profile(s, true);
-            if let Some(i) = p.string_table.iter().position(|x| x == "alloc_space") {
-                p.default_sample_type = i as i64;
-            }
-            p
-        }
-        "block" => {
-            let (block, _) = crate::kinds::contention::buckets();
-            crate::kinds::pprof::contention_profile(&block, 1.0, s)
-        }
-        _ => {
-            let (_, mutex) = crate::kinds::contention::buckets();
-            let fraction = crate::kinds::contention::mutex_fraction() as f64;
-            crate::kinds::pprof::contention_profile(&mutex, fraction, s)
-        }
+    f(symbolize::shared(&mut guard))
+}
+
+fn context(start_unix_ns: i64, duration_ns: i64) -> Context {
+    Context {
+        start_unix_ns,
+        duration_ns,
+        process_start_mono_ns: 0,
     }
 }
 
-/// The CPU profile of the next `secs` seconds: the difference of two snapshots of the
-/// source, so that the files' windows (and other requests') are untouched.
-fn cpu_window(secs: u64) -> Profile {
-    let before = crate::kinds::cpu::snapshot();
-    let start_unix = crate::kinds::pprof::unix_now_ns();
-    let start = crate::signal_safe::sys::monotonic_ns();
+/// The profile of `path` from a snapshot (or window) `s` of `k`: the kind's first
+/// profile, with the path's default sample type.
+fn profile_of(k: &'static dyn Kind, path: &Path, s: &State, cx: Context) -> Profile {
+    let mut p = with_symbolizer(|sym| {
+        let mut addrs = Vec::new();
+        k.addresses(s, &mut addrs);
+        addrs.sort_unstable();
+        addrs.dedup();
+        sym.resolve_all(addrs);
+        k.profile(s, &cx, sym)
+    });
+    if let Some(t) = path.default_sample_type {
+        if let Some(i) = p.string_table.iter().position(|x| x == t) {
+            p.default_sample_type = i as i64;
+        }
+    }
+    p
+}
+
+/// The cumulative profile of a kind now, as the files hold it.
+fn cumulative(k: &'static dyn Kind, path: &Path) -> Profile {
+    let s = k.snapshot(true);
+    profile_of(k, path, &s, context(unix_now_ns(), 0))
+}
+
+/// Pyroscope's `delta_*` paths: the change since the previous answer on the same path
+/// (the first answer: everything so far).
+fn delta_since_last(k: &'static dyn Kind, path: &Path) -> Response {
+    static LAST: Lock<Option<HashMap<&'static str, Profile>>> = Lock::new(None);
+    let now = cumulative(k, path);
+    let mut last = LAST.lock();
+    let map = last.get_or_insert_with(HashMap::new);
+    let out = match map.get(k.name()) {
+        Some(before) => rprof_profile::subtract(now.clone(), before),
+        None => now.clone(),
+    };
+    map.insert(k.name(), now);
+    profile_file(path.name, &out)
+}
+
+/// A `Window` kind's profile of the next `secs` seconds: the difference of two snapshots,
+/// so that the files' windows (and other requests') are untouched.
+fn window(k: &'static dyn Kind, secs: u64) -> Profile {
+    let before = collect([k].into_iter(), false).pop().map(|t| t.1);
+    let start_unix = unix_now_ns();
+    let start = sys::monotonic_ns();
     std::thread::sleep(Duration::from_secs(secs));
-    let after = crate::kinds::cpu::snapshot();
-    let duration = crate::signal_safe::sys::monotonic_ns().saturating_sub(start) as i64;
-    let window = crate::kinds::cpu::window(&before, &after);
-    let mut guard = symbolize::lock_shared();
-    let s = symbolize::shared(&mut guard);
-    crate::kinds::pprof::cpu_profile(
-        &window,
-        s,
-        crate::kinds::cpu::period_ns(),
-        start_unix,
-        duration,
-    )
+    let Some((_, after)) = collect([k].into_iter(), false).pop() else {
+        return Profile::default();
+    };
+    let duration = sys::monotonic_ns().saturating_sub(start) as i64;
+    let w = k.window(before.as_ref(), &after);
+    let path = &k.paths()[0];
+    profile_of(k, path, &w, context(start_unix, duration))
 }
 
 fn cmdline() -> Vec<String> {
@@ -307,11 +324,30 @@ fn symbol(req: &Request) -> Response {
 }
 
 fn index() -> Response {
-    let enabled = enabled();
     let mut rows = String::new();
     let mut descriptions = String::new();
-    let mut add = |name: &str, count: Option<usize>, on: bool, what: &str| {
-        let href = if name == "profile" {
+    // As Go's index: every profile by name, with its count and what it is.
+    let mut entries: Vec<(&str, Option<usize>, bool, &str, bool)> = vec![(
+        "cmdline",
+        None,
+        true,
+        "The command line invocation of the current program",
+        false,
+    )];
+    for k in kinds::TABLE {
+        for p in k.paths().iter().filter(|p| !p.name.starts_with("delta_")) {
+            entries.push((
+                p.name,
+                k.count(),
+                k.enabled(),
+                p.about.unwrap_or(k.about()),
+                k.shape() == Shape::Window,
+            ));
+        }
+    }
+    entries.sort_by_key(|e| e.0);
+    for (name, count, on, what, window) in entries {
+        let href = if window {
             name.to_string()
         } else {
             format!("{name}?debug=1")
@@ -327,30 +363,6 @@ fn index() -> Response {
             descriptions,
             "<li><div class=profile-name>{name}: </div> {what}</li>"
         );
-    };
-    let heap = crate::kinds::heap::bucket_count();
-    let (block, mutex) = crate::kinds::contention::bucket_counts();
-    let threads = crate::runtime::threads::task_ids()
-        .into_iter()
-        .filter(|&t| !crate::runtime::own_threads::is_own(t))
-        .count();
-    let created: u64 = crate::kinds::threadcreate::creations()
-        .iter()
-        .map(|c| c.1)
-        .sum();
-    // As Go's index: name, count, and what each profile is.
-    let profiles: [(&str, Option<usize>, bool, &str); 8] = [
-        ("allocs", Some(heap), enabled.heap, "A sampling of all past memory allocations"),
-        ("block", Some(block), enabled.block, "Stack traces that led to blocking on synchronization primitives"),
-        ("cmdline", None, true, "The command line invocation of the current program"),
-        ("goroutine", Some(threads), true, "Stack traces of all current threads (a native program's goroutines). Use debug=2 as a query parameter to export in the same format as an unrecovered panic."),
-        ("heap", Some(heap), enabled.heap, "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC before taking the heap sample."),
-        ("mutex", Some(mutex), enabled.mutex, "Stack traces of holders of contended mutexes"),
-        ("profile", None, enabled.cpu, "CPU profile. You can specify the duration in the seconds GET parameter. After you get the profile file, use the go tool pprof command to investigate the profile."),
-        ("threadcreate", Some(created as usize), true, "Stack traces that led to the creation of new OS threads"),
-    ];
-    for (name, count, on, what) in profiles {
-        add(name, count, on, what);
     }
     let body = format!(
         "<html>\n<head>\n<title>/debug/pprof/</title>\n<style>\n.profile-name{{\n\tdisplay:inline-block;\n\twidth:6rem;\n}}\n</style>\n</head>\n<body>\n/debug/pprof/\n<br>\n<p>Set debug=1 as a query parameter to export in legacy text format</p>\n<br>\nTypes of profiles available:\n<table>\n<thead><td>Count</td><td>Profile</td></thead>\n{rows}</table>\n<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n{descriptions}</ul>\n</p>\n</body>\n</html>\n"
@@ -363,115 +375,11 @@ fn index() -> Response {
     }
 }
 
-/// Counts of identical (stack, label) records, largest first, as Go's count profiles.
-fn grouped<'a>(
-    records: impl Iterator<Item = (&'a [u64], &'a str, u64)>,
-) -> Vec<(Vec<u64>, String, u64)> {
-    let mut counts: HashMap<(Vec<u64>, String), u64> = HashMap::new();
-    for (stack, label, n) in records {
-        *counts
-            .entry((stack.to_vec(), label.to_string()))
-            .or_insert(0) += n;
-    }
-    let mut out: Vec<_> = counts.into_iter().map(|((s, l), n)| (s, l, n)).collect();
-    out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-    out
-}
-
-/// A count profile (goroutine, threadcreate) in Go's proto shape, or its debug=1 text
-/// (`<kind> profile: total N`, records `<n> @ 0x…`, `# labels:` and `#` frame lines).
-fn count_profile(kind: &str, records: Vec<(Vec<u64>, String, u64)>, debug: i64) -> Response {
-    let mut guard = symbolize::lock_shared();
-    let s = symbolize::shared(&mut guard);
-    if debug > 0 {
-        let frames = s.resolve_all(records.iter().flat_map(|r| r.0.iter().copied()));
-        let total: u64 = records.iter().map(|r| r.2).sum();
-        let mut out = format!("{kind} profile: total {total}\n");
-        for (stack, label, n) in &records {
-            let _ = writeln!(
-                out,
-                "{n} @{}",
-                crate::kinds::pprof::addresses(stack, &frames)
-            );
-            if !label.is_empty() {
-                let _ = writeln!(out, "# labels: {{\"thread\":{}}}", json_string(label));
-            }
-            crate::kinds::pprof::frame_lines(&mut out, stack, &frames);
-        }
-        return text(out);
-    }
-    let p = crate::kinds::pprof::count_profile(kind, &records, s);
-    profile_file(kind, &p)
-}
-
-fn goroutine(debug: i64) -> Response {
-    let threads = crate::kinds::goroutine::capture();
-    if debug >= 2 {
-        return text(thread_dump_text(&threads));
-    }
-    let records = grouped(
-        threads
-            .iter()
-            .map(|t| (t.stack.as_slice(), t.name.as_str(), 1)),
-    );
-    count_profile("goroutine", records, debug)
-}
-
-/// `goroutine?debug=2`: a block per thread, as Go's full goroutine dump: `goroutine <tid>
-/// [<state>, thread "<name>"]:`, then per frame `function(...)` and `\t<file>:<line>
-/// +<offset>`.
-fn thread_dump_text(threads: &[crate::kinds::goroutine::ThreadInfo]) -> String {
-    let mut guard = symbolize::lock_shared();
-    let s = symbolize::shared(&mut guard);
-    let frames = s.resolve_all(threads.iter().flat_map(|t| t.stack.iter().copied()));
-    let mut out = String::new();
-    for t in threads {
-        let _ = writeln!(
-            out,
-            "goroutine {} [{}, thread {}]:",
-            t.tid,
-            t.state,
-            json_string(&t.name)
-        );
-        for f in crate::kinds::pprof::text_frames(&t.stack, &frames) {
-            let _ = match f.line {
-                Some(l) => {
-                    let file = if l.filename.is_empty() {
-                        "?"
-                    } else {
-                        &l.filename
-                    };
-                    writeln!(
-                        out,
-                        "{}(...)\n\t{file}:{} +{:#x}",
-                        l.function, l.line, f.offset
-                    )
-                }
-                None => writeln!(out, "?(...)\n\t? pc={:#x}", f.address),
-            };
-        }
-        if t.truncated {
-            out.push_str("...additional frames elided...\n");
-        }
-        if let Some(why) = t.why {
-            let _ = writeln!(out, "\t(no stack: {why})");
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn threadcreate(debug: i64) -> Response {
-    let created = crate::kinds::threadcreate::creations();
-    let records = grouped(created.iter().map(|(s, n)| (s.as_slice(), "", *n)));
-    count_profile("threadcreate", records, debug)
-}
-
 /// Go's expvar page: `cmdline` and `memstats`.
 fn vars() -> Response {
     let args: Vec<String> = cmdline().iter().map(|a| json_string(a)).collect();
     let mut stats = Vec::new();
-    for (k, v) in crate::kinds::pprof::memstats(true) {
+    for (k, v) in kinds::memstats(true) {
         let value = match k {
             "PauseNs" | "PauseEnd" => format!("[{}]", vec!["0"; 256].join(",")),
             "DebugGC" => "false".into(),
@@ -491,34 +399,5 @@ fn vars() -> Response {
         content_type: "application/json; charset=utf-8",
         headers: Vec::new(),
         body: body.into_bytes(),
-    }
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's legacy text form (`debug=1`) of a cumulative profile.
-fn legacy_text(name: &str) -> String {
-    let mut guard = symbolize::lock_shared();
-    let s = symbolize::shared(&mut guard);
-    match name {
-        "heap" | "allocs" => crate::kinds::pprof::heap_text(s),
-        "block" => crate::kinds::pprof::contention_text(s, false),
-        _ => crate::kinds::pprof::contention_text(s, true),
     }
 }

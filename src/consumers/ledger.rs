@@ -2,9 +2,11 @@
 //! to that file as it ends (or, if it is not one of `RPROF_PROGRAMS`, as it loads), so that
 //! `rprof run` can say which processes recorded what without listing every file.
 //!
-//! A line is tab-separated: `rprof-ledger-1`, pid, program (its names, space-separated),
-//! then `loaded` (as it starts), `dormant`, or the CPU samples, sampled allocations, block events and mutex
-//! events recorded, and the files' pattern (`-` when none was written). One `write(2)` of
+//! A line is tab-separated: `rprof-ledger-2`, pid, program (its names, space-separated),
+//! then `loaded` (as it starts), `dormant`, or what each kind written to files recorded,
+//! space-separated `<kind>=<count>` in the kinds' table order (CPU samples, sampled
+//! allocations, block and mutex events, …), and the files' pattern (`-` when none was
+//! written). One `write(2)` of
 //! less than PIPE_BUF bytes to a file opened with O_APPEND: lines of processes ending at
 //! once never interleave.
 //!
@@ -42,15 +44,6 @@ pub fn init(path: Option<PathBuf>, names: &[String]) {
 /// Whether lines are written (checked before one is made).
 fn enabled() -> bool {
     LEDGER.get().is_some_and(|l| l.path.is_some())
-}
-
-/// What a process recorded, per kind.
-#[derive(Default, Clone, Copy, Debug)]
-pub struct Recorded {
-    pub cpu: u64,
-    pub heap: u64,
-    pub block: u64,
-    pub mutex: u64,
 }
 
 /// The process is profiled from now on (a later `ended` line says what it recorded; none
@@ -128,19 +121,19 @@ pub fn dormant() {
     append("dormant");
 }
 
-/// The process ends having recorded `r`; its files match `files` (None: none written).
-pub fn ended(r: Recorded, files: Option<&str>) {
+/// The process ends having recorded `counts` (by kind); its files match `files` (None:
+/// none written).
+pub fn ended(counts: &[(&str, u64)], files: Option<&str>) {
     if !enabled() {
         return;
     }
-    append(&format!(
-        "{}\t{}\t{}\t{}\t{}",
-        r.cpu,
-        r.heap,
-        r.block,
-        r.mutex,
-        files.unwrap_or("-")
-    ));
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    let counts = if counts.is_empty() {
+        "-".to_string()
+    } else {
+        counts.join(" ")
+    };
+    append(&format!("{counts}\t{}", files.unwrap_or("-")));
 }
 
 fn append(rest: &str) {
@@ -153,13 +146,13 @@ fn append(rest: &str) {
     };
     let clean = |s: &str| s.replace(['\t', '\n'], " ");
     let line = format!(
-        "rprof-ledger-1\t{}\t{}\t{rest}\n",
+        "rprof-ledger-2\t{}\t{}\t{rest}\n",
         std::process::id(),
         clean(program)
     );
     // The program's own names are cut, not the line, so that it stays one atomic write.
     let line = if line.len() > 4000 {
-        format!("rprof-ledger-1\t{}\t?\t{rest}\n", std::process::id())
+        format!("rprof-ledger-2\t{}\t?\t{rest}\n", std::process::id())
     } else {
         line
     };

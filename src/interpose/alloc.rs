@@ -14,7 +14,7 @@ use crate::signal_safe::real;
 // splits a read-modify-write into three instructions).
 //
 // Both reach the thread's state by the initial-exec TLS model (`thread_state`): `block`
-// is the offset of the thread's counter block from `heap::HOT`, which also holds the
+// is the offset of the thread's counter block from `heap_counters::HOT`, which also holds the
 // blocks a thread writes before it has its own (offset 0) and while rprof works on it, and
 // the slot bitmap. The counts are exact (see `heap::Counters`): a malloc adds to the call
 // count and runs down the sampling countdown (the bytes requested follow from it); a free
@@ -40,8 +40,8 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
         "sub qword ptr [rdx + rcx], rdi",
         "js {negative}",
         "jmp qword ptr [rip + {real}]",
-        hot = sym heap::HOT,
-        mallocs = const heap::MALLOCS_OFFSET,
+        hot = sym crate::signal_safe::heap_counters::HOT,
+        mallocs = const crate::signal_safe::heap_counters::MALLOCS_OFFSET,
         negative = sym rprof_malloc_negative,
         real = sym real::MALLOC_NOW,
     )
@@ -110,11 +110,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         "jc {general}",
         "inc qword ptr [rsi + rcx + {frees}]",
         "jmp qword ptr [rip + {real}]",
-        word_mask = const heap::SLOT_WORDS - 1,
-        hot = sym heap::HOT,
-        slot_bits = const heap::SLOT_BITS_OFFSET,
+        word_mask = const crate::signal_safe::heap_counters::SLOT_WORDS - 1,
+        hot = sym crate::signal_safe::heap_counters::HOT,
+        slot_bits = const crate::signal_safe::heap_counters::SLOT_BITS_OFFSET,
         general = sym free_counting,
-        frees = const heap::FREES_OFFSET,
+        frees = const crate::signal_safe::heap_counters::FREES_OFFSET,
         real = sym real::FREE_NOW,
     )
 }

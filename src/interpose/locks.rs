@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use libc::{c_int, c_void, clockid_t, timespec};
 
-use crate::kinds::contention::{self, before_unlock, timed_wait};
+use crate::kinds::waits::{self, before_unlock, timed_wait};
 
 struct Next {
     name: &'static CStr,
@@ -124,7 +124,7 @@ static MUTEX_UNLOCK_ENTRY: AtomicPtr<c_void> = AtomicPtr::new(unlock_via_lookup 
 #[allow(unsafe_code)]
 #[link_section = ".text.hot.rprof_fork"]
 pub fn set_threaded(threaded: bool) {
-    let checked = threaded && contention::active();
+    let checked = threaded && waits::active();
     let (lock, unlock) = if checked {
         (
             mutex_lock_checked as *mut c_void,
@@ -209,7 +209,7 @@ const MAX_SPINS: u32 = 64;
 /// (and we are recording).
 #[inline(always)]
 fn try_first(object: *mut c_void, trylock: &Next) -> Option<c_int> {
-    if !contention::active() {
+    if !waits::active() {
         return None;
     }
     let p = trylock.get();
@@ -283,7 +283,7 @@ unsafe extern "C" fn mutex_lock_checked(m: *mut c_void) -> c_int {
     // uncontended lock/unlock loop. The price: a wait that starts in
     // the few nanoseconds between this load and the real lock's compare-and-swap is not
     // timed. Everything else is out of line.
-    if looks_free(m) || !contention::active() {
+    if looks_free(m) || !waits::active() {
         let lock = REAL_MUTEX_LOCK.load(Ordering::Relaxed);
         return std::mem::transmute::<*mut c_void, P1>(lock)(m);
     }
@@ -355,7 +355,7 @@ pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut c_void) -> c_int {
 unsafe extern "C" fn mutex_unlock_checked(m: *mut c_void) -> c_int {
     // While no thread anywhere is in a timed wait, one load and a tail call of the real
     // unlock; otherwise out of line.
-    if !contention::any_timed_waiter() {
+    if !waits::any_timed_waiter() {
         let unlock = REAL_MUTEX_UNLOCK.load(Ordering::Relaxed);
         return std::mem::transmute::<*mut c_void, P1>(unlock)(m);
     }
@@ -475,7 +475,7 @@ pub unsafe extern "C" fn pthread_spin_lock(s: *mut c_void) -> c_int {
 /// sem_trywait reports "busy" as -1 with errno EAGAIN.
 #[inline(always)]
 fn sem_try_first(s: *mut c_void) -> Option<c_int> {
-    if !contention::active() {
+    if !waits::active() {
         return None;
     }
     let p = SEM_TRYWAIT.get();
@@ -558,7 +558,7 @@ pub unsafe extern "C" fn pthread_barrier_wait(b: *mut c_void) -> c_int {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void) -> c_int {
     let real = next!(JOIN, Join);
-    if contention::active() {
+    if waits::active() {
         let p = TRYJOIN.get();
         if !p.is_null() {
             // SAFETY: pthread_tryjoin_np has pthread_join's signature; EBUSY = still running.

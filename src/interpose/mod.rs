@@ -1,5 +1,12 @@
-//! Every symbol librprof.so exports to interpose libc, each a thin shim into the rest.
+//! Every symbol librprof.so exports to interpose libc, each a thin shim into the rest:
+//! `alloc` (malloc and kin), `locks` (pthread waits), `thread_start` (the trampoline of
+//! `pthread_create`), and here the signal, mask, exit and dlclose calls.
 //! `#[cfg_attr(not(test), no_mangle)]` keeps unit-test binaries from interposing themselves.
+//!
+//! Contract: the only exported symbols of the library. A shim forwards to the next
+//! definition (`signal_safe::real`) and hands the kinds what they record; it allocates
+//! nothing and takes no lock on the unsampled path, and keeps errno as the real call left
+//! it. May import every layer but the root.
 #![allow(unsafe_code)]
 
 pub mod alloc;
@@ -198,7 +205,7 @@ pub unsafe extern "C" fn signalfd(
 /// As _exit(2).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn _exit(status: libc::c_int) -> ! {
-    crate::before_exit_call();
+    (crate::runtime::hooks::get().exit_called)();
     real::exit_now(status)
 }
 
@@ -207,7 +214,7 @@ pub unsafe extern "C" fn _exit(status: libc::c_int) -> ! {
 #[cfg_attr(not(test), no_mangle)]
 #[allow(non_snake_case)]
 pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
-    crate::before_exit_call();
+    (crate::runtime::hooks::get().exit_called)();
     real::exit_now(status)
 }
 

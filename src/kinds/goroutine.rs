@@ -1,4 +1,4 @@
-//! The threads source: each program thread's id, name, state and current stack, on
+//! The goroutine kind: each program thread's id, name, state and current stack, on
 //! request (Go's goroutine profile: a native program's goroutines are its threads).
 //!
 //! A thread blocked in the kernel is not disturbed: /proc/<tid>/syscall gives its stack
@@ -7,9 +7,15 @@
 //! SIGPROF handler (`signal_safe::stack_requests`): a signal would make a sleeping thread's
 //! nanosleep or poll return early. rprof's own threads are left out.
 
+use rprof_profile::Profile;
+
+use super::{state, Context, Kind, Path, Shape, State};
+use crate::config::Config;
 use crate::signal_safe::lock::Lock;
 use crate::signal_safe::stack_requests;
 use crate::signal_safe::unwind::{self, StackBounds, MAX_DEPTH};
+use crate::symbols::encode::{count_profile, count_text, grouped, json_string};
+use crate::symbols::symbolize::Symbolizer;
 
 /// How much of a blocked thread's stack is copied to walk it.
 const COPY_BYTES: u64 = 512 << 10;
@@ -27,11 +33,133 @@ pub struct ThreadInfo {
     pub why: Option<&'static str>,
 }
 
+pub struct Goroutine;
+pub static GOROUTINE: Goroutine = Goroutine;
+
+/// The records of a capture: threads with the same stack and name, counted.
+fn records(threads: &[ThreadInfo]) -> Vec<(Vec<u64>, String, u64)> {
+    grouped(
+        threads
+            .iter()
+            .map(|t| (t.stack.as_slice(), t.name.as_str(), 1)),
+    )
+}
+
+impl Kind for Goroutine {
+    fn name(&self) -> &'static str {
+        "goroutine"
+    }
+    fn about(&self) -> &'static str {
+        "Stack traces of all current threads (a native program's goroutines). Use debug=2 as a query parameter to export in the same format as an unrecovered panic."
+    }
+    fn shape(&self) -> Shape {
+        Shape::Instant
+    }
+    fn optional(&self) -> bool {
+        false
+    }
+    fn init(&self, _cfg: &Config, _on: bool) -> bool {
+        true
+    }
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn in_files(&self) -> bool {
+        false
+    }
+    fn paths(&self) -> &'static [Path] {
+        &[Path {
+            name: "goroutine",
+            default_sample_type: None,
+            about: None,
+        }]
+    }
+    fn snapshot(&self, _allocator_figures: bool) -> State {
+        Box::new(capture())
+    }
+    fn addresses(&self, s: &State, out: &mut Vec<u64>) {
+        out.extend(
+            state::<Vec<ThreadInfo>>(s)
+                .iter()
+                .flat_map(|t| t.stack.iter().copied()),
+        );
+    }
+    fn profiles(
+        &self,
+        s: &State,
+        _cx: &Context,
+        sym: &mut Symbolizer,
+    ) -> Vec<(&'static str, Profile)> {
+        let records = records(state::<Vec<ThreadInfo>>(s));
+        vec![("goroutine", count_profile("goroutine", &records, sym))]
+    }
+    fn text(&self, s: &State, debug: i64, sym: &mut Symbolizer) -> Option<String> {
+        let threads = state::<Vec<ThreadInfo>>(s);
+        Some(if debug >= 2 {
+            thread_dump_text(threads, sym)
+        } else {
+            count_text("goroutine", &records(threads), sym)
+        })
+    }
+    fn recorded(&self, s: &State) -> u64 {
+        state::<Vec<ThreadInfo>>(s).len() as u64
+    }
+    fn is_empty(&self) -> bool {
+        false
+    }
+    fn count(&self) -> Option<usize> {
+        Some(program_threads().len())
+    }
+}
+
+/// `goroutine?debug=2`: a block per thread, as Go's full goroutine dump: `goroutine <tid>
+/// [<state>, thread "<name>"]:`, then per frame `function(...)` and `\t<file>:<line>
+/// +<offset>`.
+fn thread_dump_text(threads: &[ThreadInfo], s: &mut Symbolizer) -> String {
+    use std::fmt::Write as _;
+    let frames = s.resolve_all(threads.iter().flat_map(|t| t.stack.iter().copied()));
+    let mut out = String::new();
+    for t in threads {
+        let _ = writeln!(
+            out,
+            "goroutine {} [{}, thread {}]:",
+            t.tid,
+            t.state,
+            json_string(&t.name)
+        );
+        for f in crate::symbols::encode::text_frames(&t.stack, &frames) {
+            let _ = match f.line {
+                Some(l) => {
+                    let file = if l.filename.is_empty() {
+                        "?"
+                    } else {
+                        &l.filename
+                    };
+                    writeln!(
+                        out,
+                        "{}(...)\n\t{file}:{} +{:#x}",
+                        l.function, l.line, f.offset
+                    )
+                }
+                None => writeln!(out, "?(...)\n\t? pc={:#x}", f.address),
+            };
+        }
+        if t.truncated {
+            out.push_str("...additional frames elided...\n");
+        }
+        if let Some(why) = t.why {
+            let _ = writeln!(out, "\t(no stack: {why})");
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Every program thread's stack now. One capture at a time. Not for signal context.
 pub fn capture() -> Vec<ThreadInfo> {
     static ONE: Lock<()> = Lock::new(());
     let _one = ONE.lock();
-    let sig = crate::kinds::cpu::signal_in_use();
+    let sig = crate::signal_safe::cpu_signal::in_use();
     let signal_ok = sig != 0 && crate::runtime::signals::ours_installed(sig);
     let mut out = Vec::new();
     let mut running = Vec::new();

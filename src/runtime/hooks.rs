@@ -35,6 +35,8 @@ pub struct Hooks {
     pub last_thread_exited: fn(),
     /// The process has a second thread for the first time.
     pub became_threaded: fn(),
+    /// The program calls `_exit` or `_Exit` (a fork child writes its files then).
+    pub exit_called: fn(),
 }
 
 /// How long the files of a fatal signal may take before the process dies anyway.
@@ -54,6 +56,7 @@ static NONE: Hooks = Hooks {
     thread_exiting: || {},
     last_thread_exited: || {},
     became_threaded: || {},
+    exit_called: || {},
 };
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();

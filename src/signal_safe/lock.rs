@@ -93,6 +93,21 @@ impl<T> Lock<T> {
     }
 }
 
+/// A lock fork's prepare handler takes without a guard, whatever it guards.
+pub trait RawLock: Sync {
+    fn raw_lock(&self);
+    fn raw_unlock(&self);
+}
+
+impl<T: Send> RawLock for Lock<T> {
+    fn raw_lock(&self) {
+        Lock::raw_lock(self)
+    }
+    fn raw_unlock(&self) {
+        Lock::raw_unlock(self)
+    }
+}
+
 pub struct Guard<'a, T> {
     lock: &'a Lock<T>,
 }

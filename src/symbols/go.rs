@@ -76,9 +76,7 @@ pub fn init() -> Option<String> {
     // SAFETY: the callback only reads the phdr info the loader passes and writes `h`,
     // which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(find_holder), (&mut h as *mut Holder).cast()) };
-    let Some((name, bias, text)) = h.found else {
-        return None;
-    };
+    let (name, bias, text) = h.found?;
     let path = if name.is_empty() {
         "/proc/self/exe".to_string()
     } else {

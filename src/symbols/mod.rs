@@ -7,6 +7,7 @@
 //! only `signal_safe`.
 
 pub mod debuginfo;
+pub mod encode;
 pub mod go;
 pub mod maps;
 pub mod symbolize;

@@ -376,7 +376,8 @@ enum Entry {
     Dormant(String),
     Ended {
         program: String,
-        counts: [u64; 4],
+        /// (kind, count) in the library's table order.
+        counts: Vec<(String, u64)>,
         files: Option<String>,
     },
 }
@@ -431,7 +432,7 @@ fn parse_ledger(text: &str) -> BTreeMap<u32, Entry> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split('\t').collect();
-        let (Some(&"rprof-ledger-1"), Some(pid)) =
+        let (Some(&"rprof-ledger-2"), Some(pid)) =
             (f.first(), f.get(1).and_then(|p| p.parse().ok()))
         else {
             continue;
@@ -440,14 +441,15 @@ fn parse_ledger(text: &str) -> BTreeMap<u32, Entry> {
         let entry = match f.get(3..) {
             Some(["dormant"]) => Entry::Dormant(program),
             Some(["loaded"]) => Entry::Loaded,
-            Some([a, b, c, d, files]) => {
-                let n = |s: &str| s.parse().unwrap_or(0);
-                Entry::Ended {
-                    program,
-                    counts: [n(a), n(b), n(c), n(d)],
-                    files: (*files != "-").then(|| files.to_string()),
-                }
-            }
+            Some([counts, files]) => Entry::Ended {
+                program,
+                counts: counts
+                    .split(' ')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, n)| (k.to_string(), n.parse().unwrap_or(0)))
+                    .collect(),
+                files: (*files != "-").then(|| files.to_string()),
+            },
             _ => continue,
         };
         out.insert(pid, entry);
@@ -473,9 +475,10 @@ fn report_lines(entries: &BTreeMap<u32, Entry>, filtered: bool) -> Vec<String> {
                 let shown = Path::new(files)
                     .strip_prefix(&cwd)
                     .map_or(files.clone(), |p| p.display().to_string());
+                let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
                 lines.push(format!(
-                    "{pid} {program}: {} cpu, {} heap, {} block, {} mutex samples: {shown}",
-                    counts[0], counts[1], counts[2], counts[3]
+                    "{pid} {program}: {} samples: {shown}",
+                    counts.join(", ")
                 ));
             }
             Entry::Ended { .. } => empty += 1,
@@ -595,12 +598,12 @@ mod tests {
 
     #[test]
     fn ledger_lines_make_one_report_line_per_recording_process() {
-        let text = "rprof-ledger-1\t10\tbash work.sh\tdormant\n\
-                    rprof-ledger-1\t11\tsed\t0\t0\t0\t0\t-\n\
-                    rprof-ledger-1\t12\tenv\tdormant\n\
-                    rprof-ledger-1\t12\tpython3.11 work.py\t37\t12\t0\t1\t/o/rprof.12.*.pb.gz\n\
-                    rprof-ledger-1\t13\tcut\t0\t0\t0\t0\t-\n\
-                    rprof-ledger-1\t14\tdash\tloaded\n\
+        let text = "rprof-ledger-2\t10\tbash work.sh\tdormant\n\
+                    rprof-ledger-2\t11\tsed\t-\t-\n\
+                    rprof-ledger-2\t12\tenv\tdormant\n\
+                    rprof-ledger-2\t12\tpython3.11 work.py\tcpu=37 heap=12 block=0 mutex=1\t/o/rprof.12.*.pb.gz\n\
+                    rprof-ledger-2\t13\tcut\tcpu=0 heap=0\t-\n\
+                    rprof-ledger-2\t14\tdash\tloaded\n\
                     garbage\n";
         let e = parse_ledger(text);
         assert_eq!(e.len(), 5);

@@ -4,22 +4,58 @@
 
 use std::path::{Path, PathBuf};
 
-/// Profile kinds that `RPROF_PROFILES` can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The profile kinds `RPROF_PROFILES` asks for, as written (lowercased). The names are
+/// checked against the library's table of kinds by [`Profiles::select`]: the config
+/// crate lists no kind.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Profiles {
-    pub cpu: bool,
-    pub heap: bool,
-    pub block: bool,
-    pub mutex: bool,
+    /// None: `RPROF_PROFILES` unset or empty, each kind's default.
+    pub names: Option<Vec<String>>,
+    /// The value as written, for the warning.
+    pub written: String,
 }
 
 impl Profiles {
-    pub const ALL: Profiles = Profiles {
-        cpu: true,
-        heap: true,
-        block: true,
-        mutex: true,
-    };
+    /// Which of `known` (name, on by default) are on, in its order, and the warning line
+    /// for names that are none of them. `all` turns every kind on.
+    pub fn select(&self, known: &[(&str, bool)]) -> (Vec<bool>, Option<String>) {
+        let Some(names) = &self.names else {
+            return (known.iter().map(|k| k.1).collect(), None);
+        };
+        let mut on = vec![false; known.len()];
+        let mut bad = Vec::new();
+        for name in names {
+            if name == "all" {
+                on.iter_mut().for_each(|o| *o = true);
+            } else if let Some(i) = known.iter().position(|k| k.0 == name) {
+                on[i] = true;
+            } else {
+                bad.push(name.as_str());
+            }
+        }
+        if bad.is_empty() {
+            return (on, None);
+        }
+        let used: Vec<&str> = known
+            .iter()
+            .zip(&on)
+            .filter(|(_, on)| **on)
+            .map(|(k, _)| k.0)
+            .collect();
+        let all: Vec<&str> = known.iter().map(|k| k.0).collect();
+        let warning = format!(
+            "RPROF_PROFILES={:?} names unknown profile {} (known: {}); using {}",
+            self.written,
+            bad.join(","),
+            all.join(", "),
+            if used.is_empty() {
+                "none".to_string()
+            } else {
+                used.join(",")
+            }
+        );
+        (on, Some(warning))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,47 +153,14 @@ impl Config {
         let prefix = get("RPROF_OUT").unwrap_or_else(|| "rprof".to_owned());
         let out_prefix = cwd.join(prefix);
 
-        let profiles = match get("RPROF_PROFILES") {
-            None => Profiles::ALL,
-            Some(v) => {
-                let mut p = Profiles {
-                    cpu: false,
-                    heap: false,
-                    block: false,
-                    mutex: false,
-                };
-                let mut bad = Vec::new();
-                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    match name.to_ascii_lowercase().as_str() {
-                        "cpu" => p.cpu = true,
-                        "heap" => p.heap = true,
-                        "block" => p.block = true,
-                        "mutex" => p.mutex = true,
-                        "all" => p = Profiles::ALL,
-                        _ => bad.push(name.to_owned()),
-                    }
-                }
-                if !bad.is_empty() {
-                    let used = [
-                        (p.cpu, "cpu"),
-                        (p.heap, "heap"),
-                        (p.block, "block"),
-                        (p.mutex, "mutex"),
-                    ]
-                    .iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, n)| *n)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                    let why = format!(
-                        "names unknown profile {} (known: cpu, heap, block, mutex)",
-                        bad.join(",")
-                    );
-                    let used = if used.is_empty() { "none" } else { &used };
-                    warn("RPROF_PROFILES", &v, &why, used);
-                }
-                p
-            }
+        let profiles = Profiles {
+            written: get("RPROF_PROFILES").unwrap_or_default(),
+            names: get("RPROF_PROFILES").map(|v| {
+                v.split(',')
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            }),
         };
 
         let cpu_hz = match get("RPROF_CPU_HZ") {
@@ -567,7 +570,7 @@ mod tests {
         let (c, w) = parse(&[]);
         assert!(w.is_empty());
         assert_eq!(c.out_prefix, Path::new("/work/dir/rprof"));
-        assert_eq!(c.profiles, Profiles::ALL);
+        assert_eq!(c.profiles, Profiles::default());
         assert_eq!(c.cpu_hz, 100);
         assert_eq!(c.heap_rate, 524_288);
         assert_eq!((c.block_rate, c.mutex_fraction), (10_000, 10));
@@ -623,25 +626,30 @@ mod tests {
 
     #[test]
     fn profiles_list() {
+        let known = [
+            ("cpu", true),
+            ("heap", true),
+            ("mutex", true),
+            ("wall", false),
+        ];
         let (c, w) = parse(&[("RPROF_PROFILES", "cpu, mutex")]);
         assert!(w.is_empty());
         assert_eq!(
-            c.profiles,
-            Profiles {
-                cpu: true,
-                heap: false,
-                block: false,
-                mutex: true
-            }
+            c.profiles.select(&known),
+            (vec![true, false, true, false], None)
         );
-        let (c, w) = parse(&[("RPROF_PROFILES", "cpu,bogus")]);
-        assert!(c.profiles.cpu && !c.profiles.heap);
-        assert_eq!(w.len(), 1);
+        let (c, _) = parse(&[("RPROF_PROFILES", "cpu,bogus")]);
+        let (on, w) = c.profiles.select(&known);
+        assert_eq!(on, [true, false, false, false]);
+        let w = w.unwrap();
         assert!(
-            w[0].contains("bogus") && w[0].ends_with("using cpu"),
-            "{}",
-            w[0]
+            w.starts_with("RPROF_PROFILES=") && w.contains("bogus") && w.ends_with("using cpu"),
+            "{w}"
         );
+        let (c, _) = parse(&[]);
+        assert_eq!(c.profiles.select(&known).0, [true, true, true, false]);
+        let (c, _) = parse(&[("RPROF_PROFILES", "all")]);
+        assert_eq!(c.profiles.select(&known).0, [true; 4]);
     }
 
     #[test]
@@ -718,7 +726,8 @@ mod tests {
         assert_eq!(parse(&[("RPROF_LOG", " Info ")]).0.log, LogLevel::Info);
         let (c, w) = parse(&[("RPROF_PROFILES", "CPU,Heap")]);
         assert!(w.is_empty(), "{w:?}");
-        assert!(c.profiles.cpu && c.profiles.heap && !c.profiles.block);
+        let known = [("cpu", true), ("heap", true), ("block", true)];
+        assert_eq!(c.profiles.select(&known).0, [true, true, false]);
         assert_eq!(parse(&[("RPROF_SIGNAL", "usr1")]).0.dump_signal, Some(10));
     }
 

@@ -31,14 +31,19 @@
 #![allow(unsafe_code)]
 
 mod peak;
+mod profile;
 mod sampler;
 mod table;
 
 use crate::signal_safe::heap_counters::*;
-pub use crate::signal_safe::heap_counters::{
-    FREES_OFFSET, HOT, MALLOCS_OFFSET, MORE_BLOCKS, SLOT_BITS_OFFSET, SLOT_WORDS,
-};
+
+use rprof_profile::Profile;
+
+use super::{state, Context, Kind, Path, Shape, State};
+use crate::config::{Config, LogLevel};
+use crate::signal_safe::lock::RawLock;
 pub use peak::*;
+pub use profile::*;
 pub use sampler::*;
 pub use table::*;
 
@@ -164,12 +169,139 @@ pub fn is_empty() -> bool {
     TABLE.lock().as_ref().is_none_or(|t| t.buckets.is_empty())
 }
 
-/// Allocations sampled since the start (not scaled).
-pub fn sampled_allocations() -> u64 {
-    TABLE
-        .lock()
-        .as_ref()
-        .map_or(0, |t| t.buckets.iter().map(|b| b.allocs).sum())
+/// The heap as one reading (see `HeapState`). `allocator_figures`: the allocator may be
+/// asked for its own figures (it takes its locks).
+pub fn snapshot(allocator_figures: bool) -> HeapState {
+    let (buckets, peak, totals) = {
+        let guard = TABLE.lock();
+        match guard.as_ref() {
+            Some(t) => (t.buckets.clone(), peak_of(t), totals()),
+            None => (Vec::new(), None, totals()),
+        }
+    };
+    let live_objects = live_objects(totals.0, totals.1);
+    HeapState {
+        rate: rate(),
+        buckets,
+        peak,
+        totals,
+        live_objects,
+        memstats: memstats(totals, live_objects, allocator_figures),
+        mallinfo: allocator_figures
+            .then(crate::symbols::maps::glibc_mallinfo2)
+            .flatten(),
+        rss: crate::symbols::maps::rss(),
+    }
+}
+
+/// Go's MemStats of the process now (`/debug/vars`).
+pub fn memstats_now(allocator_figures: bool) -> Vec<(&'static str, u64)> {
+    let t = totals();
+    memstats(t, live_objects(t.0, t.1), allocator_figures)
+}
+
+pub struct Heap;
+pub static HEAP: Heap = Heap;
+
+impl Kind for Heap {
+    fn name(&self) -> &'static str {
+        "heap"
+    }
+    fn about(&self) -> &'static str {
+        "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC before taking the heap sample."
+    }
+    fn shape(&self) -> Shape {
+        Shape::Cumulative
+    }
+    fn init(&self, cfg: &Config, on: bool) -> bool {
+        // Off (rate 0) too: the counters go on, and the countdown is then set far from zero.
+        let rate = if on { cfg.heap_rate } else { 0 };
+        init(rate);
+        rate > 0
+    }
+    fn enabled(&self) -> bool {
+        ACTIVE.load(Ordering::Relaxed)
+    }
+    fn paths(&self) -> &'static [Path] {
+        &[
+            Path {
+                name: "heap",
+                default_sample_type: None,
+                about: None,
+            },
+            Path {
+                name: "allocs",
+                default_sample_type: Some("alloc_space"),
+                about: Some("A sampling of all past memory allocations"),
+            },
+            Path {
+                name: "delta_heap",
+                default_sample_type: None,
+                about: None,
+            },
+        ]
+    }
+    fn snapshot(&self, allocator_figures: bool) -> State {
+        Box::new(snapshot(allocator_figures))
+    }
+    fn addresses(&self, s: &State, out: &mut Vec<u64>) {
+        out.extend(
+            state::<HeapState>(s)
+                .buckets
+                .iter()
+                .flat_map(|b| b.stack.iter().copied()),
+        );
+    }
+    fn profiles(
+        &self,
+        s: &State,
+        cx: &Context,
+        sym: &mut Symbolizer,
+    ) -> Vec<(&'static str, Profile)> {
+        let h = state::<HeapState>(s);
+        let mut out = vec![("heap", heap_profile(h, sym))];
+        if let Some(peak) = heap_peak_profile(h, sym, cx.process_start_mono_ns) {
+            out.push(("heap-peak", peak));
+        }
+        out
+    }
+    fn profile(&self, s: &State, _cx: &Context, sym: &mut Symbolizer) -> Profile {
+        heap_profile(state::<HeapState>(s), sym)
+    }
+    fn text(&self, s: &State, _debug: i64, sym: &mut Symbolizer) -> Option<String> {
+        Some(heap_text(state::<HeapState>(s), sym))
+    }
+    fn recorded(&self, s: &State) -> u64 {
+        state::<HeapState>(s).buckets.iter().map(|b| b.allocs).sum()
+    }
+    fn is_empty(&self) -> bool {
+        is_empty()
+    }
+    fn count(&self) -> Option<usize> {
+        Some(bucket_count())
+    }
+    fn pin_unloadable(&self, sym: &mut Symbolizer) {
+        pin_unloadable(sym);
+    }
+    fn fork_locks(&self) -> &'static [&'static dyn RawLock] {
+        static LOCKS: [&dyn RawLock; 2] = [&TABLE, &MORE_BLOCKS];
+        &LOCKS
+    }
+    fn reset_after_fork(&self) {
+        reset_after_fork();
+    }
+    fn summary(&self) -> Option<(LogLevel, String)> {
+        let (looked_up, sampled) = free_lookups();
+        self.enabled().then(|| {
+            (
+                LogLevel::Debug,
+                format!(
+                    "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
+                    totals().1
+                ),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -61,9 +61,13 @@ pub(crate) fn fill_peak(table: &HeapTable, peak: &mut Peak) {
 
 /// The heap at its peak so far: the buckets with their counts of that moment, and the
 /// moment (None before any sample).
+#[cfg(test)]
 pub fn peak() -> Option<(Vec<Bucket>, Peak)> {
-    let guard = TABLE.lock();
-    let table = guard.as_ref()?;
+    peak_of(TABLE.lock().as_ref()?)
+}
+
+/// `peak` of a table the caller holds.
+pub fn peak_of(table: &HeapTable) -> Option<(Vec<Bucket>, Peak)> {
     let kept = table.peak.as_ref().map_or(0, |p| p.bytes);
     if table.max_bytes == 0 {
         return None;

@@ -200,28 +200,6 @@ pub fn bucket_count() -> usize {
     TABLE.lock().as_ref().map_or(0, |t| t.buckets.len())
 }
 
-/// Every address on the buckets' stacks, once each.
-pub fn stack_addresses() -> Vec<u64> {
-    let mut out: Vec<u64> = TABLE.lock().as_ref().map_or_else(Vec::new, |t| {
-        t.buckets
-            .iter()
-            .flat_map(|b| b.stack.iter().copied())
-            .collect()
-    });
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// A copy of the buckets, for writing a profile outside the lock.
-pub fn buckets() -> Vec<Bucket> {
-    TABLE
-        .lock()
-        .as_ref()
-        .map(|t| t.buckets.clone())
-        .unwrap_or_default()
-}
-
 /// Before a dlclose: resolves addresses of unloadable code in the buckets while mapped.
 /// Only the buckets made since the last time are looked at: the cost does not grow with
 /// the samples taken so far.

@@ -20,12 +20,15 @@
 //!   `pprof -tagfocus lock=0x…` isolates one lock.
 
 use std::collections::HashMap;
+
+use rprof_profile::{names, Builder, Profile};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::kinds::stack::{self, OwnFrames};
 use crate::runtime::guard::{self, Guard};
 use crate::signal_safe::lock::Lock;
 use crate::signal_safe::sys;
+use crate::symbols::encode::StackEncoder;
 use crate::symbols::symbolize::{self, Symbolizer};
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -162,14 +165,27 @@ pub struct ContentionTable {
 /// Guards both event tables; only recorded (sampled) events take it.
 pub static TABLE: Lock<Option<ContentionTable>> = Lock::new(None);
 
-/// Starts recording with Go's semantics for `block_rate` (ns) and `mutex_fraction`.
-pub fn init(block_rate: u64, mutex_fraction: u64) {
-    if block_rate == 0 && mutex_fraction == 0 {
+/// Starts recording the block profile with Go's semantics for `rate` (ns; 0: off).
+pub fn init_block(rate: u64) {
+    start(&BLOCK_RATE, rate);
+}
+
+/// Starts recording the mutex profile with Go's semantics for `fraction` (0: off).
+pub fn init_mutex(fraction: u64) {
+    start(&MUTEX_FRACTION, fraction);
+}
+
+fn start(setting: &AtomicU64, value: u64) {
+    if value == 0 {
         return;
     }
-    *TABLE.lock() = Some(ContentionTable::default());
-    BLOCK_RATE.store(block_rate, Ordering::Relaxed);
-    MUTEX_FRACTION.store(mutex_fraction, Ordering::Relaxed);
+    {
+        let mut t = TABLE.lock();
+        if t.is_none() {
+            *t = Some(ContentionTable::default());
+        }
+    }
+    setting.store(value, Ordering::Relaxed);
     RNG.store(sys::monotonic_ns() | 1, Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Release);
 }
@@ -317,28 +333,42 @@ fn charge_unlocker(entry: usize, object: usize) {
     }
 }
 
+/// Which of the two tables a kind reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Block,
+    Mutex,
+}
+
+fn events(t: &ContentionTable, which: Which) -> &Events {
+    match which {
+        Which::Block => &t.block,
+        Which::Mutex => &t.mutex,
+    }
+}
+
+/// A copy of one table's buckets, taken under its lock.
+pub fn buckets_of(which: Which) -> Vec<EventBucket> {
+    TABLE
+        .lock()
+        .as_ref()
+        .map(|t| events(t, which).buckets.clone())
+        .unwrap_or_default()
+}
+
+/// How many buckets one table has.
+pub fn bucket_count(which: Which) -> usize {
+    TABLE
+        .lock()
+        .as_ref()
+        .map_or(0, |t| events(t, which).buckets.len())
+}
+
 /// Whether (block, mutex) recorded nothing (checked without copying the buckets).
 pub fn are_empty() -> (bool, bool) {
     TABLE.lock().as_ref().map_or((true, true), |t| {
         (t.block.buckets.is_empty(), t.mutex.buckets.is_empty())
     })
-}
-
-/// How many buckets the block and mutex profiles have.
-pub fn bucket_counts() -> (usize, usize) {
-    TABLE
-        .lock()
-        .as_ref()
-        .map_or((0, 0), |t| (t.block.buckets.len(), t.mutex.buckets.len()))
-}
-
-/// A copy of one profile's buckets: (block, mutex).
-pub fn buckets() -> (Vec<EventBucket>, Vec<EventBucket>) {
-    TABLE
-        .lock()
-        .as_ref()
-        .map(|t| (t.block.buckets.clone(), t.mutex.buckets.clone()))
-        .unwrap_or_default()
 }
 
 /// Before a dlclose: resolve addresses of unloadable code in both tables while mapped.
@@ -405,6 +435,70 @@ pub fn reset_after_fork() {
             s.uncharged_since_sum.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// A block or mutex profile in Go's shape (one writer for both, unlike Go's near-copies):
+/// contentions/count and delay/nanoseconds, period type contentions/count, period 1;
+/// `scale` multiplies every value (the mutex fraction; 1 for block, whose buckets are
+/// already unbiased). Each sample has a `lock` label with the object's address.
+pub fn contention_profile(
+    buckets: &[EventBucket],
+    scale: f64,
+    symbolizer: &mut Symbolizer,
+) -> Profile {
+    let b = Builder::new(
+        &[
+            (names::CONTENTIONS, names::COUNT),
+            (names::DELAY, names::NANOSECONDS),
+        ],
+        (names::CONTENTIONS, names::COUNT),
+        1,
+    );
+    let mut enc =
+        StackEncoder::for_stacks(b, buckets.iter().map(|b| b.stack.as_slice()), symbolizer);
+    for bucket in buckets {
+        let count = (bucket.count * scale).round() as i64;
+        let delay = (bucket.delay_ns * scale).round() as i64;
+        if count == 0 && delay == 0 {
+            continue;
+        }
+        let ids = enc.stack(&bucket.stack, false);
+        let lock = format!("{:#x}", bucket.object);
+        enc.builder()
+            .add_sample(ids, vec![count, delay], &[("lock", &lock)], &[]);
+    }
+    enc.finish()
+}
+
+/// Go's block (`--- contention:`) or mutex (`--- mutex:`) text. Delays are nanoseconds,
+/// so cycles/second is 1e9.
+pub fn contention_text(
+    buckets: &[EventBucket],
+    symbolizer: &mut Symbolizer,
+    mutex: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let frames = symbolizer.resolve_all(buckets.iter().flat_map(|b| b.stack.iter().copied()));
+    let mut out = String::from(if mutex {
+        "--- mutex:\n"
+    } else {
+        "--- contention:\n"
+    });
+    out.push_str("cycles/second=1000000000\n");
+    if mutex {
+        let _ = writeln!(out, "sampling period={}", mutex_fraction());
+    }
+    for b in buckets {
+        let _ = writeln!(
+            out,
+            "{} {} @{}",
+            b.delay_ns.round() as i64,
+            b.count.round() as i64,
+            crate::symbols::encode::addresses(&b.stack, &frames)
+        );
+        crate::symbols::encode::frame_lines(&mut out, &b.stack, &frames);
+    }
+    out
 }
 
 #[cfg(test)]

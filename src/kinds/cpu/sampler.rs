@@ -1,16 +1,4 @@
-//! CPU profiling: one CPU-time timer per thread delivering SIGPROF to that thread.
-//!
-//! Why per-thread timers: a process-wide `setitimer(ITIMER_PROF)` saw 22 % of the CPU of 16
-//! busy threads in a measurement (shared/design-notes.md); Go moved to per-thread timers
-//! for the same reason (golang/go#35057). Each thread gets `timer_create(CLOCK_THREAD_CPUTIME_ID)`
-//! with SIGEV_THREAD_ID, a random first expiry within one period (so short threads are
-//! sampled fairly), and each signal counts 1 + its overrun (the kernel delivers at most one
-//! per tick). `setitimer` is used only where timer_create fails.
-//!
-//! Threads started by `pthread_create` are armed by the interposed start routine; threads
-//! alive at load are armed by thread id; a pthread key destructor deletes a thread's timer
-//! when it exits. Timer ids live in a fixed table so that all can be deleted at exit or when
-//! the program takes SIGPROF for itself.
+//! The CPU sampler: per-thread timers, the signal handler and the store it writes.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
