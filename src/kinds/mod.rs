@@ -221,3 +221,17 @@ pub fn for_each_fork_lock_reversed(mut f: impl FnMut(&'static dyn RawLock)) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The `rprof` command's list of names (it never loads the library) is this table's.
+    #[test]
+    fn the_commands_list_of_kinds_is_the_table() {
+        let table: Vec<(&str, bool)> = super::TABLE
+            .iter()
+            .filter(|k| k.optional())
+            .map(|k| (k.name(), k.on_by_default()))
+            .collect();
+        assert_eq!(table, crate::config::KINDS);
+    }
+}

@@ -154,7 +154,8 @@ fn check_config(req: &Request<'_>) -> Result<rprof_config::Config, String> {
             .or_else(|| std::env::var(k).ok())
     };
     let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
-    let (cfg, warnings) = rprof_config::Config::parse(get, &cwd);
+    let (cfg, mut warnings) = rprof_config::Config::parse(get, &cwd);
+    warnings.extend(cfg.profiles.select(rprof_config::KINDS).1);
     if let Some(w) = warnings.first() {
         let var = w.split('=').next().unwrap_or("");
         let from = match option_of(var) {

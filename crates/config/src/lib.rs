@@ -4,6 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+/// The profile kinds `RPROF_PROFILES` can name, and whether each is on when it is unset:
+/// the library's table of kinds (`src/kinds/mod.rs`) in its order, for the `rprof`
+/// command, which never loads the library, to refuse a bad name before it runs anything.
+/// A test of the library fails when the two differ.
+pub const KINDS: &[(&str, bool)] = &[
+    ("cpu", true),
+    ("heap", true),
+    ("block", true),
+    ("mutex", true),
+];
+
 /// The profile kinds `RPROF_PROFILES` asks for, as written (lowercased). The names are
 /// checked against the library's table of kinds by [`Profiles::select`]: the config
 /// crate lists no kind.
