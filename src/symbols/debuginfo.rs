@@ -24,18 +24,21 @@ use std::borrow::Cow;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
 use rprof_profile::LineInfo;
 
-type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
+use super::dwarf::*;
+use super::elf_symbols::*;
+
+pub(super) type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 
 /// The bytes of an object file: a read-only private mapping of the whole file (unmapped on
 /// drop), or the vDSO in memory.
-struct Image {
+pub(super) struct Image {
     ptr: *const u8,
     len: usize,
     mapped: bool,
 }
 
 impl Image {
-    fn map(path: &str) -> Option<Image> {
+    pub(super) fn map(path: &str) -> Option<Image> {
         let file = std::fs::File::open(path).ok()?;
         let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
         if len == 0 {
@@ -59,7 +62,7 @@ impl Image {
         })
     }
 
-    fn vdso() -> Option<Image> {
+    pub(super) fn vdso() -> Option<Image> {
         let bytes = crate::symbols::maps::vdso_image()?;
         Some(Image {
             ptr: bytes.as_ptr(),
@@ -70,7 +73,7 @@ impl Image {
 
     /// The file's bytes. The `'static` is a promise kept by `ObjectInfo`: what borrows
     /// them (the parsed DWARF) is dropped before the image.
-    fn bytes(&self) -> &'static [u8] {
+    pub(super) fn bytes(&self) -> &'static [u8] {
         // SAFETY: `len` readable bytes at `ptr`, mapped until `self` is dropped (or the
         // vDSO, never unmapped).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
@@ -78,7 +81,7 @@ impl Image {
 
     /// Gives back the pages wholly inside `range` (read once, not needed soon): they leave
     /// the RSS and are read from the file again if touched.
-    fn release(&self, range: std::ops::Range<usize>) {
+    pub(super) fn release(&self, range: std::ops::Range<usize>) {
         let page = 4096;
         let (start, end) = (
             (range.start + page - 1) & !(page - 1),
@@ -107,464 +110,6 @@ impl Drop for Image {
         if self.mapped {
             // SAFETY: unmaps exactly the mapping made in `map`.
             unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-        }
-    }
-}
-
-/// An ELF64 symbol table in an image: its entries and its string table (file ranges).
-#[derive(Clone)]
-struct SymbolTable {
-    /// In the separate debug file rather than the object.
-    in_debug_file: bool,
-    entries: std::ops::Range<usize>,
-    strings: std::ops::Range<usize>,
-}
-
-const SYM_SIZE: usize = 24;
-const STT_FUNC: u8 = 2;
-const STT_GNU_IFUNC: u8 = 10;
-const STB_LOCAL: u8 = 0;
-
-/// The best symbol found so far for one address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Hit {
-    /// Compared in this order: the nearest start, then a global name, then one with the
-    /// preferred prefix, then the longest symbol.
-    start: u64,
-    global: bool,
-    preferred: bool,
-    end: u64,
-    name: u32,
-}
-
-/// The entries and strings of the section `name` and its linked string table, if the
-/// file has them (ELF64 little-endian only).
-fn symbol_table(file: &object::File<'_>, name: &str, in_debug_file: bool) -> Option<SymbolTable> {
-    if !file.is_little_endian() || !file.is_64() {
-        return None;
-    }
-    let section = file.section_by_name(name)?;
-    let strings = match name {
-        ".dynsym" => file.section_by_name(".dynstr")?,
-        _ => file.section_by_name(".strtab")?,
-    };
-    let range = |s: &object::Section<'_, '_>| {
-        let (off, size) = s.file_range()?;
-        let start = usize::try_from(off).ok()?;
-        Some(start..start.checked_add(usize::try_from(size).ok()?)?)
-    };
-    Some(SymbolTable {
-        in_debug_file,
-        entries: range(&section)?,
-        strings: range(&strings)?,
-    })
-}
-
-/// One pass over the function symbols of `table` for the addresses `svmas` (sorted,
-/// distinct): for each, the symbol containing it, nearest first. Returns how many function
-/// symbols the table has and the hits.
-fn scan(
-    image: &Image,
-    table: &SymbolTable,
-    svmas: &[u64],
-    preferred: &str,
-) -> (usize, Vec<Option<Hit>>) {
-    let bytes = image.bytes();
-    let mut hits = vec![None; svmas.len()];
-    let mut functions = 0;
-    let (Some(&lo), Some(&hi)) = (svmas.first(), svmas.last()) else {
-        return (0, hits);
-    };
-    let Some(entries) = bytes.get(table.entries.clone()) else {
-        return (0, hits);
-    };
-    let strings = bytes.get(table.strings.clone()).unwrap_or_default();
-    // Which pages of [lo, hi] hold an address (4 KiB, coarser over a range wider than 4 GiB):
-    // most symbols are then passed over after one bit test, and only those on a marked
-    // page are looked up among the addresses.
-    let mut shift = 12;
-    while (hi - lo) >> shift >= 1 << 20 {
-        shift += 1;
-    }
-    let page = |a: u64| ((a - lo) >> shift) as usize;
-    let mut pages = vec![0u64; page(hi) / 64 + 1];
-    for &a in svmas {
-        pages[page(a) / 64] |= 1 << (page(a) % 64);
-    }
-    let marked = |start: u64, end: u64| {
-        let (mut p, last) = (page(start.max(lo)), page((end - 1).min(hi)));
-        loop {
-            if pages[p / 64] >> (p % 64) & 1 != 0 {
-                return true;
-            }
-            if p >= last {
-                return false;
-            }
-            p += 1;
-        }
-    };
-    // 43,690 entries (about 1 MB) a chunk.
-    let chunk = SYM_SIZE * 43_690;
-    for (c, part) in entries.chunks(chunk).enumerate() {
-        // Whole entries as arrays: no bounds check in the loop, which runs once per symbol
-        // of the object (hundreds of thousands in a large one).
-        let (whole, _) = part.as_chunks::<SYM_SIZE>();
-        for e in whole {
-            let info = e[4];
-            let kind = info & 0xf;
-            if kind != STT_FUNC && kind != STT_GNU_IFUNC {
-                continue;
-            }
-            let word = |at: usize| u64::from_le_bytes(e[at..at + 8].try_into().unwrap_or([0; 8]));
-            let (start, size) = (word(8), word(16));
-            if start == 0 {
-                continue;
-            }
-            functions += 1;
-            let end = start.saturating_add(size.max(1));
-            if end <= lo || start > hi || !marked(start, end) {
-                continue;
-            }
-            let name = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-            let hit = Hit {
-                start,
-                global: info >> 4 != STB_LOCAL,
-                preferred: !preferred.is_empty()
-                    && name_at(strings, name).is_some_and(|n| n.starts_with(preferred)),
-                end,
-                name,
-            };
-            let first = svmas.partition_point(|&a| a < start);
-            for (i, _) in svmas[first..]
-                .iter()
-                .enumerate()
-                .take_while(|(_, &a)| a < end)
-            {
-                let best = &mut hits[first + i];
-                if best.is_none_or(|b| hit > b) {
-                    *best = Some(hit);
-                }
-            }
-        }
-        image
-            .release(table.entries.start + c * chunk..table.entries.start + c * chunk + part.len());
-    }
-    (functions, hits)
-}
-
-/// The NUL-terminated name at `offset` in a string table, without a version suffix
-/// (.symtab names of versioned symbols carry "@@GLIBC_2.34"; pprof wants the name).
-fn name_at(strings: &[u8], offset: u32) -> Option<&str> {
-    let rest = strings.get(offset as usize..)?;
-    let end = rest.iter().position(|&b| b == 0)?;
-    let name = std::str::from_utf8(&rest[..end]).ok()?;
-    name.split('@').next().filter(|n| !n.is_empty())
-}
-
-/// A named PLT entry.
-struct PltEntry {
-    start: u64,
-    end: u64,
-    name: String,
-}
-
-/// The PLT entries of `file`, `name@plt` as objdump and perf give them: each entry is
-/// found by the `jmp *GOT(%rip)` it holds, and named after the symbol whose GOT slot that
-/// is (a JUMP_SLOT or GLOB_DAT relocation). Without them a hot loop calling a shared
-/// library leaves unnamed addresses in the program's mapping, and `go tool pprof` then
-/// symbolizes the whole mapping again, worse.
-///
-/// A slot filled by an IRELATIVE relocation (an IFUNC inside the object itself, as libm's
-/// `cos`) is named after the function at its resolver's address, by `name_of`.
-fn plt_entries(
-    file: &object::File<'_>,
-    name_of: impl FnOnce(&[u64]) -> Vec<Option<String>>,
-) -> Vec<PltEntry> {
-    let Some(dynsyms) = file.dynamic_symbol_table() else {
-        return Vec::new();
-    };
-    let mut slots = std::collections::HashMap::new();
-    let mut resolvers = Vec::new();
-    for (got, reloc) in file.dynamic_relocations().into_iter().flatten() {
-        if reloc.target() == object::RelocationTarget::Absolute && reloc.addend() > 0 {
-            resolvers.push((got, reloc.addend() as u64));
-            continue;
-        }
-        if let object::RelocationTarget::Symbol(i) = reloc.target() {
-            if let Some(name) = dynsyms
-                .symbol_by_index(i)
-                .ok()
-                .and_then(|s| {
-                    s.name()
-                        .ok()
-                        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-                })
-                .filter(|n| !n.is_empty())
-            {
-                slots.insert(got, name);
-            }
-        }
-    }
-    if !resolvers.is_empty() {
-        let mut at: Vec<u64> = resolvers.iter().map(|&(_, a)| a).collect();
-        at.sort_unstable();
-        at.dedup();
-        let names = name_of(&at);
-        for (got, a) in resolvers {
-            if let Ok(i) = at.binary_search(&a) {
-                if let Some(Some(name)) = names.get(i) {
-                    slots.insert(got, name.clone());
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for section in file.sections() {
-        let Ok(name) = section.name() else {
-            continue;
-        };
-        let entry: u64 = match name {
-            ".plt" | ".plt.sec" => 16,
-            ".plt.got" => {
-                // 8-byte entries, or 16 with an endbr64 first (IBT).
-                let data = section.data().unwrap_or_default();
-                if data.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
-                    16
-                } else {
-                    8
-                }
-            }
-            _ => continue,
-        };
-        let (Ok(data), base) = (section.data(), section.address()) else {
-            continue;
-        };
-        for start in (0..data.len() as u64).step_by(entry as usize) {
-            let end = (start + entry).min(data.len() as u64);
-            let bytes = &data[start as usize..end as usize];
-            let target = bytes.windows(6).enumerate().find_map(|(i, w)| {
-                (w[0] == 0xff && w[1] == 0x25).then(|| {
-                    let rel = i32::from_le_bytes([w[2], w[3], w[4], w[5]]);
-                    (base + start + i as u64 + 6).wrapping_add(rel as i64 as u64)
-                })
-            });
-            if let Some(name) = target.and_then(|t| slots.get(&t)) {
-                out.push(PltEntry {
-                    start: base + start,
-                    end: base + end,
-                    name: format!("{name}@plt"),
-                });
-            }
-        }
-    }
-    out.sort_by_key(|e| e.start);
-    out
-}
-
-/// The PLT sections' address ranges.
-fn plt_ranges(file: &object::File<'_>) -> Vec<(u64, u64)> {
-    file.sections()
-        .filter(|s| matches!(s.name(), Ok(".plt" | ".plt.sec" | ".plt.got")))
-        .map(|s| (s.address(), s.address() + s.size()))
-        .collect()
-}
-
-/// The bytes of a DWARF section of `file` in place, or decompressed once into `owned`
-/// (kept by section name).
-fn dwarf_section(
-    file: &object::File<'static>,
-    name: &str,
-    owned: &mut Vec<(String, Box<[u8]>)>,
-) -> &'static [u8] {
-    let as_static = |b: &[u8]| -> &'static [u8] {
-        // SAFETY: the box is kept in `owned` (never mutated or removed, its heap buffer
-        // does not move) for as long as what borrows it (see `ObjectInfo`).
-        unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) }
-    };
-    if let Some((_, b)) = owned.iter().find(|(n, _)| n == name) {
-        return as_static(b);
-    }
-    match file
-        .section_by_name(name)
-        .and_then(|s| s.uncompressed_data().ok())
-    {
-        Some(Cow::Borrowed(b)) => b,
-        Some(Cow::Owned(v)) => {
-            let b: Box<[u8]> = v.into_boxed_slice();
-            let data = as_static(&b);
-            owned.push((name.to_owned(), b));
-            data
-        }
-        None => &[],
-    }
-}
-
-fn endian(file: &object::File<'_>) -> gimli::RunTimeEndian {
-    if file.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    }
-}
-
-/// The whole length of the unit whose header starts at `at` in `.debug_info`.
-fn unit_length(info: &[u8], at: usize) -> Option<usize> {
-    let word = |i: usize| Some(u32::from_le_bytes(info.get(i..i + 4)?.try_into().ok()?));
-    match word(at)? {
-        0xffff_ffff => {
-            let n = u64::from_le_bytes(info.get(at + 4..at + 12)?.try_into().ok()?);
-            usize::try_from(n).ok()?.checked_add(12)
-        }
-        n if n < 0xffff_fff0 => (n as usize).checked_add(4),
-        _ => None,
-    }
-}
-
-/// A context over the DWARF of `file`, in place: of the one unit at `unit` in
-/// `.debug_info` (addr2line then parses that unit only), or of all of them.
-fn load_dwarf(
-    file: &object::File<'static>,
-    owned: &mut Vec<(String, Box<[u8]>)>,
-    unit: Option<usize>,
-) -> Option<addr2line::Context<Reader>> {
-    addr2line::Context::from_dwarf(dwarf_in_place(file, owned, unit)?).ok()
-}
-
-/// The DWARF sections of `file`, in place (`.debug_info` cut to the unit at `unit`).
-fn dwarf_in_place(
-    file: &object::File<'static>,
-    owned: &mut Vec<(String, Box<[u8]>)>,
-    unit: Option<usize>,
-) -> Option<gimli::Dwarf<Reader>> {
-    let endian = endian(file);
-    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let mut data = dwarf_section(file, id.name(), owned);
-        if let (gimli::SectionId::DebugInfo, Some(at)) = (id, unit) {
-            data = unit_length(data, at)
-                .and_then(|n| data.get(at..at.checked_add(n)?))
-                .unwrap_or_default();
-        }
-        Ok(gimli::EndianSlice::new(data, endian))
-    };
-    gimli::Dwarf::load(load).ok()
-}
-
-/// The DWARF of an object, parsed a unit at a time: `.debug_aranges` says which unit
-/// holds an address, and only the units addresses fall in are parsed (addr2line parses
-/// every unit's header, abbreviations and file table up front: 14 MB for libpython).
-/// Without aranges (LLVM does not emit them by default), each unit's own ranges say it,
-/// read a unit at a time (`unit_ranges`). Only an object whose units give no range at all
-/// gets one context for all units.
-struct Dwarf {
-    /// (start, end, unit offset in .debug_info), by start.
-    aranges: Vec<(u64, u64, usize)>,
-    units: std::collections::HashMap<usize, Option<addr2line::Context<Reader>>>,
-    whole: Option<Option<addr2line::Context<Reader>>>,
-}
-
-/// Each unit's address ranges, as (start, end, unit offset in .debug_info), for an object
-/// without `.debug_aranges`: from its root entry (DW_AT_low_pc and DW_AT_high_pc, or
-/// DW_AT_ranges), or where it has none, from its line program's sequences (as addr2line
-/// does; a unit of data only has neither). A unit at a time, nothing kept but the ranges;
-/// the pages read are given back (`give_back`) every few units.
-fn unit_ranges(
-    file: &object::File<'static>,
-    owned: &mut Vec<(String, Box<[u8]>)>,
-    give_back: &dyn Fn(),
-) -> Vec<(u64, u64, usize)> {
-    let Some(dwarf) = dwarf_in_place(file, owned, None) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut headers = dwarf.units();
-    let mut n = 0usize;
-    while let Ok(Some(header)) = headers.next() {
-        n += 1;
-        if n.is_multiple_of(8) {
-            give_back();
-        }
-        let at = header.offset().0;
-        let Ok(unit) = dwarf.unit(header) else {
-            continue;
-        };
-        let before = out.len();
-        if let Ok(mut ranges) = dwarf.unit_ranges(&unit) {
-            while let Ok(Some(r)) = ranges.next() {
-                if r.begin < r.end {
-                    out.push((r.begin, r.end, at));
-                }
-            }
-        }
-        if out.len() == before {
-            if let Some(Ok((_, sequences))) = unit.line_program.clone().map(|p| p.sequences()) {
-                out.extend(
-                    sequences
-                        .iter()
-                        .filter(|q| q.start < q.end)
-                        .map(|q| (q.start, q.end, at)),
-                );
-            }
-        }
-    }
-    give_back();
-    out
-}
-
-impl Dwarf {
-    fn new(
-        file: &object::File<'static>,
-        owned: &mut Vec<(String, Box<[u8]>)>,
-        give_back: &dyn Fn(),
-    ) -> Option<Dwarf> {
-        file.section_by_name(".debug_info")?;
-        let data = dwarf_section(file, ".debug_aranges", owned);
-        let mut aranges = Vec::new();
-        let mut headers = gimli::DebugAranges::new(data, endian(file)).headers();
-        while let Ok(Some(h)) = headers.next() {
-            let unit = h.debug_info_offset().0;
-            let mut entries = h.entries();
-            while let Ok(Some(e)) = entries.next() {
-                if e.length() > 0 {
-                    aranges.push((e.address(), e.address().saturating_add(e.length()), unit));
-                }
-            }
-        }
-        if aranges.is_empty() {
-            aranges = unit_ranges(file, owned, give_back);
-        }
-        aranges.sort_unstable();
-        Some(Dwarf {
-            aranges,
-            units: std::collections::HashMap::new(),
-            whole: None,
-        })
-    }
-
-    fn context_for(
-        &mut self,
-        svma: u64,
-        file: &object::File<'static>,
-        owned: &mut Vec<(String, Box<[u8]>)>,
-    ) -> Option<&addr2line::Context<Reader>> {
-        let i = self.aranges.partition_point(|r| r.0 <= svma);
-        let unit = i
-            .checked_sub(1)
-            .map(|i| self.aranges[i])
-            .filter(|r| svma < r.1)
-            .map(|r| r.2);
-        match unit {
-            Some(at) => self
-                .units
-                .entry(at)
-                .or_insert_with(|| load_dwarf(file, owned, Some(at)))
-                .as_ref(),
-            // Aranges cover every unit with code where the compiler emits them; an address
-            // outside them (start-up files, assembly) has no lines to find.
-            None if !self.aranges.is_empty() => None,
-            None => self
-                .whole
-                .get_or_insert_with(|| load_dwarf(file, owned, None))
-                .as_ref(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! only `signal_safe`.
 
 pub mod debuginfo;
+mod dwarf;
+mod elf_symbols;
 pub mod encode;
 pub mod go;
 pub mod maps;
