@@ -4,7 +4,7 @@
 
 use object::{Object, ObjectSection};
 
-use super::debuginfo::*;
+use super::image::*;
 use std::borrow::Cow;
 
 /// The bytes of a DWARF section of `file` in place, or decompressed once into `owned`

@@ -4,7 +4,7 @@
 
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 
-use super::debuginfo::*;
+use super::image::*;
 
 /// An ELF64 symbol table in an image: its entries and its string table (file ranges).
 #[derive(Clone)]

@@ -11,6 +11,7 @@ mod dwarf;
 mod elf_symbols;
 pub mod encode;
 pub mod go;
+mod image;
 pub mod maps;
 pub mod symbolize;
 pub mod syscall_names;
