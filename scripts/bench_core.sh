@@ -21,7 +21,11 @@ PUTC=${PUTC:-100000000}
 LOCKS=${LOCKS:-50000000}
 FORKS=${FORKS:-2000}
 PROCS=200
-cargo build --release -q -p rprof
+# RPROF_LIB names another build of the library to measure (default: this checkout's).
+if [[ -z ${RPROF_LIB:-} ]]; then
+  cargo build --release -q -p rprof
+  RPROF_LIB=target/release/librprof.so
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -o "$work/core_bench" c_tests/core_bench.c
@@ -30,7 +34,7 @@ cc -O2 -o "$work/run_measured" scripts/run_measured.c
 cc -O2 -shared -fPIC -pthread -DFORWARD_LOCKS -DFORWARD_MALLOC -o "$work/forward.so" \
   scripts/bench_reference.c -ldl
 # A copy, so that a rebuild during the run does not change what is measured.
-cp target/release/librprof.so "$work/librprof.so"
+cp "$RPROF_LIB" "$work/librprof.so"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 loads=(putc mutex processes fork)
 configs=(plain forward rprof)
