@@ -62,7 +62,12 @@ pub fn start() {
             cpu::disarm_current_thread();
             heap::release_thread();
         },
-        last_thread_exited: collector::stop_and_join,
+        last_thread_exited: || {
+            for k in kinds::TABLE {
+                k.stop_threads();
+            }
+            collector::stop_and_join();
+        },
         became_threaded: || interpose::locks::set_threaded(true),
         exit_called: before_exit_call,
     });
@@ -239,6 +244,7 @@ extern "C" fn after_fork_child() {
     sync::store_changed!(FORK_CHILD_PID, signal_safe::sys::getpid());
     guard::unprofiled(|| {
         signal_safe::unwind::reset_after_fork();
+        signal_safe::stack_requests::reset_after_fork();
         masks::reset_after_fork();
         threads::reset_after_fork();
         // Each kind starts the child's profile (the CPU timer of this, its only thread).
@@ -246,8 +252,9 @@ extern "C" fn after_fork_child() {
             k.reset_after_fork();
         }
         collector::reset_after_fork();
-        interpose::locks::set_threaded(false);
-        let mut need_thread = false;
+        // One thread, unless a kind started its own (the wall sampler).
+        interpose::locks::set_threaded(!threads::single_threaded());
+        let mut need_thread = !threads::single_threaded();
         for c in consumers::CONSUMERS {
             need_thread |= c.reset_after_fork();
         }

@@ -87,6 +87,8 @@ fn text(body: String) -> Response {
 }
 
 fn profile_file(name: &str, p: &Profile) -> Response {
+    // A path of its own (`/debug/fgprof`): its last part.
+    let name = name.rsplit('/').next().unwrap_or(name);
     Response {
         status: 200,
         content_type: "application/octet-stream",
@@ -122,7 +124,11 @@ pub fn route(req: &Request) -> Response {
         return match req.path.as_str() {
             "/debug/pprof" => index(),
             "/debug/vars" => vars(),
-            _ => error(404, "404 page not found"),
+            // A kind served at a path of its own too (fgprof's `/debug/fgprof`).
+            other => match find(other) {
+                Some((k, path)) => serve(k, path, param(&req.query, "seconds"), 0),
+                None => error(404, "404 page not found"),
+            },
         };
     };
     let debug: i64 = param(&req.query, "debug")
@@ -335,7 +341,11 @@ fn index() -> Response {
         false,
     )];
     for k in kinds::TABLE {
-        for p in k.paths().iter().filter(|p| !p.name.starts_with("delta_")) {
+        for p in k
+            .paths()
+            .iter()
+            .filter(|p| !p.name.starts_with("delta_") && !p.name.starts_with('/'))
+        {
             entries.push((
                 p.name,
                 k.count(),

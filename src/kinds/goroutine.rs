@@ -9,16 +9,16 @@
 
 use rprof_profile::Profile;
 
+use super::other_stacks::{
+    blocked, program_threads, state_name, syscall_name, Blocked, COPY_BYTES,
+};
 use super::{state, Context, Kind, Path, Shape, State};
 use crate::config::Config;
 use crate::signal_safe::lock::Lock;
 use crate::signal_safe::stack_requests;
-use crate::signal_safe::unwind::{self, StackBounds, MAX_DEPTH};
 use crate::symbols::encode::{count_profile, count_text, grouped, json_string};
 use crate::symbols::symbolize::Symbolizer;
 
-/// How much of a blocked thread's stack is copied to walk it.
-const COPY_BYTES: u64 = 512 << 10;
 /// How long running threads have to answer.
 const ANSWER_NS: u64 = 200_000_000;
 
@@ -180,7 +180,7 @@ pub fn capture() -> Vec<ThreadInfo> {
             truncated: false,
             why: None,
         };
-        match blocked(&task) {
+        match blocked(&task, COPY_BYTES) {
             Blocked::Running if signal_ok => {
                 info.state = "running".into();
                 running.push(out.len());
@@ -194,9 +194,9 @@ pub fn capture() -> Vec<ThreadInfo> {
                     info.state = format!("{}, in {}", info.state, syscall_name(n));
                 }
                 match stack {
-                    Some((stack, truncated)) => {
-                        info.stack = stack;
-                        info.truncated = truncated;
+                    Some(read) => {
+                        info.stack = read.pcs;
+                        info.truncated = read.truncated;
                     }
                     None => info.why = Some("its stack could not be read"),
                 }
@@ -218,127 +218,4 @@ pub fn capture() -> Vec<ThreadInfo> {
         }
     }
     out
-}
-
-enum Blocked {
-    /// On a CPU, in user code: only a signal can get its stack.
-    Running,
-    /// In the kernel (in that system call, if any), with its stack walked from there.
-    In(Option<i64>, Option<(Vec<u64>, bool)>),
-    Unknown(&'static str),
-}
-
-/// Reads /proc/<tid>/syscall and, for a thread in the kernel, walks its stack; the same
-/// line and the same count of context switches after the walk say the thread did not run
-/// meanwhile (else retried: a thread that woke up has changed the stack the copy was taken
-/// of, even when it went back to sleep at the very same place, as a thread waiting again
-/// for a contended lock does).
-fn blocked(task: &str) -> Blocked {
-    let read = || {
-        let mut s = std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
-        s.push_str(&switches(task));
-        s
-    };
-    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
-    for _ in 0..8 {
-        let line = read();
-        let words: Vec<&str> = line
-            .lines()
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let (nr, sp, pc) = match words.as_slice() {
-            ["running"] => return Blocked::Running,
-            [nr, .., sp, pc] if words.len() >= 3 => (nr.parse::<i64>().ok(), hex(sp), hex(pc)),
-            _ => return Blocked::Unknown("/proc gave no registers"),
-        };
-        let (Some(sp), Some(pc)) = (sp, pc) else {
-            return Blocked::Unknown("its registers could not be read");
-        };
-        let stack = blocked_stack(pc, sp);
-        if read() == line {
-            return Blocked::In(nr.filter(|&n| n >= 0), stack);
-        }
-    }
-    Blocked::Unknown("it kept waking up while its stack was read")
-}
-
-/// The thread's voluntary and involuntary context switches so far, from its status file:
-/// they change whenever it has run.
-fn switches(task: &str) -> String {
-    std::fs::read_to_string(format!("{task}/status"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("ctxt_switches:"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The program's threads (rprof's own left out), in id order.
-fn program_threads() -> Vec<i32> {
-    let mut tids = crate::runtime::threads::task_ids();
-    tids.retain(|&t| !crate::runtime::own_threads::is_own(t));
-    tids.sort_unstable();
-    tids
-}
-
-/// Walks the stack of a thread stopped in the kernel at (pc, sp), over a copy of it.
-fn blocked_stack(pc: u64, sp: u64) -> Option<(Vec<u64>, bool)> {
-    let (_, end) = crate::symbols::maps::mapping_containing(sp)?;
-    let len = end.checked_sub(sp)?.min(COPY_BYTES) as usize;
-    let mut copy = vec![0u8; len];
-    let n = read_own_memory(sp, &mut copy);
-    if n < 8 {
-        return None;
-    }
-    let bounds = StackBounds {
-        lo: sp,
-        hi: sp + n as u64,
-        copy: copy.as_ptr(),
-    };
-    let mut pcs = [0u64; MAX_DEPTH];
-    let w = unwind::walk(&unwind::regs_at(pc, sp), Some(bounds), 0, &mut pcs);
-    Some((pcs[..w.depth].to_vec(), w.truncated))
-}
-
-/// Copies our own memory at `addr` into `buf` without faulting (process_vm_readv);
-/// returns how many bytes were read.
-#[allow(unsafe_code)]
-fn read_own_memory(addr: u64, buf: &mut [u8]) -> usize {
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: process_vm_readv writes at most buf.len() bytes into `buf` and reports an
-    // unreadable source instead of faulting.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    usize::try_from(n).unwrap_or(0)
-}
-
-fn state_name(c: char) -> &'static str {
-    match c {
-        'R' => "running",
-        'S' => "sleeping",
-        'D' => "disk sleep",
-        'T' => "stopped",
-        't' => "tracing stop",
-        'Z' => "zombie",
-        'I' => "idle",
-        _ => "unknown",
-    }
-}
-
-/// The name of x86_64 system call `n` ("syscall N" for a number the kernel headers do
-/// not name).
-fn syscall_name(n: i64) -> String {
-    usize::try_from(n)
-        .ok()
-        .and_then(|i| crate::symbols::syscall_names::NAMES.get(i))
-        .filter(|name| !name.is_empty())
-        .map_or_else(|| format!("syscall {n}"), |name| (*name).to_owned())
 }

@@ -21,9 +21,11 @@ pub mod cpu;
 pub mod goroutine;
 pub mod heap;
 pub mod mutex;
+mod other_stacks;
 pub mod stack;
 pub mod threadcreate;
 pub mod waits;
+pub mod wall;
 
 /// Every kind, in the order files are written, the index lists them and `RPROF_PROFILES`
 /// names them.
@@ -32,6 +34,7 @@ pub static TABLE: &[&dyn Kind] = &[
     &heap::HEAP,
     &block::BLOCK,
     &mutex::MUTEX,
+    &wall::WALL,
     &goroutine::GOROUTINE,
     &threadcreate::THREADCREATE,
 ];
@@ -55,7 +58,8 @@ pub enum Shape {
 /// An HTTP path under `/debug/pprof/` that serves a kind, and the sample type its profile
 /// shows by default (`allocs` is the heap profile with `alloc_space`, as Go's).
 /// Paths named `delta_<kind>` are Pyroscope's: each answer is the change since the
-/// previous one.
+/// previous one. A name that starts with `/` is a whole path of its own (fgprof's
+/// `/debug/fgprof`), left out of the index.
 pub struct Path {
     pub name: &'static str,
     pub default_sample_type: Option<&'static str>,
@@ -150,6 +154,9 @@ pub trait Kind: Sync {
     }
     /// In a fork child (one thread): the child's profile starts empty.
     fn reset_after_fork(&self) {}
+    /// The program's last thread is exiting: a thread of the kind's own ends first (glibc
+    /// ends the process only when no thread is left).
+    fn stop_threads(&self) {}
     /// A line for the log at the end of the process, and its level.
     fn summary(&self) -> Option<(crate::config::LogLevel, String)> {
         None

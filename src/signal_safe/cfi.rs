@@ -9,6 +9,7 @@ use super::frame::{Regs, StackBounds, NREGS};
 /// A loaded object: its mapped span and its `.eh_frame_hdr`.
 #[derive(Clone, Copy)]
 pub(super) struct Object {
+    pub(super) start: u64,
     pub(super) end: u64,
     pub(super) eh_frame_hdr: u64,
 }

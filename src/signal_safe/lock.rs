@@ -75,6 +75,17 @@ impl<T> Lock<T> {
         unsafe { &mut *self.value.get() }
     }
 
+    /// In fork's child handler: frees the lock, which a thread of the parent (absent here)
+    /// may have held at the fork. For a lock the prepare handler does not take.
+    ///
+    /// # Safety
+    /// As `in_fork_child`: the calling thread is the only one.
+    pub unsafe fn reset_in_fork_child(&self) {
+        if self.state.load(Ordering::Relaxed) != UNLOCKED {
+            self.state.store(UNLOCKED, Ordering::Relaxed);
+        }
+    }
+
     /// Takes the lock without a guard (fork's prepare handler); pair with `raw_unlock`.
     pub fn raw_lock(&self) {
         if self.try_acquire() {

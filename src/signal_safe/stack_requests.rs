@@ -31,6 +31,7 @@ struct Slot {
     state: AtomicU32,
     depth: AtomicUsize,
     truncated: AtomicBool,
+    finished: AtomicBool,
     pcs: UnsafeCell<[u64; MAX_DEPTH]>,
 }
 
@@ -44,6 +45,7 @@ static TABLE: [Slot; SLOTS] = [const {
         state: AtomicU32::new(FREE),
         depth: AtomicUsize::new(0),
         truncated: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         pcs: UnsafeCell::new([0; MAX_DEPTH]),
     }
 }; SLOTS];
@@ -84,20 +86,47 @@ pub fn answer(regs: &unwind::Regs, stack: Option<StackBounds>, floor: u64) {
     let w = unwind::walk(regs, stack, floor, pcs);
     slot.depth.store(w.depth, Ordering::Relaxed);
     slot.truncated.store(w.truncated, Ordering::Relaxed);
+    slot.finished.store(w.finished, Ordering::Relaxed);
     slot.state.store(DONE, Ordering::Release);
+}
+
+/// Taken by each `ask` (the wall sampler and a goroutine dump may ask at once).
+static ASKING: super::lock::Lock<()> = super::lock::Lock::new(());
+/// Some `ask` was ever made: else a fork child need not look at the slots (reading a page
+/// of them nobody touched costs a fault in every fork).
+static EVER_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// In a fork child: an `ask` of the parent's (on a thread absent here) is over.
+pub fn reset_after_fork() {
+    if !EVER_ASKED.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: fork's child handler, on the only thread.
+    unsafe { ASKING.reset_in_fork_child() };
+    for slot in &TABLE {
+        if slot.state.load(Ordering::Relaxed) != FREE {
+            slot.tid.store(0, Ordering::Relaxed);
+            slot.state.store(FREE, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One thread's answer (in the order asked): its stack (leaf first) and whether it was
 /// cut at MAX_DEPTH.
 pub struct Answer {
     pub stack: Option<(Vec<u64>, bool)>,
+    /// The walk reached the thread's outermost frame.
+    pub finished: bool,
 }
 
 /// Asks each thread of `tids` (at most `SLOTS`) for its stack, waits up to `timeout_ns`
 /// for all, and returns what came (None for a thread that did not answer: it had the
-/// signal blocked, or it exited). One caller at a time (the caller serialises). Not for
-/// signal context.
+/// signal blocked, or it exited). Callers take turns. Not for signal context.
 pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
+    let _turn = ASKING.lock();
+    if !EVER_ASKED.load(Ordering::Relaxed) {
+        EVER_ASKED.store(true, Ordering::Relaxed);
+    }
     let tids = &tids[..tids.len().min(SLOTS)];
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
@@ -143,9 +172,10 @@ pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
                 slot.truncated.load(Ordering::Relaxed),
             )
         });
+        let finished = stack.is_some() && slot.finished.load(Ordering::Relaxed);
         slot.tid.store(0, Ordering::Release);
         slot.state.store(FREE, Ordering::Release);
-        out.push(Answer { stack });
+        out.push(Answer { stack, finished });
     }
     out
 }

@@ -112,6 +112,7 @@ fn find_object(pc: u64) -> Option<Object> {
         return None;
     }
     Some(Object {
+        start: r.map_start as u64,
         end: r.map_end as u64,
         eh_frame_hdr: r.eh_frame as u64,
     })
@@ -152,6 +153,8 @@ pub unsafe fn regs_from_ucontext(uc: *const libc::c_void) -> Regs {
 /// a few KiB of it, and a signal frame is already on top): the registers of the frame
 /// being stepped and of its caller, and the rows of the CFA program.
 pub struct Scratch {
+    /// The walk reached the outermost frame (glibc's `clone` or `_start`).
+    ended: bool,
     cur: Regs,
     caller: Regs,
     initial: RowState,
@@ -176,6 +179,7 @@ unsafe impl Sync for ScratchSlot {}
 
 static SCRATCH: [ScratchSlot; SCRATCH_SLOTS] = [const {
     ScratchSlot(std::cell::UnsafeCell::new(Scratch {
+        ended: false,
         cur: Regs([None; NREGS]),
         caller: Regs([None; NREGS]),
         initial: EMPTY_ROW,
@@ -242,6 +246,7 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
     let lookup = if pc_is_exact { pc } else { pc.wrapping_sub(1) };
     if let Some(rule) = rule_cache_get(lookup) {
         if rule == END_OF_STACK {
+            s.ended = true;
             return None;
         }
         return step_cached(regs, rule, stack, &mut s.caller).map(|()| false);
@@ -316,6 +321,7 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
     // The RA column gives the caller's PC; an undefined one ends the stack (glibc's _start
     // and clone mark the outermost frame so).
     if row.regs[RA] == Rule::Undefined {
+        s.ended = true;
         return None;
     }
     s.caller.0[RSP] = Some(cfa);
@@ -332,6 +338,9 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
 pub struct Walk {
     pub depth: usize,
     pub truncated: bool,
+    /// The walk reached the thread's outermost frame (glibc's `clone` or `_start`): the
+    /// stack is whole.
+    pub finished: bool,
 }
 
 /// Async-signal-safe. Walks the stack of the interrupted context `regs` into `pcs`.
@@ -408,6 +417,7 @@ fn walk_from(
         return Walk {
             depth: 0,
             truncated: false,
+            finished: false,
         };
     };
     pcs[0] = if leaf_is_exact {
@@ -418,6 +428,7 @@ fn walk_from(
     let mut w = Walk {
         depth: 1,
         truncated: false,
+        finished: false,
     };
     let Some(stack) = stack else {
         return w;
@@ -430,10 +441,22 @@ fn walk_from(
     }
     let walked = with_scratch(|s| {
         load(&mut s.cur);
+        s.ended = false;
         let _ = UNLOAD_FENCE.enter(|| {
             let mut exact = leaf_is_exact;
             loop {
-                let Some(caller_exact) = step(s, exact, &stack) else {
+                let mut stepped = step(s, exact, &stack);
+                // Over a copy of a blocked thread's stack, whose frame pointer /proc does not
+                // give: a frame whose CFA is rbp-based (code built with frame pointers)
+                // finds rbp on the stack.
+                if stepped.is_none() && !s.ended && !stack.copy.is_null() && s.cur.0[RBP].is_none()
+                {
+                    if let Some(bp) = s.cur.0[RSP].and_then(|sp| find_frame_pointer(sp, &stack)) {
+                        s.cur.0[RBP] = Some(bp);
+                        stepped = step(s, exact, &stack);
+                    }
+                }
+                let Some(caller_exact) = stepped else {
                     // C called from Go: the goroutine's frames lie beyond asmcgocall.
                     if let (Some(pc), Some(sp)) = (s.cur.0[RA], s.cur.0[RSP]) {
                         if !exact && go_frames::is_cgo_return(pc) {
@@ -456,9 +479,67 @@ fn walk_from(
                 exact = caller_exact;
             }
         });
+        s.ended
     });
-    if walked.is_none() {
-        LEAF_ONLY.fetch_add(1, Ordering::Relaxed);
+    match walked {
+        Some(ended) => w.finished = ended && !w.truncated,
+        None => {
+            LEAF_ONLY.fetch_add(1, Ordering::Relaxed);
+        }
     }
     w
+}
+
+/// How far above a frame's stack pointer its frame pointer is looked for.
+const FRAME_POINTER_SCAN: u64 = 4096;
+
+/// Async-signal-safe. The frame pointer of the frame whose stack pointer is `sp`, found on
+/// the stack: the lowest 8-aligned slot `a` at or above `sp` that holds a frame record (the
+/// caller's frame pointer, above `a` or 0, and beside it a return address just after a
+/// call instruction in a loaded object), whose saved frame pointer leads to another such
+/// record or ends the chain. For a thread blocked in the kernel, whose rbp /proc does not
+/// give, when its frames are in code built with frame pointers.
+fn find_frame_pointer(sp: u64, stack: &StackBounds) -> Option<u64> {
+    let record = |a: u64| -> Option<u64> {
+        let next = stack.read_u64(a)?;
+        let ra = stack.read_u64(a + 8)?;
+        if (next != 0 && (next <= a || next % 8 != 0 || next >= stack.hi)) || !after_call(ra) {
+            return None;
+        }
+        Some(next)
+    };
+    let mut a = (sp + 7) & !7;
+    let end = sp.saturating_add(FRAME_POINTER_SCAN).min(stack.hi);
+    while a + 16 <= end {
+        if let Some(next) = record(a) {
+            if next == 0 || record(next).is_some() {
+                return Some(a);
+            }
+        }
+        a += 8;
+    }
+    None
+}
+
+/// Async-signal-safe. Whether `ra` follows a call instruction in a loaded object (a
+/// direct `call rel32`, or an indirect `call` through a register or memory).
+fn after_call(ra: u64) -> bool {
+    let Some(obj) = find_object(ra) else {
+        return false;
+    };
+    if ra < obj.start.saturating_add(7) {
+        return false;
+    }
+    let Some(b) = Cursor::in_object(&obj, ra - 7).bytes::<7>() else {
+        return false;
+    };
+    // b[6] is the byte before ra. call rel32: e8 at ra-5. call *%reg: ff d0+r at ra-2
+    // (with a REX prefix at ra-3). call *disp8(%reg): ff 50+r at ra-3, ff 54 at ra-4
+    // (SIB). call *disp32(%rip) or (%reg): ff 15 / ff 90+r at ra-6, ff 94 at ra-7.
+    b[2] == 0xe8
+        || (b[5] == 0xff && (0xd0..=0xd7).contains(&b[6]))
+        || (b[4] == 0xff && (0x50..=0x57).contains(&b[5]))
+        || (b[3] == 0xff && b[4] == 0x54)
+        || (b[1] == 0xff && (b[2] == 0x15 || (0x90..=0x97).contains(&b[2])))
+        || (b[0] == 0xff && b[1] == 0x94)
 }

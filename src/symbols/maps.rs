@@ -62,19 +62,6 @@ pub fn executable_mappings() -> Vec<MapEntry> {
     out
 }
 
-/// The mapping (start, end) that holds `addr`, whatever it is (/proc/self/maps).
-pub fn mapping_containing(addr: u64) -> Option<(u64, u64)> {
-    let text = read_proc("maps")?;
-    text.lines().find_map(|l| {
-        let (s, e) = l.split_whitespace().next()?.split_once('-')?;
-        let (s, e) = (
-            u64::from_str_radix(s, 16).ok()?,
-            u64::from_str_radix(e, 16).ok()?,
-        );
-        (s..e).contains(&addr).then_some((s, e))
-    })
-}
-
 /// The kernel's vDSO, an ELF image mapped into every process for its whole life: its bytes
 /// in memory (it has no file to read).
 pub fn vdso_image() -> Option<&'static [u8]> {

@@ -88,6 +88,30 @@ pub fn build(name: &str) -> PathBuf {
     out
 }
 
+/// `c_tests/<name>.c` built as `variant` with `flags` added (after the defaults, so that
+/// they win: `-fno-omit-frame-pointer`, say).
+pub fn build_variant(name: &str, variant: &str, flags: &[&str]) -> PathBuf {
+    let out = scratch().join("c_tests").join(variant);
+    std::fs::create_dir_all(scratch().join("c_tests")).unwrap();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashSet::new);
+    if built.contains(variant) {
+        return out;
+    }
+    let status = Command::new("cc")
+        .args(["-O2", "-g", "-fomit-frame-pointer", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(root().join(format!("c_tests/{name}.c")))
+        .arg("-ldl")
+        .status()
+        .expect("a C compiler (cc) is needed");
+    assert!(status.success(), "compiling {name} as {variant}");
+    built.insert(variant.to_owned());
+    out
+}
+
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh output directory for one run.

@@ -33,7 +33,7 @@ counting the others. `--` is needed only when PROGRAM starts with `-`.
   --only PATTERNS       profile only programs whose name matches one of these comma-separated
                         globs (RPROF_PROGRAMS); for python3, perl, bash and other
                         interpreters the script's name matches too: --only 'work.py'
-  --profiles LIST       cpu,heap,block,mutex (default: all; RPROF_PROFILES)
+  --profiles LIST       cpu,heap,block,mutex,wall (default: all but wall; RPROF_PROFILES)
   --cpu-hz N            CPU samples per second, 1 to 10000 (default: 100; RPROF_CPU_HZ)
   --heap-rate BYTES     mean bytes between heap samples, 0 for no heap profile
                         (default: 524288; RPROF_HEAP_RATE)

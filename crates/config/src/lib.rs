@@ -13,11 +13,11 @@ pub const KINDS: &[(&str, bool)] = &[
     ("heap", true),
     ("block", true),
     ("mutex", true),
+    ("wall", false),
 ];
 
 /// The profile kinds `RPROF_PROFILES` asks for, as written (lowercased). The names are
-/// checked against the library's table of kinds by [`Profiles::select`]: the config
-/// crate lists no kind.
+/// checked against a table of kinds by [`Profiles::select`] (the library's, or `KINDS`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Profiles {
     /// None: `RPROF_PROFILES` unset or empty, each kind's default.
@@ -83,6 +83,8 @@ pub struct Config {
     pub out_prefix: PathBuf,
     pub profiles: Profiles,
     pub cpu_hz: u32,
+    /// Wall-clock samples of every thread a second (`RPROF_WALL_HZ`), for the wall kind.
+    pub wall_hz: u32,
     /// Mean bytes between heap samples; 1 records every allocation, 0 turns heap off.
     pub heap_rate: u64,
     /// Go's SetBlockProfileRate in ns: waits this long are always kept, shorter ones sampled.
@@ -138,6 +140,8 @@ pub fn parse_http(v: &str) -> Option<HttpAddr> {
 }
 
 pub const DEFAULT_CPU_HZ: u32 = 100;
+pub const DEFAULT_WALL_HZ: u32 = 10;
+pub const MAX_WALL_HZ: u32 = 1000;
 pub const MAX_CPU_HZ: u32 = 10_000;
 pub const DEFAULT_HEAP_RATE: u64 = 512 * 1024;
 pub const DEFAULT_BLOCK_RATE: u64 = 10_000;
@@ -186,6 +190,22 @@ impl Config {
                         &DEFAULT_CPU_HZ.to_string(),
                     );
                     DEFAULT_CPU_HZ
+                }
+            },
+        };
+
+        let wall_hz = match get("RPROF_WALL_HZ") {
+            None => DEFAULT_WALL_HZ,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(hz) if (1..=MAX_WALL_HZ).contains(&hz) => hz,
+                _ => {
+                    warn(
+                        "RPROF_WALL_HZ",
+                        &v,
+                        &format!("is not a whole number from 1 to {MAX_WALL_HZ}"),
+                        &DEFAULT_WALL_HZ.to_string(),
+                    );
+                    DEFAULT_WALL_HZ
                 }
             },
         };
@@ -325,6 +345,7 @@ impl Config {
                 out_prefix,
                 profiles,
                 cpu_hz,
+                wall_hz,
                 heap_rate,
                 block_rate,
                 mutex_fraction,
@@ -611,6 +632,13 @@ mod tests {
             assert!(w[0].ends_with("using 100"), "{}", w[0]);
         }
         assert_eq!(parse(&[("RPROF_CPU_HZ", "1000")]).0.cpu_hz, 1000);
+        for bad in ["x", "0", "1001"] {
+            let (c, w) = parse(&[("RPROF_WALL_HZ", bad)]);
+            assert_eq!(c.wall_hz, DEFAULT_WALL_HZ, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert!(w[0].starts_with("RPROF_WALL_HZ="), "{}", w[0]);
+        }
+        assert_eq!(parse(&[("RPROF_WALL_HZ", "50")]).0.wall_hz, 50);
     }
 
     #[test]

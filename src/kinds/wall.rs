@@ -1,0 +1,470 @@
+//! The wall kind: every thread of the program sampled at a fixed rate of wall time,
+//! running or blocked (async-profiler's wall mode, Go's fgprof), so that time spent
+//! waiting (I/O, sleeps, poll, futex locks that never pass through pthread) shows where
+//! it is spent. Opt-in (`RPROF_PROFILES=…,wall`): it needs a thread of rprof's own.
+//!
+//! Each tick (`RPROF_WALL_HZ`, default 10 a second) the sampler thread reads each program
+//! thread's /proc/self/task/<tid>/syscall:
+//! - a thread blocked in the kernel is never signalled: the line gives its system call,
+//!   stack pointer and pc; its stack is copied (process_vm_readv) and walked from there.
+//!   When the line is the same as at the previous tick (same call, arguments, stack pointer
+//!   and pc), the thread is taken to be in the same wait and the stack walked then is
+//!   counted again, without a copy: an idle thread costs one small read a tick. In code
+//!   built with frame pointers, whose callers' CFA is rbp-based, rbp is found on the copy
+//!   (`unwind::find_frame_pointer`);
+//! - a thread running user code is asked for its stack by rprof's CPU signal
+//!   (`signal_safe::stack_requests`), as a CPU sample would interrupt it, once a tick at
+//!   most, and only after its syscall line is read again as `running` just before. Without
+//!   CPU profiling (no handler of rprof's for that signal) its samples have no stack.
+//!
+//! Samples carry the labels `thread`, `thread_id` and `state` (`running`, or the system
+//! call the thread is blocked in); values samples/count and wall/nanoseconds. The counts
+//! are cumulative; a file or an HTTP window is the difference of two snapshots, as CPU's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+use rprof_profile::{names, Builder, Profile};
+
+use super::other_stacks::{blocked_stack, program_threads, syscall_name, StackRead, COPY_BYTES};
+use super::{state, Context, Kind, Path, Shape, State};
+use crate::config::Config;
+use crate::runtime::log::warning;
+use crate::signal_safe::lock::{Lock, RawLock};
+use crate::signal_safe::{cpu_signal, stack_requests, sys};
+use crate::symbols::encode::StackEncoder;
+use crate::symbols::symbolize::Symbolizer;
+
+pub struct Wall;
+pub static WALL: Wall = Wall;
+
+static ON: AtomicBool = AtomicBool::new(false);
+static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+/// The process whose sampler thread runs (0: none); a fork child starts its own.
+static SAMPLER_OF: AtomicI32 = AtomicI32::new(0);
+/// Asks the sampler to end (the program's last thread is exiting).
+static STOP: AtomicBool = AtomicBool::new(false);
+static SAMPLER: AtomicU64 = AtomicU64::new(0);
+
+/// A blocked thread's stack is first walked over this much of a copy; a walk that does not
+/// reach the thread's start is tried again over `COPY_BYTES`.
+const FIRST_COPY: u64 = 64 << 10;
+/// How long a running thread has to answer a stack request.
+const ANSWER_NS: u64 = 20_000_000;
+/// Distinct (stack, thread, state) records kept; beyond that, samples are counted as lost.
+const MAX_RECORDS: usize = 1 << 16;
+/// Thread names are read again every this many ticks.
+const NAME_TICKS: u64 = 64;
+
+/// One record: a stack, the thread that was in it, and the thread's state.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub stack: Vec<u64>,
+    pub truncated: bool,
+    pub tid: i32,
+    pub thread: String,
+    pub state: String,
+}
+
+/// Samples counted since the start (or the fork); a window is the difference of two.
+#[derive(Clone, Default)]
+pub struct Counts {
+    pub samples: HashMap<Key, u64>,
+    /// Samples not kept: the table was full.
+    pub lost: u64,
+    /// Samples whose stack could not be walked to the thread's start.
+    pub unfinished: u64,
+    /// Ticks the sampler could not keep (it fell behind by a whole period or more).
+    pub missed_ticks: u64,
+}
+
+static TABLE: Lock<Option<Counts>> = Lock::new(None);
+
+impl Kind for Wall {
+    fn name(&self) -> &'static str {
+        "wall"
+    }
+    fn about(&self) -> &'static str {
+        "Wall-clock profile of every thread, running or waiting (labels thread, thread_id, state). You can specify the duration in the seconds GET parameter."
+    }
+    fn shape(&self) -> Shape {
+        Shape::Window
+    }
+    fn on_by_default(&self) -> bool {
+        false
+    }
+    fn init(&self, cfg: &Config, on: bool) -> bool {
+        if !on {
+            return false;
+        }
+        PERIOD_NS.store(
+            1_000_000_000 / u64::from(cfg.wall_hz.max(1)),
+            Ordering::Relaxed,
+        );
+        *TABLE.lock() = Some(Counts::default());
+        ON.store(true, Ordering::Release);
+        start_sampler();
+        true
+    }
+    fn enabled(&self) -> bool {
+        ON.load(Ordering::Acquire)
+    }
+    fn paths(&self) -> &'static [Path] {
+        &[
+            Path {
+                name: "wall",
+                default_sample_type: None,
+                about: None,
+            },
+            // fgprof's path, where Go programs serve their wall-clock profile.
+            Path {
+                name: "/debug/fgprof",
+                default_sample_type: None,
+                about: None,
+            },
+        ]
+    }
+    fn snapshot(&self, _allocator_figures: bool) -> State {
+        Box::new(TABLE.lock().clone().unwrap_or_default())
+    }
+    fn window(&self, before: Option<&State>, after: &State) -> State {
+        let empty = Counts::default();
+        let before = before.map_or(&empty, |b| state::<Counts>(b));
+        let after = state::<Counts>(after);
+        let mut w = Counts {
+            samples: HashMap::new(),
+            lost: after.lost.saturating_sub(before.lost),
+            unfinished: after.unfinished.saturating_sub(before.unfinished),
+            missed_ticks: after.missed_ticks.saturating_sub(before.missed_ticks),
+        };
+        for (k, &n) in &after.samples {
+            let then = before.samples.get(k).copied().unwrap_or(0);
+            if n > then {
+                w.samples.insert(k.clone(), n - then);
+            }
+        }
+        Box::new(w)
+    }
+    fn addresses(&self, s: &State, out: &mut Vec<u64>) {
+        out.extend(
+            state::<Counts>(s)
+                .samples
+                .keys()
+                .flat_map(|k| k.stack.iter().copied()),
+        );
+    }
+    fn profiles(
+        &self,
+        s: &State,
+        cx: &Context,
+        sym: &mut Symbolizer,
+    ) -> Vec<(&'static str, Profile)> {
+        vec![("wall", wall_profile(state::<Counts>(s), cx, sym))]
+    }
+    fn recorded(&self, s: &State) -> u64 {
+        let c = state::<Counts>(s);
+        c.samples.values().sum::<u64>() + c.lost
+    }
+    fn is_empty(&self) -> bool {
+        TABLE
+            .lock()
+            .as_ref()
+            .is_none_or(|t| t.samples.is_empty() && t.lost == 0)
+    }
+    fn count(&self) -> Option<usize> {
+        None
+    }
+    fn fork_locks(&self) -> &'static [&'static dyn RawLock] {
+        static LOCKS: [&dyn RawLock; 1] = [&TABLE];
+        &LOCKS
+    }
+    #[allow(unsafe_code)]
+    fn reset_after_fork(&self) {
+        if !self.enabled() {
+            return;
+        }
+        // SAFETY: called from fork's child handler only, with one thread.
+        let table = unsafe { TABLE.in_fork_child() };
+        if table.as_ref().is_some_and(|t| !t.samples.is_empty()) {
+            // Left behind, not freed: the time taken does not depend on the parent's history.
+            std::mem::forget(table.replace(Counts::default()));
+        }
+        // The parent's sampler thread does not exist here.
+        STOP.store(false, Ordering::Relaxed);
+        start_sampler();
+    }
+    fn stop_threads(&self) {
+        stop_sampler();
+    }
+}
+
+/// The wall profile in the CPU profile's shape: samples/count and wall/nanoseconds, period
+/// the tick; labels `thread`, `state` and the numeric `thread_id`.
+fn wall_profile(c: &Counts, cx: &Context, symbolizer: &mut Symbolizer) -> Profile {
+    let period = PERIOD_NS.load(Ordering::Relaxed) as i64;
+    let b = Builder::new(
+        &[(names::SAMPLES, names::COUNT), ("wall", names::NANOSECONDS)],
+        ("wall", names::NANOSECONDS),
+        period,
+    );
+    let mut enc =
+        StackEncoder::for_stacks(b, c.samples.keys().map(|k| k.stack.as_slice()), symbolizer);
+    enc.builder().set_time(cx.start_unix_ns, cx.duration_ns);
+    let mut samples: Vec<_> = c.samples.iter().collect();
+    samples.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.tid.cmp(&b.0.tid)));
+    let unknown = (!c.samples.keys().all(|k| !k.stack.is_empty()))
+        .then(|| enc.builder().synthetic_location("rprof::stack_not_taken"));
+    for (key, &n) in samples {
+        let ids = match unknown {
+            Some(u) if key.stack.is_empty() => vec![u],
+            _ => enc.stack(&key.stack, key.truncated),
+        };
+        let n = n as i64;
+        enc.builder().add_sample(
+            ids,
+            vec![n, n * period],
+            &[("thread", &key.thread), ("state", &key.state)],
+            &[("thread_id", i64::from(key.tid), "")],
+        );
+    }
+    if c.unfinished > 0 {
+        enc.builder().add_comment(&format!(
+            "rprof: {} sample(s) have a stack that could not be walked to the thread's start (a running thread that did not answer, or without CPU profiling's handler; a frame no unwind table or frame pointer describes)",
+            c.unfinished
+        ));
+    }
+    if c.missed_ticks > 0 {
+        enc.builder().add_comment(&format!(
+            "rprof: the wall sampler fell behind and skipped {} tick(s)",
+            c.missed_ticks
+        ));
+    }
+    if c.lost > 0 {
+        let lost = enc.builder().synthetic_location(names::LOST_SAMPLES_FRAME);
+        let n = c.lost as i64;
+        enc.builder()
+            .add_sample(vec![lost], vec![n, n * period], &[], &[]);
+    }
+    enc.finish()
+}
+
+/// Starts this process's sampler thread (once per process).
+fn start_sampler() {
+    let me = sys::getpid();
+    if SAMPLER_OF.swap(me, Ordering::AcqRel) == me {
+        return;
+    }
+    match crate::runtime::own_threads::spawn(c"rprof-wall", run) {
+        Ok(t) => SAMPLER.store(t + 1, Ordering::Release),
+        Err(e) => {
+            SAMPLER_OF.store(0, Ordering::Release);
+            warning!(
+                "cannot start the wall-clock sampler's thread ({}); no wall profile",
+                std::io::Error::from_raw_os_error(e)
+            );
+        }
+    }
+}
+
+/// Ends the sampler thread and waits for it (the program's last thread is exiting).
+fn stop_sampler() {
+    let t = SAMPLER.swap(0, Ordering::AcqRel);
+    if t == 0 {
+        return;
+    }
+    STOP.store(true, Ordering::Release);
+    crate::signal_safe::real::pthread_join((t - 1) as libc::pthread_t);
+    SAMPLER_OF.store(0, Ordering::Release);
+}
+
+/// What the sampler remembers of a thread from one tick to the next.
+struct Seen {
+    /// Its syscall line at the last tick it was blocked.
+    line: String,
+    state: String,
+    stack: Option<StackRead>,
+    name: String,
+    named_at: u64,
+}
+
+fn run() {
+    let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
+    let mut seen: HashMap<i32, Seen> = HashMap::new();
+    let mut next = sys::monotonic_ns() + period;
+    let mut tick = 0u64;
+    while !STOP.load(Ordering::Acquire) {
+        sleep_until(next);
+        if STOP.load(Ordering::Acquire) {
+            break;
+        }
+        let now = sys::monotonic_ns();
+        let behind = now.saturating_sub(next) / period;
+        next += (behind + 1) * period;
+        tick += 1;
+        let records = sample_all(&mut seen, tick);
+        let mut guard = TABLE.lock();
+        let Some(t) = guard.as_mut() else { continue };
+        t.missed_ticks += behind;
+        for (key, finished) in records {
+            if !finished {
+                t.unfinished += 1;
+            }
+            let full = t.samples.len() >= MAX_RECORDS;
+            match t.samples.get_mut(&key) {
+                Some(n) => *n += 1,
+                None if full => t.lost += 1,
+                None => {
+                    t.samples.insert(key, 1);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until CLOCK_MONOTONIC reads `at` (ns).
+#[allow(unsafe_code)]
+fn sleep_until(at: u64) {
+    let ts = libc::timespec {
+        tv_sec: (at / 1_000_000_000) as libc::time_t,
+        tv_nsec: (at % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: an absolute sleep on the monotonic clock; an interruption only wakes it early
+    // (every signal is blocked in rprof's threads anyway).
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// Where /proc says a thread is.
+enum Where {
+    /// On a CPU in user code.
+    Running,
+    /// In the kernel: the system call (-1: none, the thread was preempted in user code),
+    /// stack pointer and pc.
+    In(i64, u64, u64),
+}
+
+fn read_where(tid: i32) -> Option<(String, Where)> {
+    let line = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
+    let w = match words.as_slice() {
+        ["running"] => Where::Running,
+        [nr, .., sp, pc] if words.len() >= 3 => Where::In(nr.parse().ok()?, hex(sp)?, hex(pc)?),
+        _ => return None,
+    };
+    Some((line, w))
+}
+
+fn thread_name(tid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// One tick: a record of every program thread, with whether its stack is whole.
+fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
+    let tids = program_threads();
+    seen.retain(|tid, _| tids.binary_search(tid).is_ok());
+    let sig = cpu_signal::in_use();
+    let can_ask = sig != 0 && crate::runtime::signals::ours_installed(sig);
+    let mut out = Vec::with_capacity(tids.len());
+    let mut running = Vec::new();
+    for tid in tids {
+        let Some((line, at)) = read_where(tid) else {
+            continue; // gone
+        };
+        let s = seen.entry(tid).or_insert_with(|| Seen {
+            line: String::new(),
+            state: String::new(),
+            stack: None,
+            name: thread_name(tid),
+            named_at: tick,
+        });
+        if tick.saturating_sub(s.named_at) >= NAME_TICKS {
+            s.name = thread_name(tid);
+            s.named_at = tick;
+        }
+        match at {
+            Where::Running if can_ask => running.push(tid),
+            Where::Running => out.push((key(tid, &s.name, "running", None), false)),
+            Where::In(nr, sp, pc) => {
+                if s.line != line {
+                    s.line = line;
+                    s.state = if nr >= 0 {
+                        syscall_name(nr)
+                    } else {
+                        "running".to_string()
+                    };
+                    s.stack = walk_blocked(pc, sp);
+                }
+                let finished = s.stack.as_ref().is_some_and(|r| r.finished);
+                out.push((key(tid, &s.name, &s.state, s.stack.as_ref()), finished));
+            }
+        }
+    }
+    for batch in running.chunks(stack_requests::SLOTS) {
+        // Read again just before the signal: a thread that has gone into the kernel since
+        // is sampled as blocked, so that no signal can reach it there.
+        let mut ask = Vec::with_capacity(batch.len());
+        for &tid in batch {
+            let s = seen.get_mut(&tid);
+            match (read_where(tid), s) {
+                (Some((_, Where::Running)), Some(_)) => ask.push(tid),
+                (Some((line, Where::In(nr, sp, pc))), Some(s)) => {
+                    s.line = line;
+                    s.state = if nr >= 0 {
+                        syscall_name(nr)
+                    } else {
+                        "running".to_string()
+                    };
+                    s.stack = walk_blocked(pc, sp);
+                    let finished = s.stack.as_ref().is_some_and(|r| r.finished);
+                    out.push((key(tid, &s.name, &s.state, s.stack.as_ref()), finished));
+                }
+                _ => {}
+            }
+        }
+        let answers = stack_requests::ask(&ask, sig, ANSWER_NS);
+        for (tid, a) in ask.iter().zip(answers) {
+            let name = seen.get(tid).map_or(String::new(), |s| s.name.clone());
+            // Running again: the next blocked tick walks its stack anew.
+            if let Some(s) = seen.get_mut(tid) {
+                s.line.clear();
+            }
+            let read = a.stack.map(|(pcs, truncated)| StackRead {
+                pcs,
+                truncated,
+                finished: a.finished,
+            });
+            let finished = read.as_ref().is_some_and(|r| r.finished);
+            out.push((key(*tid, &name, "running", read.as_ref()), finished));
+        }
+    }
+    out
+}
+
+/// A blocked thread's stack, over a short copy first, then a long one if the walk ran
+/// off the short copy's end.
+fn walk_blocked(pc: u64, sp: u64) -> Option<StackRead> {
+    let first = blocked_stack(pc, sp, FIRST_COPY);
+    if first.as_ref().is_some_and(|r| r.finished || r.truncated) {
+        return first;
+    }
+    blocked_stack(pc, sp, COPY_BYTES).or(first)
+}
+
+fn key(tid: i32, name: &str, state: &str, stack: Option<&StackRead>) -> Key {
+    Key {
+        stack: stack.map_or_else(Vec::new, |r| r.pcs.clone()),
+        truncated: stack.is_some_and(|r| r.truncated),
+        tid,
+        thread: name.to_string(),
+        state: state.to_string(),
+    }
+}
