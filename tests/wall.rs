@@ -181,7 +181,10 @@ fn rust_mutex_waits_show_under_the_lock_frames() {
     );
     assert!(r.output.status.success(), "{}", r.stderr());
     let waited = r.printed("waited_ms") * 1_000_000;
-    assert!(waited > 3_000_000_000, "the workers hardly contended: {waited} ns");
+    assert!(
+        waited > 3_000_000_000,
+        "the workers hardly contended: {waited} ns"
+    );
     let p = load(&r.files_of("wall")[0]);
     let w = wall_of(&p);
     let (mut futex, mut under_lock) = (0, 0);

@@ -3,8 +3,10 @@
 //! waiting (I/O, sleeps, poll, futex locks that never pass through pthread) shows where
 //! it is spent. Opt-in (`RPROF_PROFILES=…,wall`): it needs a thread of rprof's own.
 //!
-//! Each tick (`RPROF_WALL_HZ`, default 10 a second) the sampler thread reads each program
-//! thread's /proc/self/task/<tid>/syscall:
+//! Each tick (`RPROF_WALL_HZ`, default 20 a second, and then stretched so that the sampler
+//! uses at most 1 % of a core: about 12 µs a thread a tick here, so 200 threads are sampled
+//! about 4 times a second) the sampler thread reads each program thread's
+//! /proc/self/task/<tid>/syscall:
 //! - a thread blocked in the kernel is never signalled: the line gives its system call,
 //!   stack pointer and pc; its stack is copied (process_vm_readv) and walked from there.
 //!   When the line is the same as at the previous tick (same call, arguments, stack pointer
@@ -18,11 +20,13 @@
 //!   CPU profiling (no handler of rprof's for that signal) its samples have no stack.
 //!
 //! Samples carry the labels `thread`, `thread_id` and `state` (`running`, or the system
-//! call the thread is blocked in); values samples/count and wall/nanoseconds. The counts
+//! call the thread is blocked in); values samples/count and wall/nanoseconds, a sample
+//! standing for the wall time since the previous tick. The counts
 //! are cumulative; a file or an HTTP window is the difference of two snapshots, as CPU's.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rprof_profile::{names, Builder, Profile};
 
@@ -39,6 +43,8 @@ pub struct Wall;
 pub static WALL: Wall = Wall;
 
 static ON: AtomicBool = AtomicBool::new(false);
+/// At the default rate: ticks are stretched to keep the sampler under 1 % of a core.
+static BUDGETED: AtomicBool = AtomicBool::new(false);
 static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
 /// The process whose sampler thread runs (0: none); a fork child starts its own.
 static SAMPLER_OF: AtomicI32 = AtomicI32::new(0);
@@ -59,23 +65,25 @@ const NAME_TICKS: u64 = 64;
 /// One record: a stack, the thread that was in it, and the thread's state.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Key {
-    pub stack: Vec<u64>,
+    pub stack: Arc<[u64]>,
     pub truncated: bool,
     pub tid: i32,
-    pub thread: String,
-    pub state: String,
+    pub thread: Arc<str>,
+    pub state: Arc<str>,
 }
 
 /// Samples counted since the start (or the fork); a window is the difference of two.
 #[derive(Clone, Default)]
 pub struct Counts {
-    pub samples: HashMap<Key, u64>,
-    /// Samples not kept: the table was full.
-    pub lost: u64,
+    /// Per record: (samples, the wall time they stand for in ns).
+    pub samples: HashMap<Key, (u64, u64)>,
+    /// Samples not kept (the table was full), and their ns.
+    pub lost: (u64, u64),
     /// Samples whose stack could not be walked to the thread's start.
     pub unfinished: u64,
-    /// Ticks the sampler could not keep (it fell behind by a whole period or more).
-    pub missed_ticks: u64,
+    /// Ticks taken, and the wall time between them (ns).
+    pub ticks: u64,
+    pub tick_ns: u64,
 }
 
 static TABLE: Lock<Option<Counts>> = Lock::new(None);
@@ -133,14 +141,19 @@ impl Kind for Wall {
         let after = state::<Counts>(after);
         let mut w = Counts {
             samples: HashMap::new(),
-            lost: after.lost.saturating_sub(before.lost),
+            lost: (
+                after.lost.0.saturating_sub(before.lost.0),
+                after.lost.1.saturating_sub(before.lost.1),
+            ),
             unfinished: after.unfinished.saturating_sub(before.unfinished),
-            missed_ticks: after.missed_ticks.saturating_sub(before.missed_ticks),
+            ticks: after.ticks.saturating_sub(before.ticks),
+            tick_ns: after.tick_ns.saturating_sub(before.tick_ns),
         };
-        for (k, &n) in &after.samples {
-            let then = before.samples.get(k).copied().unwrap_or(0);
+        for (k, &(n, ns)) in &after.samples {
+            let (then, then_ns) = before.samples.get(k).copied().unwrap_or((0, 0));
             if n > then {
-                w.samples.insert(k.clone(), n - then);
+                w.samples
+                    .insert(k.clone(), (n - then, ns.saturating_sub(then_ns)));
             }
         }
         Box::new(w)
@@ -163,13 +176,13 @@ impl Kind for Wall {
     }
     fn recorded(&self, s: &State) -> u64 {
         let c = state::<Counts>(s);
-        c.samples.values().sum::<u64>() + c.lost
+        c.samples.values().map(|v| v.0).sum::<u64>() + c.lost.0
     }
     fn is_empty(&self) -> bool {
         TABLE
             .lock()
             .as_ref()
-            .is_none_or(|t| t.samples.is_empty() && t.lost == 0)
+            .is_none_or(|t| t.samples.is_empty() && t.lost.0 == 0)
     }
     fn count(&self) -> Option<usize> {
         None
@@ -207,23 +220,21 @@ fn wall_profile(c: &Counts, cx: &Context, symbolizer: &mut Symbolizer) -> Profil
         ("wall", names::NANOSECONDS),
         period,
     );
-    let mut enc =
-        StackEncoder::for_stacks(b, c.samples.keys().map(|k| k.stack.as_slice()), symbolizer);
+    let mut enc = StackEncoder::for_stacks(b, c.samples.keys().map(|k| &k.stack[..]), symbolizer);
     enc.builder().set_time(cx.start_unix_ns, cx.duration_ns);
     let mut samples: Vec<_> = c.samples.iter().collect();
-    samples.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.tid.cmp(&b.0.tid)));
+    samples.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.tid.cmp(&b.0.tid)));
     let unknown = (!c.samples.keys().all(|k| !k.stack.is_empty()))
         .then(|| enc.builder().synthetic_location("rprof::stack_not_taken"));
-    for (key, &n) in samples {
+    for (key, &(n, ns)) in samples {
         let ids = match unknown {
             Some(u) if key.stack.is_empty() => vec![u],
             _ => enc.stack(&key.stack, key.truncated),
         };
-        let n = n as i64;
         enc.builder().add_sample(
             ids,
-            vec![n, n * period],
-            &[("thread", &key.thread), ("state", &key.state)],
+            vec![n as i64, ns as i64],
+            &[("thread", &*key.thread), ("state", &*key.state)],
             &[("thread_id", i64::from(key.tid), "")],
         );
     }
@@ -233,17 +244,25 @@ fn wall_profile(c: &Counts, cx: &Context, symbolizer: &mut Symbolizer) -> Profil
             c.unfinished
         ));
     }
-    if c.missed_ticks > 0 {
-        enc.builder().add_comment(&format!(
-            "rprof: the wall sampler fell behind and skipped {} tick(s)",
-            c.missed_ticks
-        ));
+    if let Some(mean) = c.tick_ns.checked_div(c.ticks) {
+        if mean as f64 > 1.5 * period as f64 {
+            enc.builder().add_comment(&format!(
+                "rprof: {} ticks, one every {:.1} ms on average (RPROF_WALL_HZ asks {:.1} ms): {}",
+                c.ticks,
+                mean as f64 / 1e6,
+                period as f64 / 1e6,
+                if BUDGETED.load(Ordering::Relaxed) {
+                    "stretched to keep the sampler under 1 % of a core, or late"
+                } else {
+                    "the sampler was late"
+                }
+            ));
+        }
     }
-    if c.lost > 0 {
+    if c.lost.0 > 0 {
         let lost = enc.builder().synthetic_location(names::LOST_SAMPLES_FRAME);
-        let n = c.lost as i64;
         enc.builder()
-            .add_sample(vec![lost], vec![n, n * period], &[], &[]);
+            .add_sample(vec![lost], vec![c.lost.0 as i64, c.lost.1 as i64], &[], &[]);
     }
     enc.finish()
 }
@@ -280,45 +299,79 @@ fn stop_sampler() {
 /// What the sampler remembers of a thread from one tick to the next.
 struct Seen {
     /// Its syscall line at the last tick it was blocked.
-    line: String,
+    line: Vec<u8>,
     state: String,
     stack: Option<StackRead>,
     name: String,
     named_at: u64,
+    /// Its record while it stays in the same wait (made again when the line changes).
+    key: Option<Key>,
 }
 
 fn run() {
     let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
+    let budgeted = BUDGETED.load(Ordering::Relaxed);
     let mut seen: HashMap<i32, Seen> = HashMap::new();
-    let mut next = sys::monotonic_ns() + period;
+    let mut last = sys::monotonic_ns();
+    let mut next = last + period;
     let mut tick = 0u64;
     while !STOP.load(Ordering::Acquire) {
         sleep_until(next);
         if STOP.load(Ordering::Acquire) {
             break;
         }
+        // Each sample stands for the wall time since the previous tick.
         let now = sys::monotonic_ns();
-        let behind = now.saturating_sub(next) / period;
-        next += (behind + 1) * period;
+        let weight = now.saturating_sub(last);
+        last = now;
         tick += 1;
+        let cpu = thread_cpu_ns();
         let records = sample_all(&mut seen, tick);
-        let mut guard = TABLE.lock();
-        let Some(t) = guard.as_mut() else { continue };
-        t.missed_ticks += behind;
-        for (key, finished) in records {
-            if !finished {
-                t.unfinished += 1;
-            }
-            let full = t.samples.len() >= MAX_RECORDS;
-            match t.samples.get_mut(&key) {
-                Some(n) => *n += 1,
-                None if full => t.lost += 1,
-                None => {
-                    t.samples.insert(key, 1);
+        if let Some(t) = TABLE.lock().as_mut() {
+            t.ticks += 1;
+            t.tick_ns += weight;
+            for (key, finished) in records {
+                if !finished {
+                    t.unfinished += 1;
+                }
+                let full = t.samples.len() >= MAX_RECORDS;
+                match t.samples.get_mut(&key) {
+                    Some(v) => {
+                        v.0 += 1;
+                        v.1 += weight;
+                    }
+                    None if full => {
+                        t.lost.0 += 1;
+                        t.lost.1 += weight;
+                    }
+                    None => {
+                        t.samples.insert(key, (1, weight));
+                    }
                 }
             }
         }
+        // At the default rate, the next tick comes later when this one cost more than
+        // 1 % of the time to it (many threads): the sampler stays under 1 % of a core.
+        let cost = thread_cpu_ns().saturating_sub(cpu);
+        let gap = if budgeted {
+            period.max(cost.saturating_mul(100))
+        } else {
+            period
+        };
+        next = (next + gap).max(now + gap / 2);
     }
+}
+
+/// The calling thread's CPU time (ns).
+#[allow(unsafe_code)]
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Sleeps until CLOCK_MONOTONIC reads `at` (ns).
@@ -349,16 +402,66 @@ enum Where {
     In(i64, u64, u64),
 }
 
-fn read_where(tid: i32) -> Option<(String, Where)> {
-    let line = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
-    let w = match words.as_slice() {
-        ["running"] => Where::Running,
-        [nr, .., sp, pc] if words.len() >= 3 => Where::In(nr.parse().ok()?, hex(sp)?, hex(pc)?),
-        _ => return None,
+/// A thread's /proc syscall line, read with three system calls and no allocation: it is
+/// read for every thread at every tick.
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+#[allow(unsafe_code)]
+fn read_line(tid: i32) -> Option<Line> {
+    use std::io::Write as _;
+    let mut path = [0u8; 48];
+    let mut w = std::io::Cursor::new(&mut path[..]);
+    write!(w, "/proc/self/task/{tid}/syscall\0").ok()?;
+    // SAFETY: `path` holds a NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut line = Line {
+        buf: [0; 256],
+        len: 0,
     };
-    Some((line, w))
+    // SAFETY: reads at most the buffer's length into it, then closes the fd opened above.
+    let n = unsafe {
+        let n = libc::read(fd, line.buf.as_mut_ptr().cast(), line.buf.len());
+        libc::close(fd);
+        n
+    };
+    line.len = usize::try_from(n).ok()?;
+    Some(line)
+}
+
+/// Where a syscall line says the thread is.
+fn parse_where(line: &[u8]) -> Option<Where> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.split_whitespace();
+    let first = words.next()?;
+    if first == "running" {
+        return Some(Where::Running);
+    }
+    let nr: i64 = first.parse().ok()?;
+    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
+    // The last two words are the stack pointer and the pc.
+    let mut last = [""; 2];
+    for w in words {
+        last = [last[1], w];
+    }
+    Some(Where::In(nr, hex(last[0])?, hex(last[1])?))
+}
+
+fn read_where(tid: i32) -> Option<(Line, Where)> {
+    let line = read_line(tid)?;
+    let at = parse_where(line.bytes())?;
+    Some((line, at))
 }
 
 fn thread_name(tid: i32) -> String {
@@ -380,31 +483,39 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
             continue; // gone
         };
         let s = seen.entry(tid).or_insert_with(|| Seen {
-            line: String::new(),
+            line: Vec::new(),
             state: String::new(),
             stack: None,
             name: thread_name(tid),
             named_at: tick,
+            key: None,
         });
         if tick.saturating_sub(s.named_at) >= NAME_TICKS {
             s.name = thread_name(tid);
             s.named_at = tick;
+            s.key = None;
         }
         match at {
             Where::Running if can_ask => running.push(tid),
             Where::Running => out.push((key(tid, &s.name, "running", None), false)),
             Where::In(nr, sp, pc) => {
-                if s.line != line {
-                    s.line = line;
+                if s.line != line.bytes() {
+                    s.line.clear();
+                    s.line.extend_from_slice(line.bytes());
                     s.state = if nr >= 0 {
                         syscall_name(nr)
                     } else {
                         "running".to_string()
                     };
                     s.stack = walk_blocked(pc, sp);
+                    s.key = None;
                 }
                 let finished = s.stack.as_ref().is_some_and(|r| r.finished);
-                out.push((key(tid, &s.name, &s.state, s.stack.as_ref()), finished));
+                let k = s
+                    .key
+                    .get_or_insert_with(|| key(tid, &s.name, &s.state, s.stack.as_ref()))
+                    .clone();
+                out.push((k, finished));
             }
         }
     }
@@ -417,13 +528,15 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
             match (read_where(tid), s) {
                 (Some((_, Where::Running)), Some(_)) => ask.push(tid),
                 (Some((line, Where::In(nr, sp, pc))), Some(s)) => {
-                    s.line = line;
+                    s.line.clear();
+                    s.line.extend_from_slice(line.bytes());
                     s.state = if nr >= 0 {
                         syscall_name(nr)
                     } else {
                         "running".to_string()
                     };
                     s.stack = walk_blocked(pc, sp);
+                    s.key = None;
                     let finished = s.stack.as_ref().is_some_and(|r| r.finished);
                     out.push((key(tid, &s.name, &s.state, s.stack.as_ref()), finished));
                 }
@@ -436,6 +549,7 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
             // Running again: the next blocked tick walks its stack anew.
             if let Some(s) = seen.get_mut(tid) {
                 s.line.clear();
+                s.key = None;
             }
             let read = a.stack.map(|(pcs, truncated)| StackRead {
                 pcs,
@@ -461,10 +575,10 @@ fn walk_blocked(pc: u64, sp: u64) -> Option<StackRead> {
 
 fn key(tid: i32, name: &str, state: &str, stack: Option<&StackRead>) -> Key {
     Key {
-        stack: stack.map_or_else(Vec::new, |r| r.pcs.clone()),
+        stack: stack.map_or_else(|| Arc::from([]), |r| Arc::from(r.pcs.as_slice())),
         truncated: stack.is_some_and(|r| r.truncated),
         tid,
-        thread: name.to_string(),
-        state: state.to_string(),
+        thread: Arc::from(name),
+        state: Arc::from(state),
     }
 }

@@ -85,6 +85,9 @@ pub struct Config {
     pub cpu_hz: u32,
     /// Wall-clock samples of every thread a second (`RPROF_WALL_HZ`), for the wall kind.
     pub wall_hz: u32,
+    /// `RPROF_WALL_HZ` was not given: the rate is lowered as needed to keep the wall
+    /// sampler under 1 % of a core.
+    pub wall_hz_default: bool,
     /// Mean bytes between heap samples; 1 records every allocation, 0 turns heap off.
     pub heap_rate: u64,
     /// Go's SetBlockProfileRate in ns: waits this long are always kept, shorter ones sampled.
@@ -140,7 +143,7 @@ pub fn parse_http(v: &str) -> Option<HttpAddr> {
 }
 
 pub const DEFAULT_CPU_HZ: u32 = 100;
-pub const DEFAULT_WALL_HZ: u32 = 10;
+pub const DEFAULT_WALL_HZ: u32 = 20;
 pub const MAX_WALL_HZ: u32 = 1000;
 pub const MAX_CPU_HZ: u32 = 10_000;
 pub const DEFAULT_HEAP_RATE: u64 = 512 * 1024;
@@ -194,6 +197,7 @@ impl Config {
             },
         };
 
+        let wall_hz_default = get("RPROF_WALL_HZ").is_none();
         let wall_hz = match get("RPROF_WALL_HZ") {
             None => DEFAULT_WALL_HZ,
             Some(v) => match v.trim().parse::<u32>() {
@@ -346,6 +350,7 @@ impl Config {
                 profiles,
                 cpu_hz,
                 wall_hz,
+                wall_hz_default,
                 heap_rate,
                 block_rate,
                 mutex_fraction,
