@@ -110,7 +110,7 @@ fn wall_time_splits_as_the_threads_spend_it() {
         assert_eq!(p.period, 10_000_000);
         let w = wall_of(&p);
         // Each thread lived about 3 s: 300 ticks of 10 ms.
-        for t in ["split", "reader", "futexer"] {
+        for t in ["split", "reader", "futexer", "switcher"] {
             assert_within(
                 &format!("{variant}: {t}'s wall time"),
                 w.thread(t),
@@ -161,6 +161,28 @@ fn wall_time_splits_as_the_threads_spend_it() {
                 w.states_of(thread)
             );
         }
+        // From one wait to another without running between: each half under its own.
+        let switcher = w.thread("switcher");
+        let n = (switcher / 10_000_000) as f64;
+        // (nap's call of sleep_phase is a tail call: nap's own frame is gone.)
+        let napped = w.under("switcher", "clock_nanosleep", &["sleep_phase", "switcher_main"])
+            + w.under("switcher", "nanosleep", &["sleep_phase", "switcher_main"]);
+        let polled = w.under("switcher", "poll", &["poll_a_while", "switcher_main"])
+            + w.under("switcher", "ppoll", &["poll_a_while", "switcher_main"]);
+        assert_share(
+            &format!("{variant}: switcher napping"),
+            napped,
+            switcher,
+            0.5,
+            n,
+        );
+        assert_share(
+            &format!("{variant}: switcher polling"),
+            polled,
+            switcher,
+            0.5,
+            n,
+        );
         if let Some(top) = go_pprof_top(&files[0], &["-tagfocus=state=futex"]) {
             assert!(top.contains("wait_in_futex"), "{top}");
             assert!(!top.contains("wait_in_read"), "{top}");
