@@ -183,6 +183,15 @@ fn wall_time_splits_as_the_threads_spend_it() {
             0.5,
             n,
         );
+        // rprof's own command reads it.
+        let top = std::process::Command::new(release_dir().join("rprof"))
+            .args(["top", "-n", "40"])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        assert!(top.status.success());
+        let top = String::from_utf8_lossy(&top.stdout);
+        assert!(top.contains("wait_in_futex") && top.contains("Type: wall"), "{top}");
         if let Some(top) = go_pprof_top(&files[0], &["-tagfocus=state=futex"]) {
             assert!(top.contains("wait_in_futex"), "{top}");
             assert!(!top.contains("wait_in_read"), "{top}");
