@@ -203,6 +203,7 @@ static FORK_LOCKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 #[link_section = ".text.hot.rprof_fork"]
 extern "C" fn before_fork() {
     files::note_fork();
+    heap::note_fork();
     let lock = !threads::single_threaded();
     sync::store_changed!(FORK_LOCKED, lock);
     if !lock {

@@ -165,8 +165,11 @@ fn wall_time_splits_as_the_threads_spend_it() {
         let switcher = w.thread("switcher");
         let n = (switcher / 10_000_000) as f64;
         // (nap's call of sleep_phase is a tail call: nap's own frame is gone.)
-        let napped = w.under("switcher", "clock_nanosleep", &["sleep_phase", "switcher_main"])
-            + w.under("switcher", "nanosleep", &["sleep_phase", "switcher_main"]);
+        let napped = w.under(
+            "switcher",
+            "clock_nanosleep",
+            &["sleep_phase", "switcher_main"],
+        ) + w.under("switcher", "nanosleep", &["sleep_phase", "switcher_main"]);
         let polled = w.under("switcher", "poll", &["poll_a_while", "switcher_main"])
             + w.under("switcher", "ppoll", &["poll_a_while", "switcher_main"]);
         assert_share(
@@ -191,7 +194,10 @@ fn wall_time_splits_as_the_threads_spend_it() {
             .unwrap();
         assert!(top.status.success());
         let top = String::from_utf8_lossy(&top.stdout);
-        assert!(top.contains("wait_in_futex") && top.contains("Type: wall"), "{top}");
+        assert!(
+            top.contains("wait_in_futex") && top.contains("Type: wall"),
+            "{top}"
+        );
         if let Some(top) = go_pprof_top(&files[0], &["-tagfocus=state=futex"]) {
             assert!(top.contains("wait_in_futex"), "{top}");
             assert!(!top.contains("wait_in_read"), "{top}");

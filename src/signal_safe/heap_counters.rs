@@ -41,15 +41,19 @@ pub(crate) static HAS_CX16: AtomicBool = AtomicBool::new(false);
 /// The CPU has cmpxchg16b; `p` is 16-byte aligned and valid for 16 bytes.
 unsafe fn cas_pair(p: *mut u128, old: u128, new: u128) -> u128 {
     let (lo, hi): (u64, u64);
-    // SAFETY: as the caller promises. rbx (reserved by the compiler) holds the new value's
-    // low half only during the instruction, and is restored.
+    // SAFETY: as the caller promises. rbx, which cmpxchg16b reads and which the compiler
+    // may use itself, holds the new value's low half only during the instruction and is
+    // restored. Every other operand is in a register named here, never rbx: a `reg`
+    // operand may be given rbx in a function that does not keep its frame base there (it
+    // was, for `p`, once this was inlined into the fork child's reset, and the exchange
+    // then took the address away).
     unsafe {
         std::arch::asm!(
-            "xchg {new_lo}, rbx",
-            "lock cmpxchg16b xmmword ptr [{p}]",
-            "mov rbx, {new_lo}",
-            p = in(reg) p,
-            new_lo = inout(reg) new as u64 => _,
+            "xchg rsi, rbx",
+            "lock cmpxchg16b xmmword ptr [rdi]",
+            "mov rbx, rsi",
+            in("rdi") p,
+            inout("rsi") new as u64 => _,
             in("rcx") (new >> 64) as u64,
             inout("rax") old as u64 => lo,
             inout("rdx") (old >> 64) as u64 => hi,

@@ -85,6 +85,19 @@ pub fn rate() -> u64 {
     RATE.load(Ordering::Relaxed)
 }
 
+/// The forking thread's block (its `ThreadState::block`), noted by fork's prepare handler.
+static FORKING_BLOCK: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+/// In fork's prepare handler (not under the guard): which block the forking thread writes.
+#[allow(unsafe_code)]
+#[link_section = ".text.hot.rprof_fork"]
+pub fn note_fork() {
+    let b = thread_state::with(|t| t.block.get());
+    if FORKING_BLOCK.load(Ordering::Relaxed) != b {
+        FORKING_BLOCK.store(b, Ordering::Relaxed);
+    }
+}
+
 /// In a fork child (one thread): the child's profile starts empty. Sampled blocks inherited
 /// from the parent are no longer tracked, so their frees are not counted as samples' frees;
 /// the exact counters start from zero (a free of an inherited block still counts in
@@ -95,7 +108,9 @@ pub fn rate() -> u64 {
 #[link_section = ".text.hot.rprof_fork"]
 pub fn reset_after_fork() {
     let me = crate::signal_safe::sys::gettid();
-    let mine: *const Counters = thread_state::with(|t| block_at(t.block.get()));
+    // The forking thread's own block, as noted before the fork: here its state holds
+    // DISCARD, the guard being held around the child's resets.
+    let mine: &'static Counters = block_at(FORKING_BLOCK.load(Ordering::Relaxed));
     // SAFETY: called from fork's child handler only (lib.rs).
     let more = unsafe { MORE_BLOCKS.in_fork_child() };
     // Only blocks ever used are written: a page written in a fork child is copied.
@@ -127,6 +142,18 @@ pub fn reset_after_fork() {
                 w.store(keep, Ordering::Relaxed);
             }
         }
+    }
+    // A child draws its own sampling: with its parent's countdown and random state, every
+    // child of one parent would sample (or not) the same allocations alike.
+    let forking = FORKING_BLOCK.load(Ordering::Relaxed);
+    if ACTIVE.load(Ordering::Relaxed) && forking != UNCLAIMED_OFFSET && forking != DISCARD_OFFSET {
+        thread_state::with(|t| {
+            let seed = crate::signal_safe::sys::monotonic_ns()
+                ^ (me as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            t.rng.set(seed | 1);
+            t.seeded.set(true);
+            mine.set_countdown(next_gap(t));
+        });
     }
     store_changed!(HOT.unclaimed.frees, 0);
     store_changed!(FREES_LOOKED_UP, 0);
