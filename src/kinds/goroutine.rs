@@ -110,6 +110,12 @@ impl Kind for Goroutine {
     fn count(&self) -> Option<usize> {
         Some(program_threads().len())
     }
+    #[allow(unsafe_code)]
+    fn reset_after_fork(&self) {
+        // A capture on a thread of the parent's (absent here) is over.
+        // SAFETY: fork's child handler, on the only thread.
+        unsafe { ONE.reset_in_fork_child() };
+    }
 }
 
 /// `goroutine?debug=2`: a block per thread, as Go's full goroutine dump: `goroutine <tid>
@@ -155,9 +161,11 @@ fn thread_dump_text(threads: &[ThreadInfo], s: &mut Symbolizer) -> String {
     out
 }
 
+/// Held by a capture: one at a time.
+static ONE: Lock<()> = Lock::new(());
+
 /// Every program thread's stack now. One capture at a time. Not for signal context.
 pub fn capture() -> Vec<ThreadInfo> {
-    static ONE: Lock<()> = Lock::new(());
     let _one = ONE.lock();
     let sig = crate::signal_safe::cpu_signal::in_use();
     let signal_ok = sig != 0 && crate::runtime::signals::ours_installed(sig);
