@@ -16,14 +16,13 @@ use crate::config::Config;
 use crate::signal_safe::lock::RawLock;
 use crate::symbols::symbolize::Symbolizer;
 
-pub mod block;
 pub mod cpu;
 pub mod goroutine;
 pub mod heap;
-pub mod mutex;
 mod other_stacks;
 pub mod stack;
 pub mod threadcreate;
+pub mod wait_kinds;
 pub mod waits;
 pub mod wall;
 
@@ -32,8 +31,8 @@ pub mod wall;
 pub static TABLE: &[&dyn Kind] = &[
     &cpu::CPU,
     &heap::HEAP,
-    &block::BLOCK,
-    &mutex::MUTEX,
+    &wait_kinds::BLOCK,
+    &wait_kinds::MUTEX,
     &wall::WALL,
     &goroutine::GOROUTINE,
     &threadcreate::THREADCREATE,

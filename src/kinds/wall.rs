@@ -325,6 +325,30 @@ struct Seen {
     key: Option<Key>,
 }
 
+impl Seen {
+    /// The record of a thread blocked at (nr, sp, pc), per its syscall `line`: its stack is
+    /// walked again only when the line changed since it was last walked.
+    fn blocked(&mut self, tid: i32, line: &Line, nr: i64, sp: u64, pc: u64) -> (Key, bool) {
+        if self.line != line.bytes() {
+            self.line.clear();
+            self.line.extend_from_slice(line.bytes());
+            self.state = if nr >= 0 {
+                syscall_name(nr)
+            } else {
+                "running".to_string()
+            };
+            self.stack = walk_blocked(pc, sp);
+            self.key = None;
+        }
+        let finished = self.stack.as_ref().is_some_and(|r| r.finished);
+        let k = self
+            .key
+            .get_or_insert_with(|| key(tid, &self.name, &self.state, self.stack.as_ref()))
+            .clone();
+        (k, finished)
+    }
+}
+
 fn run() {
     let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
     let budgeted = BUDGETED.load(Ordering::Relaxed);
@@ -519,25 +543,7 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
         match at {
             Where::Running if can_ask => running.push(tid),
             Where::Running => out.push((key(tid, &s.name, "running", None), false)),
-            Where::In(nr, sp, pc) => {
-                if s.line != line.bytes() {
-                    s.line.clear();
-                    s.line.extend_from_slice(line.bytes());
-                    s.state = if nr >= 0 {
-                        syscall_name(nr)
-                    } else {
-                        "running".to_string()
-                    };
-                    s.stack = walk_blocked(pc, sp);
-                    s.key = None;
-                }
-                let finished = s.stack.as_ref().is_some_and(|r| r.finished);
-                let k = s
-                    .key
-                    .get_or_insert_with(|| key(tid, &s.name, &s.state, s.stack.as_ref()))
-                    .clone();
-                out.push((k, finished));
-            }
+            Where::In(nr, sp, pc) => out.push(s.blocked(tid, &line, nr, sp, pc)),
         }
     }
     for batch in running.chunks(stack_requests::SLOTS) {
@@ -549,17 +555,7 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
             match (read_where(tid), s) {
                 (Some((_, Where::Running)), Some(_)) => ask.push(tid),
                 (Some((line, Where::In(nr, sp, pc))), Some(s)) => {
-                    s.line.clear();
-                    s.line.extend_from_slice(line.bytes());
-                    s.state = if nr >= 0 {
-                        syscall_name(nr)
-                    } else {
-                        "running".to_string()
-                    };
-                    s.stack = walk_blocked(pc, sp);
-                    s.key = None;
-                    let finished = s.stack.as_ref().is_some_and(|r| r.finished);
-                    out.push((key(tid, &s.name, &s.state, s.stack.as_ref()), finished));
+                    out.push(s.blocked(tid, &line, nr, sp, pc));
                 }
                 _ => {}
             }
