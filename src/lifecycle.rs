@@ -66,6 +66,7 @@ pub fn start() {
             for k in kinds::TABLE {
                 k.stop_threads();
             }
+            consumers::stop_threads();
             collector::stop_and_join();
         },
         became_threaded: || interpose::locks::set_threaded(true),
@@ -171,7 +172,7 @@ fn register_process_hooks() {
 #[link_section = ".text.hot.rprof_sample"]
 extern "C" fn on_exit() {
     cpu::own_work(true);
-    guard::unprofiled(|| files::final_dump(files::Ending::Exit));
+    guard::unprofiled(|| consumers::finish(files::Ending::Exit));
 }
 
 /// The pid of this process if it is a fork child rprof set up (its atfork child handler
@@ -190,7 +191,7 @@ fn before_exit_call() {
     if guard::held() || signal_safe::own_alloc::OWN.is_locked() {
         return;
     }
-    guard::unprofiled(|| files::final_dump(files::Ending::Dying));
+    guard::unprofiled(|| consumers::finish(files::Ending::Dying));
 }
 
 /// Whether `before_fork` took rprof's locks for this fork.

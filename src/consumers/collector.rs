@@ -86,6 +86,7 @@ fn run() {
         } else {
             IDLE_WAIT_NS
         };
+        let wait = files::until_period(sys::monotonic_ns()).map_or(wait, |p| wait.min(p.max(1)));
         sys::futex_wait(&WAKE, seen, wait);
         if STOP.load(Ordering::Acquire) != 0 {
             break;
@@ -93,7 +94,7 @@ fn run() {
         // A panic here must not take the host down: report it and keep collecting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if FATAL_REQUESTED.load(Ordering::Acquire) != 0 {
-                files::final_dump(files::Ending::Dying);
+                crate::consumers::finish(files::Ending::Dying);
                 FATAL_DONE.store(1, Ordering::Release);
                 sys::futex_wake(&FATAL_DONE);
             }
@@ -111,6 +112,7 @@ fn run() {
             if SNAPSHOTS_SERVED.swap(requested, Ordering::AcqRel) != requested {
                 files::snapshot(false);
             }
+            files::periodic(sys::monotonic_ns());
         }));
         if r.is_err() {
             warning!("internal error in the collector thread; the profile may be incomplete");
@@ -250,7 +252,7 @@ fn serve_now() {
     crate::kinds::cpu::own_work(true);
     let fatal = FATAL_SIGNAL.swap(0, Ordering::AcqRel);
     if fatal != 0 {
-        files::final_dump(files::Ending::Dying);
+        crate::consumers::finish(files::Ending::Dying);
         die_of(fatal as i32);
     }
     let requested = SNAPSHOT_REQUESTS.load(Ordering::Acquire);

@@ -11,7 +11,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use super::collect;
 use crate::kinds::{self, Shape, State};
@@ -39,6 +39,8 @@ pub struct DumpState {
     /// Final files were written while the program went on (`final_files_now`): the next
     /// final files replace them.
     final_written: bool,
+    /// The names of the files a dump writes (kinds, and `heap-peak`), for `RPROF_KEEP`.
+    file_names: Vec<&'static str>,
     /// The process this state describes: a fork child finds its parent's here, and starts
     /// its own at its first use (`this_process`).
     pid: u32,
@@ -57,6 +59,30 @@ static FORK_UNIX: AtomicI64 = AtomicI64::new(0);
 pub fn note_fork() {
     FORK_MONO.store(sys::monotonic_ns(), Ordering::Relaxed);
     FORK_UNIX.store(unix_now_ns(), Ordering::Relaxed);
+}
+
+/// `RPROF_PERIOD` in ns (0: no periodic files), and when the next ones are due.
+static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+static NEXT_PERIOD: AtomicU64 = AtomicU64::new(0);
+/// `RPROF_KEEP`: numbered files kept per kind (0: all).
+static KEEP: AtomicU32 = AtomicU32::new(0);
+
+/// How long until periodic files are due (None: there are none).
+pub fn until_period(now: u64) -> Option<u64> {
+    (PERIOD_NS.load(Ordering::Relaxed) != 0)
+        .then(|| NEXT_PERIOD.load(Ordering::Relaxed).saturating_sub(now))
+}
+
+/// On the collector thread: writes the periodic files when they are due.
+pub fn periodic(now: u64) {
+    let period = PERIOD_NS.load(Ordering::Relaxed);
+    let next = NEXT_PERIOD.load(Ordering::Relaxed);
+    if period == 0 || now < next {
+        return;
+    }
+    // A period missed (the machine stopped) is not made up for.
+    NEXT_PERIOD.store((next + period).max(now + period / 2), Ordering::Relaxed);
+    snapshot(false);
 }
 
 /// The state of this process: in a fork child, the parent's is replaced at first use by
@@ -91,7 +117,21 @@ impl super::Consumer for Files {
     }
     fn start(&self, cfg: &crate::config::Config) -> bool {
         install(cfg.out_prefix.clone());
-        false
+        KEEP.store(cfg.keep.unwrap_or(0), Ordering::Relaxed);
+        let Some(period) = cfg.period_s else {
+            return false;
+        };
+        // Numbered files every period, written by the collector thread.
+        let period = u64::from(period) * 1_000_000_000;
+        PERIOD_NS.store(period, Ordering::Relaxed);
+        NEXT_PERIOD.store(sys::monotonic_ns() + period, Ordering::Relaxed);
+        true
+    }
+    fn reset_after_fork(&self) -> bool {
+        PERIOD_NS.load(Ordering::Relaxed) != 0
+    }
+    fn finish(&self, ending: Ending) {
+        final_dump(ending);
     }
 }
 
@@ -110,6 +150,7 @@ pub fn install(prefix: PathBuf) {
         process_start_mono: sys::monotonic_ns(),
         final_done: false,
         final_written: false,
+        file_names: Vec::new(),
         pid: std::process::id(),
     });
 }
@@ -148,6 +189,13 @@ pub fn snapshot(in_handler: bool) {
     s.snapshots += 1;
     let n = s.snapshots;
     write_profiles(s, Some(n), !in_handler, false);
+    let keep = KEEP.load(Ordering::Relaxed);
+    if keep > 0 && n > keep {
+        // The files `keep` snapshots back go (those of kinds that wrote one then).
+        for name in &s.file_names {
+            let _ = std::fs::remove_file(file_name(&s.prefix, name, Some(n - keep)));
+        }
+    }
 }
 
 /// Writes the files a final dump would, now, while the program goes on: for a signal that
@@ -279,6 +327,9 @@ fn write_profiles(
     for (k, state) in &taken {
         recorded.push((k.name(), k.recorded(state)));
         for (file, profile) in k.profiles(state, &cx, symbolizer) {
+            if !s.file_names.contains(&file) {
+                s.file_names.push(file);
+            }
             write_profile(&s.prefix, file, seq, &profile, replace);
         }
     }

@@ -17,6 +17,9 @@ pub mod files;
 pub mod http;
 pub mod http_pages;
 pub mod ledger;
+pub mod push;
+
+pub use files::Ending;
 
 /// A way profiles leave the process.
 pub trait Consumer: Sync {
@@ -28,10 +31,31 @@ pub trait Consumer: Sync {
     fn reset_after_fork(&self) -> bool {
         false
     }
+    /// The process is ending (`ending`): what is left goes out now, within a bound.
+    fn finish(&self, ending: Ending) {
+        let _ = ending;
+    }
+    /// The program's last thread is exiting: a thread of the consumer's own ends.
+    fn stop_threads(&self) {}
 }
 
 /// Every consumer, started in this order.
-pub static CONSUMERS: &[&dyn Consumer] = &[&files::FILES, &http::HTTP];
+pub static CONSUMERS: &[&dyn Consumer] = &[&files::FILES, &http::HTTP, &push::PUSH];
+
+/// The end of the process (exit, or a fatal signal): every consumer's last output, the
+/// files first.
+pub fn finish(ending: Ending) {
+    for c in CONSUMERS {
+        c.finish(ending);
+    }
+}
+
+/// The program's last thread is exiting: the consumers' threads end.
+pub fn stop_threads() {
+    for c in CONSUMERS {
+        c.stop_threads();
+    }
+}
 
 /// The one collection step: a snapshot of each of `kinds`, each taken once, under its
 /// own lock (`allocator_figures`: the program's allocator may be asked for its own).

@@ -156,6 +156,16 @@ pub trait Kind: Sync {
     /// The program's last thread is exiting: a thread of the kind's own ends first (glibc
     /// ends the process only when no thread is left).
     fn stop_threads(&self) {}
+    /// The `__name__` a backend knows the kind's pushed profiles by (Pyroscope's profile
+    /// type names: `process_cpu`, `memory`, …); None: not pushed.
+    fn push_name(&self) -> Option<&'static str> {
+        None
+    }
+    /// The sample types a pushed window keeps as they stand at its end instead of as the
+    /// change over it (the heap's `inuse_*`).
+    fn push_as_is(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// A line for the log at the end of the process, and its level.
     fn summary(&self) -> Option<(crate::config::LogLevel, String)> {
         None

@@ -79,6 +79,9 @@ impl Kind for WaitKind {
     fn shape(&self) -> Shape {
         Shape::Cumulative
     }
+    fn push_name(&self) -> Option<&'static str> {
+        Some(self.name)
+    }
     fn init(&self, cfg: &Config, on: bool) -> bool {
         let setting = match (on, self.which) {
             (false, _) => 0,

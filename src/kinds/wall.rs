@@ -101,6 +101,9 @@ impl Kind for Wall {
     fn shape(&self) -> Shape {
         Shape::Window
     }
+    fn push_name(&self) -> Option<&'static str> {
+        Some("wall")
+    }
     fn on_by_default(&self) -> bool {
         false
     }

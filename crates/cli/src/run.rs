@@ -23,6 +23,12 @@ const OPTIONS: &[(&str, &str)] = &[
     ("--block-rate", "RPROF_BLOCK_RATE"),
     ("--mutex-fraction", "RPROF_MUTEX_FRACTION"),
     ("--only", "RPROF_PROGRAMS"),
+    ("--push", "RPROF_PUSH"),
+    ("--push-period", "RPROF_PUSH_PERIOD"),
+    ("--service-name", "RPROF_SERVICE_NAME"),
+    ("--labels", "RPROF_LABELS"),
+    ("--period", "RPROF_PERIOD"),
+    ("--keep", "RPROF_KEEP"),
 ];
 
 pub const HELP: &str = "usage: rprof run [OPTIONS] [--] PROGRAM [ARGS...]
@@ -39,6 +45,13 @@ counting the others. `--` is needed only when PROGRAM starts with `-`.
                         (default: 524288; RPROF_HEAP_RATE)
   --block-rate NS       Go's block profile rate (default: 10000; RPROF_BLOCK_RATE)
   --mutex-fraction N    Go's mutex profile fraction (default: 10; RPROF_MUTEX_FRACTION)
+  --push URL            push each window to a backend: http://host:4040 (Pyroscope) or
+                        otlp+http://host:4318 (OpenTelemetry) (RPROF_PUSH)
+  --push-period S       seconds between pushes (default: 15; RPROF_PUSH_PERIOD)
+  --service-name NAME   service_name of pushed profiles (default: the program's name)
+  --labels K=V,...      labels added to pushed profiles (RPROF_LABELS)
+  --period S            also write numbered files of each window every S seconds
+                        (RPROF_PERIOD); --keep N keeps the last N of each kind (RPROF_KEEP)
 Other RPROF_* variables in the environment apply as well, and are checked the same way.";
 
 /// librprof.so: $RPROF_LIB, else beside this executable, else under ./target/{release,debug}.

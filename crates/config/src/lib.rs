@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod push;
+pub use push::{label_name_ok, parse_labels, parse_url, Protocol, Push, Secret};
+pub use push::{DEFAULT_PUSH_PERIOD_S, MAX_PERIOD_S};
+
 /// The profile kinds `RPROF_PROFILES` can name, and whether each is on when it is unset:
 /// the library's table of kinds (`src/kinds/mod.rs`) in its order, for the `rprof`
 /// command, which never loads the library, to refuse a bad name before it runs anything.
@@ -110,6 +114,16 @@ pub struct Config {
     /// A file each process appends one line to when it ends (`RPROF_RUN_LEDGER`, set by
     /// `rprof run` to learn which processes recorded what).
     pub ledger: Option<PathBuf>,
+    /// Where profiles are pushed (`RPROF_PUSH` and the `RPROF_PUSH_*` variables).
+    pub push: Option<Push>,
+    /// `service_name` of pushed profiles (`RPROF_SERVICE_NAME`); None: the program's name.
+    pub service_name: Option<String>,
+    /// Labels added to pushed profiles (`RPROF_LABELS=k=v,…`).
+    pub labels: Vec<(String, String)>,
+    /// Write each kind's window every this many seconds as numbered files (`RPROF_PERIOD`).
+    pub period_s: Option<u32>,
+    /// How many numbered files of each kind are kept (`RPROF_KEEP`); None: all.
+    pub keep: Option<u32>,
 }
 
 /// An address for the profile server.
@@ -119,6 +133,16 @@ pub enum HttpAddr {
     Tcp(std::net::SocketAddr),
     /// A Unix socket path.
     Unix(PathBuf),
+}
+
+/// `RPROF_PUSH` as it may be shown: any `user:password@` replaced by `***@`.
+pub fn hide_credentials(v: &str) -> String {
+    match (v.find("://"), v.find('@')) {
+        (Some(s), Some(at)) if at > s && !v[s + 3..at].contains('/') => {
+            format!("{}***{}", &v[..s + 3], &v[at..])
+        }
+        _ => v.to_owned(),
+    }
 }
 
 /// Parses `RPROF_HTTP` (`%p` already replaced): `127.0.0.1:6060`, `localhost:6060`,
@@ -344,6 +368,113 @@ impl Config {
         };
         let ledger = get("RPROF_RUN_LEDGER").map(|v| cwd.join(v));
 
+        let mut seconds = |var: &str, default: &str| match get(var) {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=MAX_PERIOD_S).contains(&n) => Some(n),
+                _ => {
+                    warn(
+                        var,
+                        &v,
+                        &format!("is not a whole number of seconds from 1 to {MAX_PERIOD_S}"),
+                        default,
+                    );
+                    None
+                }
+            },
+        };
+        let push_period = seconds("RPROF_PUSH_PERIOD", &DEFAULT_PUSH_PERIOD_S.to_string());
+        let period_s = seconds("RPROF_PERIOD", "no periodic files");
+        let keep = match get("RPROF_KEEP") {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    warn(
+                        "RPROF_KEEP",
+                        &v,
+                        "is not a whole number from 1",
+                        "every file kept",
+                    );
+                    None
+                }
+            },
+        };
+        let protocol = match get("RPROF_PUSH_PROTOCOL").map(|v| v.to_ascii_lowercase()) {
+            None => None,
+            Some(v) if v == "pyroscope" => Some(Protocol::Pyroscope),
+            Some(v) if v == "otlp" => Some(Protocol::Otlp),
+            Some(v) => {
+                warn(
+                    "RPROF_PUSH_PROTOCOL",
+                    &v,
+                    "is not pyroscope or otlp",
+                    "the URL's (pyroscope unless it starts otlp+)",
+                );
+                None
+            }
+        };
+        let mut push = match get("RPROF_PUSH") {
+            None => None,
+            Some(v) => match parse_url(&v, protocol) {
+                Ok(mut p) => {
+                    p.period_s = push_period.unwrap_or(DEFAULT_PUSH_PERIOD_S);
+                    p.token = get("RPROF_PUSH_TOKEN").map(Secret);
+                    p.tenant = get("RPROF_PUSH_TENANT");
+                    Some(p)
+                }
+                Err(why) => {
+                    // The value may hold a password: it is shown without its credentials.
+                    warn("RPROF_PUSH", &hide_credentials(&v), why, "no push");
+                    None
+                }
+            },
+        };
+        if let Some(t) = get("RPROF_PUSH_TENANT") {
+            if !t.chars().all(|c| c.is_ascii_graphic()) {
+                warn(
+                    "RPROF_PUSH_TENANT",
+                    &t,
+                    "is not printable ASCII",
+                    "no tenant",
+                );
+                if let Some(p) = push.as_mut() {
+                    p.tenant = None;
+                }
+            }
+        }
+        let labels = match get("RPROF_LABELS") {
+            None => Vec::new(),
+            Some(v) => {
+                let (good, bad) = parse_labels(&v);
+                if !bad.is_empty() {
+                    let kept: Vec<String> = good.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    warn(
+                        "RPROF_LABELS",
+                        &v,
+                        &format!(
+                            "has malformed items {} (each k=v, k a label name [A-Za-z_][A-Za-z0-9_]* not starting __, once)",
+                            bad.join(",")
+                        ),
+                        &if kept.is_empty() { "no labels".to_owned() } else { kept.join(",") },
+                    );
+                }
+                good
+            }
+        };
+        let service_name = match get("RPROF_SERVICE_NAME") {
+            Some(v) if v.chars().any(char::is_control) => {
+                warn(
+                    "RPROF_SERVICE_NAME",
+                    &v,
+                    "holds a control character",
+                    "the program's name",
+                );
+                None
+            }
+            v => v,
+        };
+
         (
             Config {
                 out_prefix,
@@ -361,6 +492,11 @@ impl Config {
                 http,
                 programs,
                 ledger,
+                push,
+                service_name,
+                labels,
+                period_s,
+                keep,
             },
             warnings,
         )
@@ -616,6 +752,66 @@ mod tests {
     }
 
     #[test]
+    fn push_variables() {
+        let (c, w) = parse(&[
+            ("RPROF_PUSH", "http://alice:s3cret@127.0.0.1:4040"),
+            ("RPROF_PUSH_PERIOD", "1"),
+            ("RPROF_PUSH_TOKEN", "tok"),
+            ("RPROF_PUSH_TENANT", "team-a"),
+            ("RPROF_LABELS", "env=prod,region=eu"),
+            ("RPROF_SERVICE_NAME", "api"),
+            ("RPROF_PERIOD", "10"),
+            ("RPROF_KEEP", "3"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        let p = c.push.clone().unwrap();
+        assert_eq!(p.period_s, 1);
+        assert_eq!(p.token, Some(Secret("tok".into())));
+        assert_eq!(p.tenant.as_deref(), Some("team-a"));
+        assert_eq!(p.basic.as_ref().unwrap().0, "alice");
+        assert!(!format!("{c:?}").contains("s3cret") && !format!("{c:?}").contains("tok\""));
+        assert_eq!(c.labels.len(), 2);
+        assert_eq!(c.service_name.as_deref(), Some("api"));
+        assert_eq!((c.period_s, c.keep), (Some(10), Some(3)));
+        assert_eq!(
+            parse(&[("RPROF_PUSH", "h:1"), ("RPROF_PUSH_PROTOCOL", "otlp")])
+                .0
+                .push,
+            None
+        );
+        let (c, w) = parse(&[("RPROF_PUSH", "http://bob:pw@h:1/x?y")]);
+        assert_eq!(c.push, None);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("RPROF_PUSH=\"http://***@h:1/x?y\""),
+            "{w:?}"
+        );
+        assert!(w[0].ends_with("using no push"), "{w:?}");
+        let (c, w) = parse(&[
+            ("RPROF_PUSH", "http://h:1"),
+            ("RPROF_PUSH_PROTOCOL", "grpc"),
+        ]);
+        assert_eq!(c.push.unwrap().protocol, Protocol::Pyroscope);
+        assert!(w[0].starts_with("RPROF_PUSH_PROTOCOL=\"grpc\""), "{w:?}");
+        let (c, w) = parse(&[("RPROF_LABELS", "a=1,b")]);
+        assert_eq!(c.labels, vec![("a".to_owned(), "1".to_owned())]);
+        assert!(
+            w[0].starts_with("RPROF_LABELS=") && w[0].ends_with("using a=1"),
+            "{w:?}"
+        );
+        for (var, bad) in [
+            ("RPROF_PUSH_PERIOD", "0"),
+            ("RPROF_PERIOD", "x"),
+            ("RPROF_KEEP", "0"),
+        ] {
+            let (c, w) = parse(&[(var, bad)]);
+            assert_eq!(w.len(), 1, "{var}={bad}");
+            assert!(w[0].starts_with(var), "{w:?}");
+            assert_eq!((c.period_s, c.keep), (None, None));
+        }
+    }
+
+    #[test]
     fn relative_and_absolute_prefixes() {
         assert_eq!(
             parse(&[("RPROF_OUT", "out/p")]).0.out_prefix,
@@ -759,6 +955,13 @@ mod tests {
             "RPROF_HTTP",
             "RPROF_PROGRAMS",
             "RPROF_RUN_LEDGER",
+            "RPROF_PUSH",
+            "RPROF_PUSH_PROTOCOL",
+            "RPROF_PUSH_PERIOD",
+            "RPROF_SERVICE_NAME",
+            "RPROF_LABELS",
+            "RPROF_PERIOD",
+            "RPROF_KEEP",
         ] {
             for empty in ["", "  "] {
                 let (c, w) = parse(&[(var, empty)]);

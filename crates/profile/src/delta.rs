@@ -47,7 +47,19 @@ fn sample_key(
 /// `after` minus `before`: every value of each sample less the same sample's in `before`;
 /// samples left all zero are dropped. Samples only in `before` (which cumulative profiles
 /// do not have) are left out. The time is `after`'s, the duration the span between them.
-pub fn subtract(mut after: Profile, before: &Profile) -> Profile {
+pub fn subtract(after: Profile, before: &Profile) -> Profile {
+    subtract_keeping(after, before, &[])
+}
+
+/// [`subtract`], except that the sample types named in `keep` are left as they stand in
+/// `after` (a heap window: `alloc_*` are the window's, `inuse_*` what is live at its end,
+/// as Pyroscope's godeltaprof sends them).
+pub fn subtract_keeping(mut after: Profile, before: &Profile, keep: &[&str]) -> Profile {
+    let kept: Vec<bool> = after
+        .sample_type
+        .iter()
+        .map(|t| keep.contains(&after.str(t.r#type)))
+        .collect();
     let mut old: HashMap<Vec<String>, Vec<i64>> = HashMap::new();
     for (k, s) in keys(before).into_iter().zip(&before.sample) {
         let v = old.entry(k).or_insert_with(|| vec![0; s.value.len()]);
@@ -59,9 +71,12 @@ pub fn subtract(mut after: Profile, before: &Profile) -> Profile {
     let samples = std::mem::take(&mut after.sample);
     for (k, mut s) in new_keys.into_iter().zip(samples) {
         if let Some(v) = old.get_mut(&k) {
-            for (a, b) in s.value.iter_mut().zip(v.iter_mut()) {
+            for ((a, b), keep) in s.value.iter_mut().zip(v.iter_mut()).zip(&kept) {
                 // A key seen twice in `after` is subtracted once.
-                *a -= std::mem::take(b);
+                let b = std::mem::take(b);
+                if !keep {
+                    *a -= b;
+                }
             }
         }
         if s.value.iter().any(|&v| v != 0) {
@@ -115,5 +130,15 @@ mod tests {
         assert_eq!(got, vec![("bb".into(), 2), ("ccc".into(), 2)]);
         assert_eq!((d.time_nanos, d.duration_nanos), (100, 250));
         crate::check_valid(&d).unwrap();
+    }
+
+    #[test]
+    fn keeps_the_types_asked_for() {
+        let before = profile(100, &[("a", 5), ("bb", 7)]);
+        let after = profile(350, &[("bb", 9), ("a", 5)]);
+        let d = subtract_keeping(after, &before, &["alloc_objects"]);
+        let mut got: Vec<i64> = d.sample.iter().map(|s| s.value[0]).collect();
+        got.sort();
+        assert_eq!(got, vec![5, 9]);
     }
 }

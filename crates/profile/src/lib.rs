@@ -10,11 +10,12 @@ mod codec;
 mod delta;
 mod merge;
 mod proto;
+pub mod push;
 mod view;
 
 pub use builder::{Builder, LineInfo, MappingInfo};
-pub use codec::{decode, encode, encode_gzip, DecodeError};
-pub use delta::subtract;
+pub use codec::{decode, encode, encode_gzip, gzip, DecodeError};
+pub use delta::{subtract, subtract_keeping};
 pub use merge::merge;
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 pub use view::{check_valid, Frame};

@@ -41,6 +41,9 @@ impl Kind for Cpu {
     fn shape(&self) -> Shape {
         Shape::Window
     }
+    fn push_name(&self) -> Option<&'static str> {
+        Some("process_cpu")
+    }
     fn init(&self, cfg: &Config, on: bool) -> bool {
         let on = on && init(cfg.cpu_hz);
         ON.store(on, Ordering::Relaxed);

@@ -240,6 +240,12 @@ impl Kind for Heap {
     fn shape(&self) -> Shape {
         Shape::Cumulative
     }
+    fn push_name(&self) -> Option<&'static str> {
+        Some("memory")
+    }
+    fn push_as_is(&self) -> &'static [&'static str] {
+        &["inuse_objects", "inuse_space"]
+    }
     fn init(&self, cfg: &Config, on: bool) -> bool {
         // Off (rate 0) too: the counters go on, and the countdown is then set far from zero.
         let rate = if on { cfg.heap_rate } else { 0 };
