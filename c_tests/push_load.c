@@ -1,7 +1,7 @@
 /* Known truth for pushed profiles: for `seconds` (argument, default 4) of wall time, burns
  * CPU in burn() and allocates in allocate(): blocks of 1 to 64 KiB, a quarter of them kept
  * live to the end, the rest freed at once. Prints its CPU time (cpu_ns=N) and the bytes it
- * allocated (alloc_bytes=N) to stderr. With `fork` as second argument, a child does the
+ * allocated (alloc_bytes=N) to stderr, and pid_cpu=PID:NS (its own CPU, by pid). With `fork` as second argument, a child does the
  * same for the same time, then the parent waits for it. */
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +51,11 @@ int main(int argc, char **argv) {
     work(seconds, child == 0 ? 0x9e3779b97f4a7c15UL : 0x2545f4914f6cdd1dUL);
     if (child > 0) waitpid(child, NULL, 0);
     report_cpu();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(stderr, "pid_cpu=%d:%lld\n", (int)getpid(),
+            (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL);
     fprintf(stderr, "alloc_bytes=%lu\n", allocated);
     printf("push_load done %lu\n", sink & 1);
     return 0;

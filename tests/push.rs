@@ -444,7 +444,7 @@ fn a_hung_backend_delays_exit_by_at_most_the_bound() {
     let took = start.elapsed();
     assert!(r.output.status.success(), "{}", r.stderr());
     assert!(
-        took < Duration::from_millis(1500) + EXIT_BOUND + Duration::from_millis(700),
+        took < Duration::from_millis(1500) + EXIT_BOUND + Duration::from_millis(1500),
         "exit took {took:?} after 1.5 s of work (bound {EXIT_BOUND:?})"
     );
     assert!(!r.files_of("cpu").is_empty(), "the files were not written");
@@ -469,9 +469,13 @@ fn a_fork_child_pushes_its_own() {
     );
     assert!(r.output.status.success(), "{}", r.stderr());
     let mut by_pid: std::collections::BTreeMap<i64, i64> = Default::default();
+    let mut windows: std::collections::BTreeMap<i64, usize> = Default::default();
     for q in rx.accepted() {
         for p in q["otlp"].as_array().unwrap() {
             if p["sample_type"] == "cpu" {
+                *windows
+                    .entry(p["resource"]["process.pid"].as_i64().unwrap())
+                    .or_default() += 1;
                 *by_pid
                     .entry(p["resource"]["process.pid"].as_i64().unwrap())
                     .or_default() += p["total"].as_i64().unwrap();
@@ -479,13 +483,21 @@ fn a_fork_child_pushes_its_own() {
         }
     }
     assert_eq!(by_pid.len(), 2, "{by_pid:?}");
-    // Each process burns its share of 2 s (two processes on two cores: about 2 s each),
-    // the child's not counted in the parent's.
-    for (pid, ns) in &by_pid {
-        assert!(
-            (1_000_000_000..=2_600_000_000).contains(ns),
-            "pid {pid} pushed {ns} ns of CPU: {by_pid:?}"
-        );
+    // Each pushes every period while it runs (2 s at 1 s), not only at its exit.
+    assert!(
+        windows.values().all(|&n| n >= 2),
+        "windows by pid: {windows:?}"
+    );
+    // Each process's pushes hold its own CPU (the child's not in the parent's): about 200
+    // samples each, 15 % is over 2 standard errors.
+    let stderr = r.stderr();
+    for l in stderr.lines().filter_map(|l| l.strip_prefix("pid_cpu=")) {
+        let (pid, ns) = l.split_once(':').unwrap();
+        let (pid, ns): (i64, i64) = (pid.parse().unwrap(), ns.parse().unwrap());
+        let pushed = *by_pid
+            .get(&pid)
+            .unwrap_or_else(|| panic!("nothing from pid {pid}: {by_pid:?}"));
+        assert_within(&format!("CPU pushed by pid {pid}"), pushed, ns, 0.15);
     }
 }
 
@@ -516,7 +528,7 @@ fn sigterm_pushes_the_last_window() {
     assert_eq!(got.len(), 1, "one window, at the signal");
     let cpu = otlp_total(&got, "cpu");
     assert!(
-        (1_000_000_000..=1_800_000_000).contains(&cpu),
+        (300_000_000..=1_800_000_000).contains(&cpu),
         "the last window holds {cpu} ns of CPU after 1.5 s"
     );
 }
@@ -556,12 +568,17 @@ fn periodic_files_keep_the_newest() {
         "files: {:?}",
         r.files()
     );
-    // Each holds about a second of CPU.
+    // Each covers about a second, and holds no more CPU than that.
     for n in &numbered {
         let p = load(&r.dir.join(n));
         let s = summarize(&p, "cpu");
         assert!(
-            (700_000_000..=1_300_000_000).contains(&s.total),
+            (700_000_000..=1_400_000_000).contains(&p.duration_nanos),
+            "{n} covers {} ns",
+            p.duration_nanos
+        );
+        assert!(
+            s.total > 0 && s.total <= p.duration_nanos * 11 / 10,
             "{n} holds {} ns",
             s.total
         );

@@ -456,6 +456,12 @@ fn walk_from(
                         stepped = step(s, exact, &stack);
                     }
                 }
+                // Code with no unwind table (a JIT's: V8, Python's trampolines, HotSpot,
+                // or builtins embedded without CFI): its frame-pointer chain, checked at
+                // each step; back in code that has a table, CFI goes on.
+                if stepped.is_none() && !s.ended && !has_unwind_table(s.cur.0[RA], exact) {
+                    stepped = frame_pointer_step(s, &stack);
+                }
                 let Some(caller_exact) = stepped else {
                     // C called from Go: the goroutine's frames lie beyond asmcgocall.
                     if let (Some(pc), Some(sp)) = (s.cur.0[RA], s.cur.0[RSP]) {
@@ -488,6 +494,44 @@ fn walk_from(
         }
     }
     w
+}
+
+/// Async-signal-safe. Whether the code at `pc` has an unwind table entry (an FDE in a
+/// loaded object's `.eh_frame`).
+fn has_unwind_table(pc: Option<u64>, exact: bool) -> bool {
+    let Some(pc) = pc else {
+        return true;
+    };
+    let lookup = if exact { pc } else { pc.wrapping_sub(1) };
+    if rule_cache_get(lookup).is_some() {
+        return true;
+    }
+    find_object(pc).is_some_and(|obj| find_fde(&obj, lookup).is_some())
+}
+
+/// Async-signal-safe. One step by the frame-pointer chain, from a frame in code without an
+/// unwind table that keeps one (`push %rbp; mov %rsp,%rbp`): the caller's frame pointer is
+/// at rbp, its return address above it, its stack pointer past both. Checked: rbp is
+/// 8-aligned, at or above the stack pointer, inside the thread's stack; the saved frame
+/// pointer is the caller's rbp, whatever the caller uses it for: a caller with an unwind
+/// table may keep data there, and one without is checked at its own step (its rbp at or
+/// above its stack pointer: the chain rises). The return address is not in page 0. A bad
+/// step ends the walk. The caller's other callee-saved registers are not known.
+fn frame_pointer_step(s: &mut Scratch, stack: &StackBounds) -> Option<bool> {
+    let (bp, sp) = (s.cur.0[RBP]?, s.cur.0[RSP]?);
+    if bp % 8 != 0 || bp < sp || bp < stack.lo || bp.checked_add(16)? > stack.hi {
+        return None;
+    }
+    let next_bp = stack.read_u64(bp)?;
+    let ra = stack.read_u64(bp + 8)?;
+    if ra < 4096 {
+        return None;
+    }
+    s.caller = Regs([None; NREGS]);
+    s.caller.0[RA] = Some(ra);
+    s.caller.0[RSP] = Some(bp + 16);
+    s.caller.0[RBP] = Some(next_bp);
+    Some(false)
 }
 
 /// How far above a frame's stack pointer its frame pointer is looked for.

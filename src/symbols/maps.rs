@@ -79,6 +79,28 @@ pub fn vdso_image() -> Option<&'static [u8]> {
     Some(unsafe { std::slice::from_raw_parts(start as *const u8, (m.end - m.start) as usize) })
 }
 
+/// The executable mappings of no file (a JIT's code space: anonymous, or a memfd), from
+/// the text of /proc/self/maps.
+pub fn anonymous_code(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_ascii_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let path = f.nth(3).unwrap_or("");
+            let anonymous =
+                path.is_empty() || path.starts_with("[anon") || path.starts_with("/memfd:");
+            if !perms.contains('x') || !anonymous {
+                return None;
+            }
+            let (s, e) = range.split_once('-')?;
+            Some((
+                u64::from_str_radix(s, 16).ok()?,
+                u64::from_str_radix(e, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
 fn parse_line(line: &str) -> Option<MapEntry> {
     let mut f = line.split_ascii_whitespace();
     let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);

@@ -116,6 +116,8 @@ pub struct Symbolizer {
     /// and reading /proc/self/maps (hundreds of lines in a large program) and every
     /// object's headers anew each time was much of a small dump.
     maps_cache: Option<MapsRead>,
+    /// Names of JIT code (perf map, jitdump), read as they grow.
+    perf: crate::symbols::perf_map::PerfMap,
 }
 
 /// (the loader's generation, when, the mappings).
@@ -142,6 +144,7 @@ impl Symbolizer {
             pinned: Vec::new(),
             pinned_ids: HashMap::new(),
             maps_cache: None,
+            perf: Default::default(),
         }
     }
 
@@ -232,8 +235,26 @@ impl Symbolizer {
         for (m, offsets) in wanted.into_values() {
             self.resolve_in(m, offsets);
         }
+        // Code of no object: a JIT's, named by the perf map or jitdump it writes.
+        let mut jit_code = Vec::new();
+        if found.iter().any(Option::is_none) {
+            let text = maps::read_proc("maps");
+            self.perf.refresh(text.as_deref());
+            if !self.perf.is_empty() {
+                jit_code = text
+                    .as_deref()
+                    .map(maps::anonymous_code)
+                    .unwrap_or_default();
+            }
+        }
         let mut out = Vec::with_capacity(addrs.len());
         for (addr, m) in addrs.into_iter().zip(found) {
+            if m.is_none() {
+                if let Some(f) = self.jit_frame(addr, &jit_code) {
+                    out.push(f);
+                    continue;
+                }
+            }
             let (lines, symbol_offset) = m
                 .and_then(|m| self.lines.get(&(m.path.clone(), addr - m.start + m.offset)))
                 .cloned()
@@ -247,6 +268,37 @@ impl Symbolizer {
             });
         }
         out
+    }
+
+    /// The frame of JIT code at `addr`, named as the perf map names it, in a mapping of its
+    /// own (the anonymous code region holding it, under the map's file name).
+    fn jit_frame(&mut self, addr: u64, jit_code: &[(u64, u64)]) -> Option<Frame> {
+        let (name, start) = self.perf.lookup(addr)?;
+        let line = LineInfo {
+            function: name.to_owned(),
+            system_name: name.to_owned(),
+            filename: String::new(),
+            line: 0,
+        };
+        let (lo, hi) = jit_code
+            .iter()
+            .copied()
+            .find(|&(s, e)| (s..e).contains(&addr))
+            .unwrap_or((start, addr + 1));
+        let region = MapEntry {
+            start: lo,
+            end: hi,
+            offset: 0,
+            path: self.perf.path().to_owned(),
+            build_id: String::new(),
+        };
+        Some(Frame {
+            address: addr,
+            mapping: Some(self.intern_mapping(&region)),
+            lines: vec![line],
+            symbol_offset: Some(addr - start),
+            own: false,
+        })
     }
 
     fn intern_mapping(&mut self, m: &MapEntry) -> usize {

@@ -1,0 +1,141 @@
+//! Frames of JIT-compiled code: named from the perf map the runtime writes, walked by the
+//! frame-pointer chain where the code has no unwind table.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// A perf map a test made, removed when the test ends (the program's pid names it).
+struct PerfMapFile(std::path::PathBuf);
+
+impl Drop for PerfMapFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn perf_map_of(r: &Run) -> PerfMapFile {
+    let pid: u32 = r
+        .files()
+        .iter()
+        .find_map(|f| {
+            f.file_name()?
+                .to_str()?
+                .strip_prefix("rprof.")?
+                .split('.')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("a profile file");
+    PerfMapFile(format!("/tmp/perf-{pid}.map").into())
+}
+
+/// Generated code with a frame-pointer prologue and no unwind table, named in a perf map:
+/// its name has the CPU, and its native caller and main are on its stacks.
+#[test]
+fn generated_code_is_named_and_walked_past() {
+    let r = run(
+        "jit-c",
+        &build("jit_loop"),
+        &["1.5"],
+        &[("RPROF_PROFILES", "cpu")],
+    );
+    let _map = perf_map_of(&r);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let cpu = r.files_of("cpu");
+    let p = load(&cpu[0]);
+    let s = summarize(&p, "cpu");
+    assert!(s.total >= 1_000_000_000, "{} ns of CPU in 1.5 s", s.total);
+    let flat = s.flat("jit_hot_loop");
+    assert!(
+        flat * 10 >= s.total * 8,
+        "jit_hot_loop has {flat} of {} flat",
+        s.total
+    );
+    for f in ["run_jit", "main"] {
+        assert!(
+            s.cum(f) * 10 >= s.total * 8,
+            "{f} is under {} of the stacks: {:?}",
+            s.cum(f),
+            s.functions()
+        );
+    }
+    // The names are in a mapping of their own, the perf map's, and every location in it
+    // is named.
+    let m = p
+        .mapping
+        .iter()
+        .find(|m| p.str(m.filename).starts_with("/tmp/perf-"))
+        .expect("a mapping for the perf map's code");
+    assert!(m.has_functions);
+    for l in p.location.iter().filter(|l| l.mapping_id == m.id) {
+        assert!(!l.line.is_empty(), "an unnamed location in the JIT mapping");
+    }
+}
+
+/// Node with --perf-basic-prof: a hot JS function, its JS caller and node::Start.
+#[test]
+fn node_js_frames_are_named() {
+    let present = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_tool("node", present, "nodejs") {
+        return;
+    }
+    let node = std::path::PathBuf::from("node");
+    let r = run(
+        "jit-node",
+        &node,
+        &[
+            "--perf-basic-prof",
+            root().join("c_tests/node_hot.js").to_str().unwrap(),
+            "3",
+        ],
+        &[("RPROF_PROFILES", "cpu")],
+    );
+    let _map = perf_map_of(&r);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let files = r.files_of("cpu");
+    let pid = files
+        .iter()
+        .find_map(|f| {
+            f.file_name()?
+                .to_str()?
+                .strip_prefix("rprof.")?
+                .split('.')
+                .next()
+                .map(String::from)
+        })
+        .unwrap();
+    let p = load(&r.dir.join(format!("rprof.{pid}.cpu.pb.gz")));
+    let s = summarize(&p, "cpu");
+    let named = |prefix: &str| -> i64 {
+        s.cum
+            .iter()
+            .filter(|(k, _)| k.starts_with("JS:") && k.contains(prefix))
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(0)
+    };
+    let hot = named("hotLoop");
+    assert!(
+        hot * 10 >= s.total * 6,
+        "hotLoop has {hot} of {} cum: {:?}",
+        s.total,
+        s.functions()
+    );
+    assert!(
+        named("callerOfHot") > 0,
+        "the JS caller is missing: {:?}",
+        s.functions()
+    );
+    assert!(
+        s.cum("node::Start") * 10 >= s.total * 9,
+        "node::Start is not below them: {:?}",
+        s.functions()
+    );
+}
