@@ -180,7 +180,7 @@ mod tests {
     fn reads_appended_lines_and_later_entries_win() {
         let mut m = BTreeMap::new();
         let used = parse_map(b"1000 10 JS:*a /x.js:1:1\n2000 20 b\n30", &mut m);
-        assert_eq!(used, 35);
+        assert_eq!(used, 34);
         parse_map(b"1000 8 c\n", &mut m);
         let p = PerfMap {
             entries: m,
