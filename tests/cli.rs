@@ -1065,3 +1065,30 @@ fn a_worker_that_drops_privileges_says_where_its_files_went() {
     );
     let _ = std::fs::remove_dir_all(&fallback);
 }
+
+/// `rprof --version`, `rprof lib` (the library `rprof run` preloads, for
+/// `LD_PRELOAD=$(rprof lib)`), and the version each profile carries, shown by inspect.
+#[test]
+fn version_and_library_path() {
+    let v = rprof().arg("--version").output().unwrap();
+    assert!(v.status.success());
+    let version = format!("rprof {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), version);
+    let l = rprof().arg("lib").env_remove("RPROF_LIB").output().unwrap();
+    assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
+    let path = String::from_utf8_lossy(&l.stdout).trim().to_string();
+    assert!(
+        path.ends_with("librprof.so") && std::path::Path::new(&path).is_file(),
+        "{path}"
+    );
+    let r = run("version-comment", &build("cpu_split"), &["50"], &[]);
+    let cpu = r.files_of("cpu");
+    let p = load(&cpu[0]);
+    assert!(
+        p.comments().contains(&version.as_str()),
+        "{:?}",
+        p.comments()
+    );
+    let shown = rprof().arg("inspect").arg(&cpu[0]).output().unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&version));
+}

@@ -33,6 +33,8 @@ impl StackEncoder {
     /// `frames` resolves every stack entry that will be added; `mappings` are the ones
     /// the frames refer to.
     pub fn new(mut builder: Builder, frames: HashMap<u64, Frame>, mappings: &[MapEntry]) -> Self {
+        // Which rprof wrote it (`rprof inspect` shows the comments).
+        builder.add_comment(concat!("rprof ", env!("CARGO_PKG_VERSION")));
         let mut order: Vec<usize> = (0..mappings.len()).collect();
         let exe = std::fs::read_link(crate::symbols::maps::proc_path("exe"))
             .map(|p| p.display().to_string())

@@ -4,6 +4,7 @@
 //!     rprof top FILE... [-n N] [--sample-index NAME] [--cum]
 //!     rprof flame FILE... [-o OUT.svg] [--sample-index NAME]
 //!     rprof inspect FILE
+//!     rprof lib | rprof --version
 //!     rprof diff BASE NEW | rprof diff --base FILE... FILE... [--sample-index NAME] [-n N]
 //!
 //! Several files are merged as pprof merges them. Errors are one line on stderr starting
@@ -25,6 +26,8 @@ const USAGE: &str = "usage:
   rprof top FILE... [-n N] [--sample-index NAME] [--cum]
   rprof flame FILE... [-o OUT.svg] [--sample-index NAME]
   rprof inspect FILE
+  rprof lib                                    the path of the librprof.so rprof run preloads
+  rprof --version
   rprof diff BASE NEW [--sample-index NAME] [-n N]
   rprof diff --base FILE [--base FILE]... FILE... [--sample-index NAME] [-n N]
 Several FILEs are merged, as go tool pprof merges them. rprof COMMAND --help says more.";
@@ -61,15 +64,23 @@ fn main() -> ExitCode {
         Some("inspect") => inspect_main(&args[1..]),
         Some("flame") => flame_main(&args[1..]),
         Some("diff") => diff_main(&args[1..]),
+        Some("lib") => run::find_library().map(|p| {
+            println!("{}", p.display());
+            ExitCode::SUCCESS
+        }),
+        Some("-V" | "--version" | "version") => {
+            println!("rprof {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
         Some(other) => Err(format!(
-            "unknown command {other:?} (commands: run, top, flame, inspect, diff; see rprof --help)"
+            "unknown command {other:?} (commands: run, top, flame, inspect, diff, lib; see rprof --help)"
         )),
         None => Err(
-            "no command given (commands: run, top, flame, inspect, diff; see rprof --help)".into(),
+            "no command given (commands: run, top, flame, inspect, diff, lib; see rprof --help)".into(),
         ),
     };
     match result {
