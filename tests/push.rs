@@ -268,7 +268,10 @@ fn otlp_windows_decode_and_sum_to_what_the_program_did() {
         &push_load(),
         &["3"],
         &[
-            ("RPROF_PUSH", &rx.url("otlp+http")),
+            (
+                "RPROF_PUSH",
+                &format!("otlp+http://alice:pa%3Ass@127.0.0.1:{}", rx.port),
+            ),
             ("RPROF_PUSH_PERIOD", "1"),
             ("RPROF_LABELS", "env=test"),
             ("RPROF_PROFILES", "cpu,heap,wall"),
@@ -280,6 +283,10 @@ fn otlp_windows_decode_and_sum_to_what_the_program_did() {
     assert!(got.len() >= 3, "{} pushes", got.len());
     let first = &got[0]["otlp"][0];
     assert_eq!(got[0]["path"], "/v1development/profiles");
+    // Basic authentication from the URL (alice:pa:ss, the colon %-escaped).
+    assert_eq!(got[0]["headers"]["Authorization"], "Basic YWxpY2U6cGE6c3M=");
+    assert_eq!(got[0]["headers"]["Content-Type"], "application/x-protobuf");
+    assert!(!r.stderr().contains("pa:ss") && !r.stderr().contains("pa%3Ass"));
     assert_eq!(first["resource"]["service.name"], "push_load");
     assert_eq!(first["resource"]["env"], "test");
     assert_eq!(first["resource"]["process.pid"], run_pid(&r));

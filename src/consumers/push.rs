@@ -553,7 +553,8 @@ fn send(
             .header("Connect-Protocol-Version", "1"),
         Protocol::Otlp => req.header("Content-Type", "application/x-protobuf"),
     };
-    if let Some((user, pass)) = &p.basic {
+    // One Authorization header: the token's when both are given.
+    if let Some((user, pass)) = p.basic.as_ref().filter(|_| p.token.is_none()) {
         use base64::Engine;
         let pair = format!("{user}:{}", pass.0);
         let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
