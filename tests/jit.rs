@@ -17,20 +17,7 @@ impl Drop for PerfMapFile {
 }
 
 fn perf_map_of(r: &Run) -> PerfMapFile {
-    let pid: u32 = r
-        .files()
-        .iter()
-        .find_map(|f| {
-            f.file_name()?
-                .to_str()?
-                .strip_prefix("rprof.")?
-                .split('.')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("a profile file");
-    PerfMapFile(format!("/tmp/perf-{pid}.map").into())
+    PerfMapFile(format!("/tmp/perf-{}.map", r.pid()).into())
 }
 
 /// Generated code with a frame-pointer prologue and no unwind table, named in a perf map:
@@ -99,19 +86,7 @@ fn node_js_frames_are_named() {
     );
     let _map = perf_map_of(&r);
     assert!(r.output.status.success(), "{}", r.stderr());
-    let files = r.files_of("cpu");
-    let pid = files
-        .iter()
-        .find_map(|f| {
-            f.file_name()?
-                .to_str()?
-                .strip_prefix("rprof.")?
-                .split('.')
-                .next()
-                .map(String::from)
-        })
-        .unwrap();
-    let p = load(&r.dir.join(format!("rprof.{pid}.cpu.pb.gz")));
+    let p = r.final_profile(r.pid(), "cpu");
     let s = summarize(&p, "cpu");
     let named = |prefix: &str| -> i64 {
         s.cum

@@ -162,18 +162,6 @@ fn otlp_total(requests: &[Value], ty: &str) -> i64 {
         .sum()
 }
 
-/// The pid of a run's process, from its final files' names.
-fn run_pid(r: &Run) -> u32 {
-    r.files()
-        .iter()
-        .find_map(|f| {
-            let n = f.file_name()?.to_str()?;
-            let rest = n.strip_prefix("rprof.")?;
-            rest.split('.').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no files in {}", r.dir.display()))
-}
-
 fn push_load() -> PathBuf {
     build("push_load")
 }
@@ -205,7 +193,7 @@ fn pyroscope_windows_sum_to_what_the_program_did() {
     assert!(!r.stderr().contains("sekrit"), "the token was printed");
     let got = rx.accepted();
     assert!(got.len() >= 4, "{} pushes in 4 s at 1 s", got.len());
-    let pid = run_pid(&r);
+    let pid = r.pid();
     for req in &got {
         assert_eq!(req["path"], "/push.v1.PusherService/Push");
         let h = &req["headers"];
@@ -289,7 +277,7 @@ fn otlp_windows_decode_and_sum_to_what_the_program_did() {
     assert!(!r.stderr().contains("pa:ss") && !r.stderr().contains("pa%3Ass"));
     assert_eq!(first["resource"]["service.name"], "push_load");
     assert_eq!(first["resource"]["env"], "test");
-    assert_eq!(first["resource"]["process.pid"], run_pid(&r));
+    assert_eq!(first["resource"]["process.pid"], r.pid());
     assert_eq!(first["scope"][0], "rprof");
     let types: Vec<&str> = got[0]["otlp"]
         .as_array()
@@ -530,7 +518,7 @@ fn sigterm_pushes_the_last_window() {
     kill(pid_of(&child), "TERM");
     let st = wait_at_most(&mut child, Duration::from_secs(10)).expect("SIGTERM did not end it");
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(st.signal(), Some(libc_sigterm()));
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
     let got = rx.accepted();
     assert_eq!(got.len(), 1, "one window, at the signal");
     let cpu = otlp_total(&got, "cpu");
@@ -538,10 +526,6 @@ fn sigterm_pushes_the_last_window() {
         (300_000_000..=1_800_000_000).contains(&cpu),
         "the last window holds {cpu} ns of CPU after 1.5 s"
     );
-}
-
-fn libc_sigterm() -> i32 {
-    15
 }
 
 /// `RPROF_PERIOD`: each kind's window every period as numbered files; `RPROF_KEEP` keeps
@@ -565,7 +549,7 @@ fn periodic_files_keep_the_newest() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .filter(|n| n.matches('.').count() == 5)
         .collect();
-    let pid = run_pid(&r);
+    let pid = r.pid();
     assert_eq!(
         numbered,
         [

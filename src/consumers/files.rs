@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use super::collect;
-use crate::kinds::{self, Shape, State};
+use crate::kinds;
 use crate::runtime::log::{debug, info, warning};
 use crate::signal_safe::lock::Lock;
 use crate::signal_safe::sys;
@@ -27,9 +27,9 @@ pub struct DumpState {
     /// Where files go when the prefix's directory does not let this process write
     /// (`$TMPDIR` at load, else /tmp): a worker that dropped privileges, as nginx's do.
     fallback_dir: PathBuf,
-    /// Each `Window` kind's snapshot as read for the previous file (by name): the next
-    /// file is the difference.
-    before: Vec<(&'static str, State)>,
+    /// Each `Window` kind's snapshot as read for the previous file: the next file is the
+    /// difference.
+    before: super::Windows,
     snapshots: u32,
     window_start_unix: i64,
     window_start_mono: u64,
@@ -143,7 +143,7 @@ pub fn install(prefix: PathBuf) {
     *STATE.lock() = Some(DumpState {
         prefix,
         fallback_dir,
-        before: Vec::new(),
+        before: super::Windows::default(),
         snapshots: 0,
         window_start_unix: unix_now_ns(),
         window_start_mono: sys::monotonic_ns(),
@@ -305,22 +305,10 @@ fn write_profiles(
         process_start_mono_ns: s.process_start_mono,
     };
     // One snapshot of each kind; `Window` kinds become the window since the last file.
-    let mut taken = Vec::new();
-    for (k, now) in collect(file_kinds(), allocator_free) {
-        if k.shape() != Shape::Window {
-            taken.push((k, now));
-            continue;
-        }
-        let at = s.before.iter().position(|b| b.0 == k.name());
-        let window = k.window(at.map(|i| &s.before[i].1), &now);
-        if !provisional {
-            match at {
-                Some(i) => s.before[i].1 = now,
-                None => s.before.push((k.name(), now)),
-            }
-        }
-        taken.push((k, window));
-    }
+    let taken: Vec<_> = collect(file_kinds(), allocator_free)
+        .into_iter()
+        .map(|(k, now)| (k, s.before.next(k, now, !provisional)))
+        .collect();
     // Every kind's addresses in one batch: each object's symbol table is read once.
     super::name_all(&taken, symbolizer);
     let mut recorded = Vec::new();

@@ -8,8 +8,10 @@
 //! of one collection in one batch ([`name_all`]). Consumers are listed once in
 //! [`CONSUMERS`]. Imports `kinds`, `runtime`, `symbols` and `signal_safe`.
 
+use rprof_profile::Profile;
+
 use crate::config::Config;
-use crate::kinds::{Kind, State};
+use crate::kinds::{Kind, Shape, State};
 use crate::symbols::symbolize::Symbolizer;
 
 pub mod collector;
@@ -76,4 +78,59 @@ pub fn name_all(taken: &[(&'static dyn Kind, State)], symbolizer: &mut Symbolize
     addrs.sort_unstable();
     addrs.dedup();
     symbolizer.resolve_all(addrs);
+}
+
+/// A consumer's own windows: each `Window` kind's snapshot at the consumer's previous
+/// output, so that its next output is the difference (each consumer keeps its own, and
+/// none disturbs another's).
+#[derive(Default)]
+pub struct Windows(Vec<(&'static str, State)>);
+
+impl Windows {
+    /// `now` as the kind's next output: for a `Window` kind, the window since the previous
+    /// one (`advance`: `now` starts the next window; else the next covers this one again);
+    /// for the others, `now` itself.
+    pub fn next(&mut self, k: &'static dyn Kind, now: State, advance: bool) -> State {
+        if k.shape() != Shape::Window {
+            return now;
+        }
+        let at = self.0.iter().position(|b| b.0 == k.name());
+        let window = k.window(at.map(|i| &self.0[i].1), &now);
+        if advance {
+            match at {
+                Some(i) => self.0[i].1 = now,
+                None => self.0.push((k.name(), now)),
+            }
+        }
+        window
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A consumer's own deltas of cumulative profiles: each kind's profile at the consumer's
+/// previous output, so that the next output is the change since then, except the sample
+/// types the kind keeps as they stand (`Kind::delta_as_is`: the heap's in-use figures).
+pub struct Changes(Vec<(&'static str, Profile)>);
+
+impl Changes {
+    pub const fn new() -> Self {
+        Changes(Vec::new())
+    }
+
+    /// The change of `k`'s profile since the previous call for it (the first: all of it).
+    pub fn next(&mut self, k: &'static dyn Kind, now: Profile) -> Profile {
+        match self.0.iter().position(|b| b.0 == k.name()) {
+            Some(i) => {
+                let before = std::mem::replace(&mut self.0[i].1, now.clone());
+                rprof_profile::subtract_keeping(now, &before, k.delta_as_is())
+            }
+            None => {
+                self.0.push((k.name(), now.clone()));
+                now
+            }
+        }
+    }
 }

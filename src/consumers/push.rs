@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use rprof_profile::Profile;
 
-use super::{collect, name_all};
+use super::{collect, name_all, Changes, Windows};
 use crate::config::{Config, Protocol, Push};
-use crate::kinds::{self, Context, Kind, Shape, State};
+use crate::kinds::{self, Context, Kind, Shape};
 use crate::runtime::log::{info, warning};
 use crate::signal_safe::lock::Lock;
 use crate::signal_safe::sys;
@@ -55,6 +55,7 @@ static SETUP: std::sync::OnceLock<Setup> = std::sync::OnceLock::new();
 
 /// A window ready to send.
 struct Window {
+    /// The request body, gzip-compressed once (it may be sent more than once).
     body: Vec<u8>,
     /// What it holds, for the log.
     profiles: usize,
@@ -63,8 +64,8 @@ struct Window {
 /// The pushing state of this process (a fork child replaces its parent's).
 struct Pushing {
     /// `Window` kinds' snapshots at the previous window, and the others' profiles.
-    before: Vec<(&'static str, State)>,
-    last_profiles: Vec<(&'static str, Profile)>,
+    before: Windows,
+    changes: Changes,
     window_start_unix: i64,
     window_start_mono: u64,
     process_start_mono: u64,
@@ -147,8 +148,8 @@ impl super::Consumer for Pusher {
 
 fn new_state(mono: u64, unix: i64) -> Pushing {
     Pushing {
-        before: Vec::new(),
-        last_profiles: Vec::new(),
+        before: Windows::default(),
+        changes: Changes::new(),
         window_start_unix: unix,
         window_start_mono: mono,
         process_start_mono: mono,
@@ -321,20 +322,10 @@ fn make_window(allocator_free: bool) {
     if allocator_free {
         crate::symbols::maps::prime_lookups();
     }
-    let mut taken = Vec::new();
-    for (k, now) in collect(pushed, allocator_free) {
-        if k.shape() == Shape::Window {
-            let at = s.before.iter().position(|b| b.0 == k.name());
-            let w = k.window(at.map(|i| &s.before[i].1), &now);
-            match at {
-                Some(i) => s.before[i].1 = now,
-                None => s.before.push((k.name(), now)),
-            }
-            taken.push((k, w));
-        } else {
-            taken.push((k, now));
-        }
-    }
+    let taken: Vec<_> = collect(pushed, allocator_free)
+        .into_iter()
+        .map(|(k, now)| (k, s.before.next(k, now, true)))
+        .collect();
     let mut profiles: Vec<(&'static dyn Kind, Profile)> = Vec::new();
     {
         let mut sym = symbolize::SHARED.lock();
@@ -346,21 +337,9 @@ fn make_window(allocator_free: bool) {
                 profiles.push((*k, p));
                 continue;
             }
-            let at = s.last_profiles.iter().position(|b| b.0 == k.name());
-            let mut delta = match at {
-                Some(i) => rprof_profile::subtract_keeping(
-                    p.clone(),
-                    &s.last_profiles[i].1,
-                    k.push_as_is(),
-                ),
-                None => p.clone(),
-            };
+            let mut delta = s.changes.next(*k, p);
             delta.time_nanos = cx.start_unix_ns;
             delta.duration_nanos = cx.duration_ns;
-            match at {
-                Some(i) => s.last_profiles[i].1 = p,
-                None => s.last_profiles.push((k.name(), p)),
-            }
             profiles.push((*k, delta));
         }
     }
@@ -385,7 +364,7 @@ fn make_window(allocator_free: bool) {
             add_comment(p, &note);
         }
     }
-    let body = encode(setup, &profiles, s.dropped, s.windows);
+    let body = rprof_profile::gzip(&encode(setup, &profiles, s.dropped, s.windows));
     s.dropped = 0;
     s.queue.push_back(Window {
         body,
@@ -468,11 +447,11 @@ fn encode(
 fn send_queued(agent: &ureq::Agent, deadline: Option<u64>) -> bool {
     let setup = SETUP.get().expect("push set up");
     loop {
-        let Some((body, n)) = STATE.lock().as_ref().and_then(|s| {
-            s.queue
-                .front()
-                .map(|w| (rprof_profile::gzip(&w.body), w.profiles))
-        }) else {
+        let Some((body, n)) = STATE
+            .lock()
+            .as_ref()
+            .and_then(|s| s.queue.front().map(|w| (w.body.clone(), w.profiles)))
+        else {
             return true;
         };
         let timeout = match deadline {

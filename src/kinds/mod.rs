@@ -161,9 +161,10 @@ pub trait Kind: Sync {
     fn push_name(&self) -> Option<&'static str> {
         None
     }
-    /// The sample types a pushed window keeps as they stand at its end instead of as the
-    /// change over it (the heap's `inuse_*`).
-    fn push_as_is(&self) -> &'static [&'static str] {
+    /// The sample types a delta of the kind's profile (a pushed window, Pyroscope's
+    /// `delta_*` paths) keeps as they stand at its end instead of as the change over it
+    /// (the heap's `inuse_*`, as Pyroscope's godeltaprof sends them).
+    fn delta_as_is(&self) -> &'static [&'static str] {
         &[]
     }
     /// A line for the log at the end of the process, and its level.

@@ -155,6 +155,9 @@ pub unsafe fn regs_from_ucontext(uc: *const libc::c_void) -> Regs {
 pub struct Scratch {
     /// The walk reached the outermost frame (glibc's `clone` or `_start`).
     ended: bool,
+    /// The last step failed because the pc has no unwind table (in no loaded object, or
+    /// no FDE covers it): code a JIT generated.
+    no_table: bool,
     cur: Regs,
     caller: Regs,
     initial: RowState,
@@ -180,6 +183,7 @@ unsafe impl Sync for ScratchSlot {}
 static SCRATCH: [ScratchSlot; SCRATCH_SLOTS] = [const {
     ScratchSlot(std::cell::UnsafeCell::new(Scratch {
         ended: false,
+        no_table: false,
         cur: Regs([None; NREGS]),
         caller: Regs([None; NREGS]),
         initial: EMPTY_ROW,
@@ -241,6 +245,7 @@ pub fn reset_after_fork() {
 /// One step: the caller's registers (into `s.caller`), from the callee's (`s.cur`).
 /// Returns whether the caller's pc is exact (a signal frame's), None at the end.
 fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool> {
+    s.no_table = false;
     let regs = &s.cur;
     let pc = regs.0[RA]?;
     let lookup = if pc_is_exact { pc } else { pc.wrapping_sub(1) };
@@ -251,7 +256,10 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
         }
         return step_cached(regs, rule, stack, &mut s.caller).map(|()| false);
     }
-    let obj = find_object(pc)?;
+    let Some(obj) = find_object(pc) else {
+        s.no_table = true;
+        return None;
+    };
     // A return address that points at __restore_rt means the callee was a signal handler:
     // the interrupted context's registers are in the ucontext at the stack pointer.
     if !pc_is_exact {
@@ -264,7 +272,10 @@ fn step(s: &mut Scratch, pc_is_exact: bool, stack: &StackBounds) -> Option<bool>
     }
     // For a return address, look up the call instruction (pc - 1), as libgcc does for
     // frames that are not signal frames.
-    let (cie, pc_begin, insns) = find_fde(&obj, lookup)?;
+    let Some((cie, pc_begin, insns)) = find_fde(&obj, lookup) else {
+        s.no_table = true;
+        return None;
+    };
     if cie.ra_reg != RA as u64 {
         return None;
     }
@@ -459,7 +470,7 @@ fn walk_from(
                 // Code with no unwind table (a JIT's: V8, Python's trampolines, HotSpot,
                 // or builtins embedded without CFI): its frame-pointer chain, checked at
                 // each step; back in code that has a table, CFI goes on.
-                if stepped.is_none() && !s.ended && !has_unwind_table(s.cur.0[RA], exact) {
+                if stepped.is_none() && s.no_table {
                     stepped = frame_pointer_step(s, &stack);
                 }
                 let Some(caller_exact) = stepped else {
@@ -494,19 +505,6 @@ fn walk_from(
         }
     }
     w
-}
-
-/// Async-signal-safe. Whether the code at `pc` has an unwind table entry (an FDE in a
-/// loaded object's `.eh_frame`).
-fn has_unwind_table(pc: Option<u64>, exact: bool) -> bool {
-    let Some(pc) = pc else {
-        return true;
-    };
-    let lookup = if exact { pc } else { pc.wrapping_sub(1) };
-    if rule_cache_get(lookup).is_some() {
-        return true;
-    }
-    find_object(pc).is_some_and(|obj| find_fde(&obj, lookup).is_some())
 }
 
 /// Async-signal-safe. One step by the frame-pointer chain, from a frame in code without an

@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn symbolizes_this_test_binary() {
-        let maps = crate::symbols::maps::executable_mappings();
+        let maps = crate::symbols::maps::read_mappings().files;
         let addr = probe_function as *const () as u64;
         let m = maps
             .iter()

@@ -39,11 +39,22 @@ pub fn read_proc(name: &str) -> Option<String> {
     Some(text)
 }
 
-/// Executable mappings, the main program's first (pprof takes the first mapping as the
-/// main binary).
-pub fn executable_mappings() -> Vec<MapEntry> {
+/// What one read of /proc/self/maps tells the symbolizer.
+#[derive(Default)]
+pub struct Mappings {
+    /// Executable file mappings, the main program's first.
+    pub files: Vec<MapEntry>,
+    /// Executable mappings of no file (a JIT's code space: anonymous, or a memfd).
+    pub jit_code: Vec<(u64, u64)>,
+    /// The paths of mapped files named `jit-<pid>.dump` (a JIT's jitdump).
+    pub jitdumps: Vec<String>,
+}
+
+/// One read of /proc/self/maps: the executable file mappings (the main program's first:
+/// pprof takes the first mapping as the main binary), JIT code regions and jitdump files.
+pub fn read_mappings() -> Mappings {
     let Some(text) = read_proc("maps") else {
-        return Vec::new();
+        return Mappings::default();
     };
     let objects = loaded_objects();
     let exe = std::fs::read_link(proc_path("exe"))
@@ -59,7 +70,17 @@ pub fn executable_mappings() -> Vec<MapEntry> {
         }
     }
     out.sort_by_key(|m| m.path != exe);
-    out
+    let jitdump = format!("/jit-{}.dump", std::process::id());
+    Mappings {
+        files: out,
+        jit_code: anonymous_code(&text),
+        jitdumps: text
+            .lines()
+            .filter_map(|l| l.find('/').map(|i| &l[i..]))
+            .filter(|p| p.ends_with(&jitdump))
+            .map(str::to_owned)
+            .collect(),
+    }
 }
 
 /// The kernel's vDSO, an ELF image mapped into every process for its whole life: its bytes
@@ -81,7 +102,7 @@ pub fn vdso_image() -> Option<&'static [u8]> {
 
 /// The executable mappings of no file (a JIT's code space: anonymous, or a memfd), from
 /// the text of /proc/self/maps.
-pub fn anonymous_code(text: &str) -> Vec<(u64, u64)> {
+fn anonymous_code(text: &str) -> Vec<(u64, u64)> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_ascii_whitespace();
@@ -424,7 +445,7 @@ mod tests {
 
     #[test]
     fn finds_own_build_id() {
-        let maps = executable_mappings();
+        let maps = read_mappings().files;
         assert!(!maps.is_empty());
         // Debian's toolchain links every object with a build ID; the test binary has one.
         assert!(maps[0].build_id.len() >= 16, "{:?}", maps[0]);

@@ -27,9 +27,9 @@ pub struct PerfMap {
 }
 
 impl PerfMap {
-    /// Reads what was appended to the sources since the last call, and looks for a jitdump
-    /// file among the mappings in `maps_text` (/proc/self/maps).
-    pub fn refresh(&mut self, maps_text: Option<&str>) {
+    /// Reads what was appended to the sources since the last call; `jitdumps`: the jitdump
+    /// files mapped now.
+    pub fn refresh(&mut self, jitdumps: &[String]) {
         let pid = std::process::id();
         if self.pid != pid {
             *self = PerfMap {
@@ -42,19 +42,13 @@ impl PerfMap {
                 jitdump: false,
             });
         }
-        if let Some(text) = maps_text {
-            let suffix = format!("/jit-{pid}.dump");
-            for line in text.lines() {
-                if let Some(i) = line.find('/') {
-                    let path = &line[i..];
-                    if path.ends_with(&suffix) && !self.sources.iter().any(|s| s.path == path) {
-                        self.sources.push(Source {
-                            path: path.to_owned(),
-                            read: 0,
-                            jitdump: true,
-                        });
-                    }
-                }
+        for path in jitdumps {
+            if !self.sources.iter().any(|s| &s.path == path) {
+                self.sources.push(Source {
+                    path: path.clone(),
+                    read: 0,
+                    jitdump: true,
+                });
             }
         }
         for i in 0..self.sources.len() {
@@ -83,10 +77,6 @@ impl PerfMap {
     /// The map file's path, for the mapping its names are shown in.
     pub fn path(&self) -> &str {
         self.sources.first().map_or("", |s| s.path.as_str())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

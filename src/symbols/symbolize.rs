@@ -121,7 +121,7 @@ pub struct Symbolizer {
 }
 
 /// (the loader's generation, when, the mappings).
-type MapsRead = ((u64, u64), u64, Arc<Vec<MapEntry>>);
+type MapsRead = ((u64, u64), u64, Arc<maps::Mappings>);
 
 /// How long the mappings read stay in use while the loader maps and unmaps nothing: a
 /// dump's span. Code mapped otherwise meanwhile (a JIT's) would go unnamed until then.
@@ -149,7 +149,7 @@ impl Symbolizer {
     }
 
     /// The executable mappings now (see `maps_cache`).
-    fn current_mappings(&mut self) -> Arc<Vec<MapEntry>> {
+    fn current_mappings(&mut self) -> Arc<maps::Mappings> {
         let generation = maps::loader_generation();
         let now = crate::signal_safe::sys::monotonic_ns();
         if let Some((g, at, maps)) = &self.maps_cache {
@@ -157,7 +157,7 @@ impl Symbolizer {
                 return maps.clone();
             }
         }
-        let maps = Arc::new(maps::executable_mappings());
+        let maps = Arc::new(maps::read_mappings());
         self.maps_cache = Some((generation, now, maps.clone()));
         maps
     }
@@ -216,7 +216,7 @@ impl Symbolizer {
         let current = self.current_mappings();
         let found: Vec<Option<&MapEntry>> = addrs
             .iter()
-            .map(|&a| current.iter().find(|m| (m.start..m.end).contains(&a)))
+            .map(|&a| current.files.iter().find(|m| (m.start..m.end).contains(&a)))
             .collect();
         // Each object is asked once, for all its addresses not resolved before.
         let mut wanted: HashMap<(&str, &str), (&MapEntry, Vec<u64>)> = HashMap::new();
@@ -236,21 +236,13 @@ impl Symbolizer {
             self.resolve_in(m, offsets);
         }
         // Code of no object: a JIT's, named by the perf map or jitdump it writes.
-        let mut jit_code = Vec::new();
         if found.iter().any(Option::is_none) {
-            let text = maps::read_proc("maps");
-            self.perf.refresh(text.as_deref());
-            if !self.perf.is_empty() {
-                jit_code = text
-                    .as_deref()
-                    .map(maps::anonymous_code)
-                    .unwrap_or_default();
-            }
+            self.perf.refresh(&current.jitdumps);
         }
         let mut out = Vec::with_capacity(addrs.len());
         for (addr, m) in addrs.into_iter().zip(found) {
             if m.is_none() {
-                if let Some(f) = self.jit_frame(addr, &jit_code) {
+                if let Some(f) = self.jit_frame(addr, &current.jit_code) {
                     out.push(f);
                     continue;
                 }

@@ -162,6 +162,16 @@ impl Run {
     pub fn files_of(&self, kind: &str) -> Vec<PathBuf> {
         files_of(&self.dir, kind)
     }
+    /// The pid of the run's process, from the name of its first profile file.
+    pub fn pid(&self) -> u32 {
+        self.files()
+            .iter()
+            .find_map(|f| {
+                let n = f.file_name()?.to_str()?;
+                n.strip_prefix("rprof.")?.split('.').next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no profile files in {}", self.dir.display()))
+    }
     /// The one final (exit) file of `kind` for process `pid`.
     pub fn final_profile(&self, pid: u32, kind: &str) -> Profile {
         load(&self.dir.join(format!("rprof.{pid}.{kind}.pb.gz")))

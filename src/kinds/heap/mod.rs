@@ -243,7 +243,7 @@ impl Kind for Heap {
     fn push_name(&self) -> Option<&'static str> {
         Some("memory")
     }
-    fn push_as_is(&self) -> &'static [&'static str] {
+    fn delta_as_is(&self) -> &'static [&'static str] {
         &["inuse_objects", "inuse_space"]
     }
     fn init(&self, cfg: &Config, on: bool) -> bool {
