@@ -84,16 +84,23 @@ fn thread_cpu_ns(pid: u32, tid: &str) -> i64 {
     (f[0] + f[1]) * 1_000_000_000 / hz
 }
 
-/// The thread of `pid` named `name`.
+/// The thread of `pid` named `name`, waited for up to 2 s: a thread names itself once it
+/// runs, which may come after the program said it started.
 fn tid_named(pid: u32, name: &str) -> String {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .find(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
-        .unwrap_or_else(|| panic!("no thread {name}"))
-        .file_name()
-        .to_string_lossy()
-        .into_owned()
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .find(|e| {
+                std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            });
+        if let Some(e) = found {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+        assert!(Instant::now() < deadline, "no thread {name}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// `profile?seconds=2` covers two seconds: the thread that burns all the time shows, in
