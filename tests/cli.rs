@@ -137,6 +137,24 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
         ),
         (vec!["frobnicate".into()], "unknown command"),
         (
+            vec![
+                "run".into(),
+                "--push".into(),
+                "localhost:4040".into(),
+                "true".into(),
+            ],
+            "--push: RPROF_PUSH=\"localhost:4040\" is not a URL",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--labels".into(),
+                "a=1,bad".into(),
+                "true".into(),
+            ],
+            "--labels: RPROF_LABELS=",
+        ),
+        (
             vec!["flame".into(), truncated.display().to_string()],
             "gzip",
         ),

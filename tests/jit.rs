@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::*;
 
-/// A perf map a test made, removed when the test ends (the program's pid names it).
+/// A perf map (or jitdump) a test's program made, removed when the test ends.
 struct PerfMapFile(std::path::PathBuf);
 
 impl Drop for PerfMapFile {
@@ -18,6 +18,12 @@ impl Drop for PerfMapFile {
 
 fn perf_map_of(r: &Run) -> PerfMapFile {
     PerfMapFile(format!("/tmp/perf-{}.map", r.pid()).into())
+}
+
+/// The share of a profile's CPU whose innermost frame is `f`.
+fn flat_share(p: &rprof_profile::Profile, f: &str) -> f64 {
+    let s = summarize(p, "cpu");
+    s.flat(f) as f64 / s.total.max(1) as f64
 }
 
 /// Generated code with a frame-pointer prologue and no unwind table, named in a perf map:
@@ -113,4 +119,51 @@ fn node_js_frames_are_named() {
         "node::Start is not below them: {:?}",
         s.functions()
     );
+}
+
+/// A perf map that grows after a dump: the next dump reads what was appended.
+#[test]
+fn a_grown_perf_map_is_read_again() {
+    let r = run(
+        "jit-late",
+        &build("jit_loop"),
+        &["1.6", "0", "late"],
+        &[("RPROF_PROFILES", "cpu")],
+    );
+    let _map = perf_map_of(&r);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let pid = r.pid();
+    let before = load(&r.dir.join(format!("rprof.{pid}.cpu.1.pb.gz")));
+    assert_eq!(
+        flat_share(&before, "jit_hot_loop"),
+        0.0,
+        "named before its line was written"
+    );
+    let after = r.final_profile(pid, "cpu");
+    let share = flat_share(&after, "jit_hot_loop");
+    assert!(
+        share >= 0.8,
+        "jit_hot_loop has {share} of the CPU after its line was appended"
+    );
+}
+
+/// A jitdump file, mapped as JITs map it for perf, names the code.
+#[test]
+fn jitdump_names_the_code() {
+    let r = run(
+        "jit-dump",
+        &build("jit_loop"),
+        &["1", "0", "jitdump"],
+        &[("RPROF_PROFILES", "cpu")],
+    );
+    let _dump = PerfMapFile(format!("/tmp/jit-{}.dump", r.pid()).into());
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let p = r.final_profile(r.pid(), "cpu");
+    let share = flat_share(&p, "jitdump_hot_loop");
+    assert!(
+        share >= 0.8,
+        "jitdump_hot_loop has {share} of the CPU: {:?}",
+        summarize(&p, "cpu").functions()
+    );
+    assert!(summarize(&p, "cpu").cum("run_jit") > 0);
 }

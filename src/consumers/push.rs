@@ -347,14 +347,9 @@ fn make_window(allocator_free: bool) {
     s.window_start_mono = now_mono;
     s.windows += 1;
     // Room first, so that the drops are said in this window.
-    while s.queue.len() >= MAX_QUEUED
-        || (!s.queue.is_empty()
-            && s.queue.iter().map(|w| w.body.len()).sum::<usize>() > MAX_QUEUED_BYTES)
-    {
-        s.queue.pop_front();
-        s.dropped += 1;
-        s.dropped_total += 1;
-    }
+    let dropped = make_room(&mut s.queue);
+    s.dropped += dropped;
+    s.dropped_total += dropped;
     if s.dropped > 0 {
         let note = format!(
             "rprof: {} earlier windows were dropped while the backend could not be reached",
@@ -370,6 +365,20 @@ fn make_window(allocator_free: bool) {
         body,
         profiles: profiles.len(),
     });
+}
+
+/// Drops the oldest windows until one more fits the bounds (`MAX_QUEUED` windows, and
+/// `MAX_QUEUED_BYTES` before it); returns how many went.
+fn make_room(queue: &mut VecDeque<Window>) -> u64 {
+    let mut dropped = 0;
+    let mut bytes: usize = queue.iter().map(|w| w.body.len()).sum();
+    while queue.len() >= MAX_QUEUED || (!queue.is_empty() && bytes > MAX_QUEUED_BYTES) {
+        if let Some(w) = queue.pop_front() {
+            bytes -= w.body.len();
+        }
+        dropped += 1;
+    }
+    dropped
 }
 
 fn add_comment(p: &mut Profile, text: &str) {
@@ -554,5 +563,35 @@ fn send(
         }
         Err(ureq::Error::StatusCode(code)) => Err(Failure::Retry(format!("HTTP {code}"))),
         Err(e) => Err(Failure::Retry(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(bytes: usize) -> Window {
+        Window {
+            body: vec![0; bytes],
+            profiles: 1,
+        }
+    }
+
+    /// The queue stays within its bounds, the oldest windows going first, counted.
+    #[test]
+    fn the_queue_drops_its_oldest_past_its_bounds() {
+        let mut q = VecDeque::new();
+        let mut dropped = 0;
+        for i in 0..MAX_QUEUED + 8 {
+            dropped += make_room(&mut q);
+            let mut w = window(10);
+            w.profiles = i;
+            q.push_back(w);
+        }
+        assert_eq!((q.len(), dropped), (MAX_QUEUED, 8));
+        assert_eq!(q.front().unwrap().profiles, 8, "the oldest went first");
+        let mut q: VecDeque<Window> = (0..3).map(|_| window(MAX_QUEUED_BYTES / 2)).collect();
+        assert_eq!(make_room(&mut q), 1);
+        assert_eq!(make_room(&mut q), 0);
     }
 }
