@@ -282,7 +282,7 @@ fn memstats_under_jemalloc() {
 /// A delta window holds the burst made inside it and not the one before it; two CPU
 /// windows taken at the same time, and a snapshot file written meanwhile (the files' own
 /// consumer), are each right: several consumers, overlapping windows. Pyroscope's
-/// delta_heap gives the change since its previous request.
+/// delta_heap gives the change since its previous request (in-use as it stands).
 #[test]
 fn delta_and_cpu_windows_overlap_with_the_files() {
     let s = Server::start("http-delta", "127.0.0.1:0");
@@ -325,12 +325,14 @@ fn delta_and_cpu_windows_overlap_with_the_files() {
             p.duration_nanos
         );
     }
-    let second = summarize(
-        &profile(&get(&s.addr, "GET", "/debug/pprof/delta_heap", b"").2),
-        "alloc_space",
-    );
+    let second_delta = profile(&get(&s.addr, "GET", "/debug/pprof/delta_heap", b"").2);
+    let second = summarize(&second_delta, "alloc_space");
     assert!(second.cum("burst_later") > 0, "{:?}", second.functions());
     assert_eq!(second.cum("burst_before"), 0, "{:?}", second.functions());
+    // In-use figures are what is live at the end, as Pyroscope's godeltaprof gives them,
+    // not a change: burst_before's blocks are still held.
+    let live = summarize(&second_delta, "inuse_space");
+    assert!(live.cum("burst_before") > 0, "{:?}", live.functions());
     // The snapshot file covers the time since start, whatever the server did.
     std::thread::sleep(Duration::from_millis(300));
     let snap = files_of(&s.dir, "cpu");

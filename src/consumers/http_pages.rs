@@ -7,7 +7,6 @@
 //! previous request. Every profile is built from the kinds' snapshots, so concurrent
 //! requests and the files never disturb one another's windows.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -261,15 +260,9 @@ fn cumulative(k: &'static dyn Kind, path: &Path) -> Profile {
 /// Pyroscope's `delta_*` paths: the change since the previous answer on the same path
 /// (the first answer: everything so far).
 fn delta_since_last(k: &'static dyn Kind, path: &Path) -> Response {
-    static LAST: Lock<Option<HashMap<&'static str, Profile>>> = Lock::new(None);
+    static LAST: Lock<super::Changes> = Lock::new(super::Changes::new());
     let now = cumulative(k, path);
-    let mut last = LAST.lock();
-    let map = last.get_or_insert_with(HashMap::new);
-    let out = match map.get(k.name()) {
-        Some(before) => rprof_profile::subtract(now.clone(), before),
-        None => now.clone(),
-    };
-    map.insert(k.name(), now);
+    let out = LAST.lock().next(k, now);
     profile_file(path.name, &out)
 }
 
