@@ -251,6 +251,22 @@ fn rust_mutex_waits_show_under_the_lock_frames() {
 }
 
 /// Off unless asked for: no file, and no thread of rprof's started for it.
+/// Threads that go from one short wait to the next, sampled 1000 times a second: no wait
+/// is cut short. (Signalling the threads seen running reached them in their next wait:
+/// about 150 EINTRs in 2 s.)
+#[test]
+fn wall_sampling_cuts_no_wait_short() {
+    let r = run(
+        "wall-eintr",
+        &build("wait_switcher"),
+        &["2", "4"],
+        &[("RPROF_PROFILES", "cpu,wall"), ("RPROF_WALL_HZ", "1000")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.printed("eintr"), 0, "waits were interrupted");
+    assert_eq!(r.files_of("wall").len(), 1, "{:?}", r.files());
+}
+
 #[test]
 fn wall_is_off_by_default() {
     let prog = build("wall_split");

@@ -14,10 +14,12 @@
 //!   counted again, without a copy: an idle thread costs one small read a tick. In code
 //!   built with frame pointers, whose callers' CFA is rbp-based, rbp is found on the copy
 //!   (`unwind::find_frame_pointer`);
-//! - a thread running user code is asked for its stack by rprof's CPU signal
-//!   (`signal_safe::stack_requests`), as a CPU sample would interrupt it, once a tick at
-//!   most, and only after its syscall line is read again as `running` just before. Without
-//!   CPU profiling (no handler of rprof's for that signal) its samples have no stack.
+//! - a thread running user code is never signalled either (a signal sent to a thread seen
+//!   running can reach it once it has gone into a wait, and cut it short): its stack is
+//!   asked of its next CPU timer tick (`stack_requests::ask_quietly`), which lands only
+//!   while it runs, within `ANSWER_NS`. A thread that did not tick by then and is now in
+//!   the kernel is sampled as blocked there; one still running has no stack in that
+//!   sample. Without CPU profiling (no timers) running threads' samples have no stack.
 //!
 //! Samples carry the labels `thread`, `thread_id` and `state` (`running`, or the system
 //! call the thread is blocked in); values samples/count and wall/nanoseconds, a sample
@@ -58,7 +60,7 @@ static FIRST_TICK_CPU: AtomicU64 = AtomicU64::new(0);
 /// A blocked thread's stack is first walked over this much of a copy; a walk that does not
 /// reach the thread's start is tried again over `COPY_BYTES`.
 const FIRST_COPY: u64 = 64 << 10;
-/// How long a running thread has to answer a stack request.
+/// How long a running thread has to answer a stack request (two CPU ticks at 100 Hz).
 const ANSWER_NS: u64 = 20_000_000;
 /// Distinct (stack, thread, state) records kept; beyond that, samples are counted as lost.
 const MAX_RECORDS: usize = 1 << 16;
@@ -550,21 +552,19 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
         }
     }
     for batch in running.chunks(stack_requests::SLOTS) {
-        // Read again just before the signal: a thread that has gone into the kernel since
-        // is sampled as blocked, so that no signal can reach it there.
-        let mut ask = Vec::with_capacity(batch.len());
-        for &tid in batch {
-            let s = seen.get_mut(&tid);
-            match (read_where(tid), s) {
-                (Some((_, Where::Running)), Some(_)) => ask.push(tid),
-                (Some((line, Where::In(nr, sp, pc))), Some(s)) => {
-                    out.push(s.blocked(tid, &line, nr, sp, pc));
+        // No signal is sent (one could reach a thread that has gone into the kernel since,
+        // and cut its wait short): each answers at its next CPU timer tick.
+        let answers = stack_requests::ask_quietly(batch, ANSWER_NS);
+        for (tid, a) in batch.iter().zip(answers) {
+            if a.stack.is_none() {
+                // No tick: it may have gone into the kernel meanwhile.
+                if let (Some((line, Where::In(nr, sp, pc))), Some(s)) =
+                    (read_where(*tid), seen.get_mut(tid))
+                {
+                    out.push(s.blocked(*tid, &line, nr, sp, pc));
+                    continue;
                 }
-                _ => {}
             }
-        }
-        let answers = stack_requests::ask(&ask, sig, ANSWER_NS);
-        for (tid, a) in ask.iter().zip(answers) {
             let name = seen.get(tid).map_or(String::new(), |s| s.name.clone());
             // Running again: the next blocked tick walks its stack anew.
             if let Some(s) = seen.get_mut(tid) {

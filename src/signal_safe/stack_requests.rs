@@ -3,8 +3,15 @@
 //! so it is told apart from the CPU timers and from any other sender) and waits; the
 //! thread's handler walks its own stack into the slot that names its id.
 //!
-//! `is_request` and `answer` are what the handler reaches (async-signal-safe); `ask` is
-//! the requester's side, on rprof's own thread, and allocates.
+//! `ask_quietly` sends no signal: the request waits for the thread's next CPU timer tick,
+//! whose handler answers it (`pending`). The wall sampler asks so, every tick: a signal
+//! sent to a thread seen running may reach it once it has gone into the kernel, and cut
+//! its `nanosleep` or `poll` short (EINTR); a timer tick lands only while the thread runs,
+//! as every CPU sample does. A thread that runs little may not tick in time: it has no
+//! stack in that sample.
+//!
+//! `is_request`, `pending` and `answer` are what the handler reaches (async-signal-safe);
+//! `ask` and `ask_quietly` are the requester's side, on rprof's own thread, and allocate.
 //!
 //! A slot goes FREE → ASKED (requester) → WRITING → DONE (handler) → FREE (requester); a
 //! requester that gives up takes ASKED back to FREE, so a late signal finds no slot and
@@ -88,6 +95,20 @@ pub fn answer(regs: &unwind::Regs, stack: Option<StackBounds>, floor: u64) {
     slot.truncated.store(w.truncated, Ordering::Relaxed);
     slot.finished.store(w.finished, Ordering::Relaxed);
     slot.state.store(DONE, Ordering::Release);
+    ANSWERED.fetch_add(1, Ordering::Release);
+    sys::futex_wake(&ANSWERED);
+}
+
+/// Answers given so far: the requester waits on it (a futex word).
+static ANSWERED: AtomicU32 = AtomicU32::new(0);
+/// A quiet request waits for the CPU timers' ticks (`ask_quietly`).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether a quiet request may be waiting for this tick's handler. Async-signal-safe; one
+/// load on the CPU handler's path.
+#[inline]
+pub fn pending() -> bool {
+    QUIET.load(Ordering::Relaxed)
 }
 
 /// Taken by each `ask` (the wall sampler and a goroutine dump may ask at once).
@@ -103,6 +124,7 @@ pub fn reset_after_fork() {
     }
     // SAFETY: fork's child handler, on the only thread.
     unsafe { ASKING.reset_in_fork_child() };
+    QUIET.store(false, Ordering::Relaxed);
     for slot in &TABLE {
         if slot.state.load(Ordering::Relaxed) != FREE {
             slot.tid.store(0, Ordering::Relaxed);
@@ -119,10 +141,21 @@ pub struct Answer {
     pub finished: bool,
 }
 
-/// Asks each thread of `tids` (at most `SLOTS`) for its stack, waits up to `timeout_ns`
-/// for all, and returns what came (None for a thread that did not answer: it had the
-/// signal blocked, or it exited). Callers take turns. Not for signal context.
+/// Asks each thread of `tids` (at most `SLOTS`) for its stack with the signal `sig`, waits
+/// up to `timeout_ns` for all, and returns what came (None for a thread that did not
+/// answer: it had the signal blocked, or it exited). Callers take turns. Not for signal
+/// context.
 pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
+    ask_with(tids, Some(sig), timeout_ns)
+}
+
+/// As `ask`, sending no signal: each thread answers at its next CPU timer tick (None for a
+/// thread that did not tick within `timeout_ns`).
+pub fn ask_quietly(tids: &[i32], timeout_ns: u64) -> Vec<Answer> {
+    ask_with(tids, None, timeout_ns)
+}
+
+fn ask_with(tids: &[i32], sig: Option<i32>, timeout_ns: u64) -> Vec<Answer> {
     let _turn = ASKING.lock();
     if !EVER_ASKED.load(Ordering::Relaxed) {
         EVER_ASKED.store(true, Ordering::Relaxed);
@@ -133,6 +166,9 @@ pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
     for (slot, &tid) in TABLE.iter().zip(tids) {
         slot.state.store(ASKED, Ordering::Release);
         slot.tid.store(tid, Ordering::Release);
+        let Some(sig) = sig else {
+            continue;
+        };
         // SAFETY: siginfo_t is plain data; rt_tgsigqueueinfo reads it.
         unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -145,15 +181,24 @@ pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
             libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, sig, &info);
         }
     }
+    if sig.is_none() && !tids.is_empty() {
+        QUIET.store(true, Ordering::Release);
+    }
     let deadline = sys::monotonic_ns() + timeout_ns;
     let slots = &TABLE[..tids.len()];
-    while sys::monotonic_ns() < deadline
-        && slots
-            .iter()
-            .any(|s| s.state.load(Ordering::Acquire) != DONE)
-    {
-        std::thread::sleep(std::time::Duration::from_micros(200));
+    loop {
+        let seen = ANSWERED.load(Ordering::Acquire);
+        let now = sys::monotonic_ns();
+        if now >= deadline
+            || slots
+                .iter()
+                .all(|s| s.state.load(Ordering::Acquire) == DONE)
+        {
+            break;
+        }
+        sys::futex_wait(&ANSWERED, seen, deadline - now);
     }
+    QUIET.store(false, Ordering::Release);
     let mut out = Vec::with_capacity(tids.len());
     for slot in slots {
         // Give up on a slot nobody took; wait out one being written.

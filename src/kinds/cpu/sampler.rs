@@ -129,6 +129,11 @@ pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut l
             (w.depth, w.truncated)
         },
     );
+    // The wall sampler's quiet requests are answered by the ticks of the threads asked.
+    if stack_requests::pending() {
+        // SAFETY: as above.
+        unsafe { answer_request(uc) };
+    }
 }
 
 /// A stack request: this thread's interrupted stack, into the asker's slot. Out of line,
