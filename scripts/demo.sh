@@ -3,7 +3,8 @@
 # CPU 3:1 under one caller) with `rprof run`, and shows its top functions with `rprof top`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release
+# The command finds the library beside it: no embedded copy (crates/cli/build.rs).
+RPROF_EMBED=0 cargo build --release
 out=target/demo
 mkdir -p "$out"
 rm -f "$out"/rprof.*.pb.gz

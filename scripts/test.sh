@@ -10,5 +10,8 @@ if ! PYTHONPATH=$py python3 -c 'import grpc_tools.protoc, opentelemetry.proto.co
     --target "$py" 'opentelemetry-proto==1.45.2' 'grpcio-tools==1.85.4' \
     || echo "scripts/test.sh: could not install the push receiver's Python packages; the push tests skip" >&2
 fi
+# The command finds the library beside it here: no embedded copy (see crates/cli/build.rs;
+# tests/cli.rs checks the embedded one with `cargo install`).
+export RPROF_EMBED=0
 cargo build --release --workspace
 cargo test --release --workspace

@@ -1110,3 +1110,58 @@ fn version_and_library_path() {
     let shown = rprof().arg("inspect").arg(&cpu[0]).output().unwrap();
     assert!(String::from_utf8_lossy(&shown.stdout).contains(&version));
 }
+
+/// `cargo install --path crates/cli` alone gives an `rprof` that carries its library: run
+/// from another directory, with nothing of the checkout in its environment, it profiles a
+/// program; `rprof lib` names the copy it wrote to the per-user cache.
+#[test]
+fn cargo_install_alone_gives_a_working_rprof() {
+    let install_root = out_dir("cargo-install-root");
+    let elsewhere = out_dir("cargo-install-elsewhere");
+    let cache = elsewhere.join("cache");
+    // Kept between runs, so that a second run builds only what changed.
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["install", "--quiet", "--locked", "--debug", "--path"])
+        .arg(root().join("crates/cli"))
+        .arg("--root")
+        .arg(&install_root)
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RPROF_EMBED")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "cargo install: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let rprof = install_root.join("bin/rprof");
+    let prog = build("cpu_split");
+    let command = |args: &[&str]| {
+        let mut c = Command::new(&rprof);
+        c.args(args)
+            .current_dir(&elsewhere)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &elsewhere)
+            .env("XDG_CACHE_HOME", &cache);
+        c.output().unwrap()
+    };
+    let lib = command(&["lib"]);
+    assert!(
+        lib.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lib.stderr)
+    );
+    let lib = String::from_utf8_lossy(&lib.stdout).trim().to_string();
+    assert!(lib.starts_with(cache.to_str().unwrap()), "{lib}");
+    let r = command(&["run", "-o", "p", "--", prog.to_str().unwrap(), "100"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let cpu = files_of(&elsewhere, "cpu");
+    assert_eq!(cpu.len(), 1, "{:?}", files_in(&elsewhere));
+    let s = summarize(&load(&cpu[0]), "cpu");
+    assert!(s.cum("burn_three") > 0, "{:?}", s.functions());
+}

@@ -13,6 +13,7 @@
 mod diff;
 mod flame;
 mod inspect;
+mod library;
 mod run;
 mod top;
 mod units;

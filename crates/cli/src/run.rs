@@ -54,34 +54,9 @@ counting the others. `--` is needed only when PROGRAM starts with `-`.
                         (RPROF_PERIOD); --keep N keeps the last N of each kind (RPROF_KEEP)
 Other RPROF_* variables in the environment apply as well, and are checked the same way.";
 
-/// librprof.so: $RPROF_LIB, else beside this executable, else under ./target/{release,debug}.
+/// The librprof.so `rprof run` preloads (see `library`).
 pub fn find_library() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("RPROF_LIB") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("RPROF_LIB={} is not a file", p.display()))
-        };
-    }
-    let mut tried = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        tried.push(dir.join("librprof.so"));
-    }
-    tried.push(PathBuf::from("target/release/librprof.so"));
-    tried.push(PathBuf::from("target/debug/librprof.so"));
-    for p in &tried {
-        if p.is_file() {
-            return std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()));
-        }
-    }
-    Err(format!(
-        "librprof.so not found (looked at {}); build it with `cargo build --release` or set RPROF_LIB",
-        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    ))
+    crate::library::find()
 }
 
 extern "C" fn forward(sig: i32, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
