@@ -89,6 +89,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// The last window was asked for (exit, fatal signal) and, once it is sent or given up, done.
 static FINAL_ASKED: AtomicBool = AtomicBool::new(false);
 static FINAL_DONE: AtomicU32 = AtomicU32::new(0);
+/// The last window may read the allocator's own figures: the process is exiting, not dying
+/// of a signal whose thread may hold the allocator's locks.
+static FINAL_ALLOCATOR_FREE: AtomicBool = AtomicBool::new(true);
 /// The push thread runs (its job has not returned).
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
@@ -131,6 +134,7 @@ impl super::Consumer for Pusher {
         STOP.store(false, Ordering::Relaxed);
         FINAL_ASKED.store(false, Ordering::Relaxed);
         FINAL_DONE.store(0, Ordering::Relaxed);
+        FINAL_ALLOCATOR_FREE.store(true, Ordering::Relaxed);
         RUNNING.store(false, Ordering::Relaxed);
         spawn()
     }
@@ -232,7 +236,11 @@ fn run() {
         }
         if FINAL_ASKED.load(Ordering::Acquire) {
             let deadline = sys::monotonic_ns() + EXIT_BOUND.as_nanos() as u64;
-            last_window(&agent, true, deadline);
+            last_window(
+                &agent,
+                FINAL_ALLOCATOR_FREE.load(Ordering::Acquire),
+                deadline,
+            );
             return;
         }
         let now = sys::monotonic_ns();
@@ -257,6 +265,7 @@ fn run() {
 /// thread), does it here.
 fn finish(allocator_free: bool) {
     if RUNNING.load(Ordering::Acquire) {
+        FINAL_ALLOCATOR_FREE.store(allocator_free, Ordering::Release);
         FINAL_ASKED.store(true, Ordering::Release);
         wake();
         let deadline = sys::monotonic_ns() + EXIT_BOUND.as_nanos() as u64;
