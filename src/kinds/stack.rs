@@ -55,15 +55,38 @@ pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) ->
     if (code.0..code.1).contains(&ret) {
         return f(&capture(OwnFrames::Drop));
     }
+    let own = bounds();
+    let bounds = own
+        .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
+    let floor = own.map_or(0, |b| b.lo);
+    // Not zeroed: the cached walk writes what it returns, and a kilobyte of stores the
+    // program's loop has evicted is most of what a sample would otherwise cost.
+    let mut pcs = [std::mem::MaybeUninit::<u64>::uninit(); MAX_DEPTH];
+    if let Some(b) = &bounds {
+        if let Some(w) = unwind::walk_cached_from_call(ret, sp + 8, bp, b, floor, &mut pcs) {
+            // SAFETY: the walk wrote pcs[..depth].
+            return f(unsafe { std::slice::from_raw_parts(pcs.as_ptr().cast::<u64>(), w.depth) });
+        }
+    }
+    walk_in_full(ret, sp, bp, bounds, floor, f)
+}
+
+/// `with_stack_from_call`'s full walk (a rule not cached yet, or no stack bounds).
+#[inline(never)]
+fn walk_in_full<R>(
+    ret: u64,
+    sp: u64,
+    bp: u64,
+    bounds: Option<unwind::StackBounds>,
+    floor: u64,
+    f: impl FnOnce(&[u64]) -> R,
+) -> R {
     let mut regs = Regs([None; 17]);
     regs.0[16] = Some(ret);
     regs.0[7] = Some(sp + 8);
     regs.0[6] = Some(bp);
-    let own = bounds();
-    let bounds = own
-        .and_then(|b| (sp >= b.lo && sp < b.hi).then_some(unwind::StackBounds::live(sp + 8, b.hi)));
     let mut pcs = [0u64; MAX_DEPTH];
-    let depth = unwind::walk_from_call(&regs, bounds, own.map_or(0, |b| b.lo), &mut pcs).depth;
+    let depth = unwind::walk_from_call(&regs, bounds, floor, &mut pcs).depth;
     f(&pcs[..depth])
 }
 

@@ -135,3 +135,24 @@ pub(super) fn step_cached(
     caller.0[RSP] = Some(cfa);
     (cfa > regs.0[RSP]?).then_some(())
 }
+
+/// `step_cached` for a frame known by its return address, stack and frame pointers only
+/// (`walk_cached_from_call`): the caller's three, or None where `step_cached` would fail
+/// or leave the frame pointer unknown.
+#[inline(always)]
+pub(super) fn step_cached_parts(
+    rule: u64,
+    sp: u64,
+    bp: u64,
+    stack: &StackBounds,
+) -> Option<(u64, u64, u64)> {
+    let base = if rule & 1 == 1 { bp } else { sp };
+    let cfa = base.wrapping_add(unpack_field(rule, 2, 24) as u64);
+    let ra = stack.read_u64(cfa.wrapping_add(unpack_field(rule, 26, 16) as u64))?;
+    let bp = if rule & 2 == 2 {
+        stack.read_u64(cfa.wrapping_add(unpack_field(rule, 42, 16) as u64))?
+    } else {
+        bp
+    };
+    (cfa > sp).then_some((ra, cfa, bp))
+}

@@ -83,3 +83,47 @@ fn sampling_path_walks_real_stacks_without_allocating() {
     // At least the ten `nested` frames and the test function below them.
     assert!(depth > 12, "walked only {depth} frames");
 }
+
+/// Writes its own stack pointer and the caller's frame pointer at entry to `out`: the
+/// registers a hook's entry passes to `walk_from_call` (`[sp]` the return address).
+#[unsafe(naked)]
+extern "C" fn entry_registers(out: *mut [u64; 2]) {
+    std::arch::naked_asm!("mov [rdi], rsp", "mov [rdi + 8], rbp", "ret")
+}
+
+#[test]
+fn the_cached_walk_gives_the_full_walks_frames_or_none() {
+    assert!(unwind::init(), "glibc without _dl_find_object");
+    let bounds = crate::signal_safe::thread_stacks::current_stack_bounds().expect("stack bounds");
+    nested(6, &mut || {
+        let mut at = [0u64; 2];
+        entry_registers(&mut at);
+        let [sp, bp] = at;
+        // SAFETY: `sp` was the stack pointer at entry_registers' entry, below this frame:
+        // the return address into this closure is there.
+        let ra = unsafe { std::ptr::read(sp as *const u64) };
+        let stack = StackBounds::live(sp + 8, bounds.hi);
+        let mut regs = unwind::Regs([None; unwind::NREGS]);
+        regs.0[unwind::RA] = Some(ra);
+        regs.0[unwind::RSP] = Some(sp + 8);
+        regs.0[unwind::RBP] = Some(bp);
+        let mut cached = [std::mem::MaybeUninit::<u64>::uninit(); unwind::MAX_DEPTH];
+        super::rule_cache::rule_cache_clear();
+        assert!(
+            unwind::walk_cached_from_call(ra, sp + 8, bp, &stack, 0, &mut cached).is_none(),
+            "a walk with no rule cached must leave it to the full walk"
+        );
+        let mut full = [0u64; unwind::MAX_DEPTH];
+        let w = unwind::walk_from_call(&regs, Some(stack), 0, &mut full);
+        let c = unwind::walk_cached_from_call(ra, sp + 8, bp, &stack, 0, &mut cached)
+            .expect("every rule cached by the full walk");
+        // SAFETY: the cached walk wrote cached[..c.depth].
+        let pcs: Vec<u64> = cached[..c.depth]
+            .iter()
+            .map(|p| unsafe { p.assume_init() })
+            .collect();
+        assert_eq!(pcs, full[..w.depth]);
+        assert_eq!((c.finished, c.truncated), (w.finished, w.truncated));
+        assert!(w.depth > 8 && w.finished, "walked {} frames", w.depth);
+    });
+}

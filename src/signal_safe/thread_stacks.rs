@@ -3,16 +3,13 @@
 //! the interrupted stack pointer and the top recorded here.
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
+//!
+//! The span is kept in the thread's `ThreadState` (initial-exec TLS, one `%fs` load): a
+//! Rust thread-local in a shared library costs a `__tls_get_addr` call, whose reads of the
+//! thread's DTV miss the cache on every sampled allocation.
 
+use crate::signal_safe::thread_state;
 use crate::signal_safe::unwind::StackBounds;
-
-thread_local! {
-    /// This thread's stack span, recorded by `record_current`.
-    static STACK: Cell<Option<StackBounds>> = const { Cell::new(None) };
-    /// Whether `learned` has looked this thread's span up already.
-    static LOOKED_UP: Cell<bool> = const { Cell::new(false) };
-}
 
 /// The calling thread's stack span, looked up now if it was never recorded: a thread
 /// rprof did not see start (made through a `pthread_create` found past the interposer, or
@@ -23,7 +20,7 @@ pub fn learned() -> Option<StackBounds> {
     if let Some(b) = stack_bounds() {
         return Some(b);
     }
-    if LOOKED_UP.with(|l| l.replace(true)) {
+    if thread_state::with(|t| t.stack_looked_up.replace(true)) {
         return None;
     }
     record_current();
@@ -31,8 +28,12 @@ pub fn learned() -> Option<StackBounds> {
 }
 
 /// The calling thread's stack span, if it was recorded. Async-signal-safe.
+#[inline]
 pub fn stack_bounds() -> Option<StackBounds> {
-    STACK.with(Cell::get)
+    thread_state::with(|t| {
+        let hi = t.stack_hi.get();
+        (hi != 0).then(|| StackBounds::live(t.stack_lo.get(), hi))
+    })
 }
 
 /// The lowest address the stack the caller runs on may use (0: not known), for `here`, an
@@ -50,7 +51,11 @@ pub fn floor_of(here: u64) -> u64 {
 
 /// Records the calling thread's stack span. Not signal-safe.
 pub fn record_current() {
-    STACK.with(|s| s.set(current_stack_bounds()));
+    let b = current_stack_bounds();
+    thread_state::with(|t| {
+        t.stack_lo.set(b.map_or(0, |b| b.lo));
+        t.stack_hi.set(b.map_or(0, |b| b.hi));
+    });
 }
 
 /// The calling thread's stack span. Not signal-safe.

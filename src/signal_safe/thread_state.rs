@@ -1,7 +1,7 @@
 //! The per-thread state the hooks read, in one thread-local: which heap counter block the
 //! thread writes (`block`; the only field the unsampled malloc and free paths read, first
-//! so that they reach it with one `%fs`-relative load), the reentrancy flag (`held`) and
-//! the heap sampler's random state.
+//! so that they reach it with one `%fs`-relative load), the reentrancy flag (`held`), the
+//! heap sampler's random state and the thread's stack span (read by every stack walk).
 //!
 //! The thread-local is defined in assembly, in `.tbss`, and reached with the initial-exec
 //! TLS model: the dynamic linker puts its offset from the thread pointer in a GOT slot when
@@ -9,7 +9,7 @@
 //! call on (before the library's constructor, in every thread), with no `__tls_get_addr`
 //! (Rust's thread-locals in a shared library call it, and stable Rust cannot pick the
 //! model). librprof.so is loaded at startup (LD_PRELOAD), so its TLS is in the static TLS
-//! area; a dlopen of it uses glibc's surplus static TLS, which 24 bytes fit.
+//! area; a dlopen of it uses glibc's surplus static TLS, which these 48 bytes fit.
 //!
 //! All fields start as zero bytes (`.tbss`), which is a valid state: block offset 0 is
 //! `heap`'s UNCLAIMED block, the flags are false. No destructor (a TLS destructor
@@ -27,7 +27,13 @@ pub struct ThreadState {
     /// Inside rprof: allocations pass through unprofiled (see `guard`).
     pub held: Cell<bool>,
     pub seeded: Cell<bool>,
+    /// `thread_stacks::learned` has looked the stack span up already.
+    pub stack_looked_up: Cell<bool>,
     pub rng: Cell<u64>,
+    /// The thread's stack span [stack_lo, stack_hi) (`thread_stacks`); stack_hi 0: not
+    /// recorded.
+    pub stack_lo: Cell<u64>,
+    pub stack_hi: Cell<u64>,
 }
 
 std::arch::global_asm!(
@@ -82,6 +88,7 @@ mod tests {
         let there = std::thread::spawn(|| {
             with(|t| {
                 assert_eq!((t.block.get(), t.held.get(), t.rng.get()), (0, false, 0));
+                assert_eq!((t.stack_lo.get(), t.stack_hi.get()), (0, 0));
                 t as *const ThreadState as usize
             })
         })

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use super::cfi::{eval_expr, find_fde, run_cfa_program, CfaRule, Cursor, Object, RowState, Rule};
 use super::go_frames;
 use super::rule_cache::{
-    pack_rule, rule_cache_clear, rule_cache_get, rule_cache_put, step_cached, END_OF_STACK,
+    pack_rule, rule_cache_clear, rule_cache_get, rule_cache_put, step_cached, step_cached_parts,
+    END_OF_STACK,
 };
 
 pub use super::frame::*;
@@ -376,6 +377,62 @@ pub fn walk_from_call(
     pcs: &mut [u64; MAX_DEPTH],
 ) -> Walk {
     walk_from(regs.0[RA], false, |r| *r = *regs, stack, floor, pcs)
+}
+
+/// Async-signal-safe. The walk from a call (as `walk_from_call`) when every frame's rule
+/// is in the rule cache, as it is once a program's stacks have been seen: the return
+/// address, stack and frame pointers are kept in locals, no scratch area is taken and
+/// nothing is read but the stack (within `stack`) and the cache; `pcs` is written only
+/// up to the depth returned. None when a rule is missing or a step fails: the caller then
+/// walks in full (`walk_from_call`), which fills the cache, takes the steps the cache does
+/// not know (signal frames, JIT code, Go's frames beyond cgo) and ends where this one
+/// could not go on. A sampled allocation's stack is walked so with a handful of cache
+/// lines, where the full walk's registers and rows take dozens that the program has
+/// evicted since the last sample.
+pub fn walk_cached_from_call(
+    ra: u64,
+    sp: u64,
+    bp: u64,
+    stack: &StackBounds,
+    floor: u64,
+    pcs: &mut [std::mem::MaybeUninit<u64>; MAX_DEPTH],
+) -> Option<Walk> {
+    let probe = 0u8;
+    let here = std::ptr::addr_of!(probe) as u64;
+    if floor != 0 && here.saturating_sub(floor) < WALK_STACK_NEEDED {
+        return None;
+    }
+    let (mut ra, mut sp, mut bp) = (ra, sp, bp);
+    pcs[0].write(ra.wrapping_sub(1));
+    let mut depth = 1;
+    loop {
+        let rule = rule_cache_get(ra.wrapping_sub(1))?;
+        if rule == END_OF_STACK {
+            return Some(Walk {
+                depth,
+                truncated: false,
+                finished: true,
+            });
+        }
+        let (caller_ra, caller_sp, caller_bp) = step_cached_parts(rule, sp, bp, stack)?;
+        if caller_ra <= 1 {
+            return Some(Walk {
+                depth,
+                truncated: false,
+                finished: false,
+            });
+        }
+        if depth == MAX_DEPTH {
+            return Some(Walk {
+                depth,
+                truncated: true,
+                finished: false,
+            });
+        }
+        pcs[depth].write(caller_ra - 1);
+        depth += 1;
+        (ra, sp, bp) = (caller_ra, caller_sp, caller_bp);
+    }
 }
 
 /// Async-signal-safe. As `walk`, for the context a signal handler was given: its

@@ -156,8 +156,6 @@ pub fn reset_after_fork() {
         });
     }
     store_changed!(HOT.unclaimed.frees, 0);
-    store_changed!(FREES_LOOKED_UP, 0);
-    store_changed!(FREES_OF_SAMPLES, 0);
     // SAFETY: as above.
     let table = unsafe { TABLE.in_fork_child() };
     if table.as_ref().is_some_and(|t| !t.buckets.is_empty()) {
@@ -183,11 +181,14 @@ pub fn live_objects(mallocs: u64, frees: u64) -> u64 {
     (OBJECTS_AT_FORK.load(Ordering::Relaxed) + mallocs).saturating_sub(frees)
 }
 
-/// (frees looked up under the lock, of which frees of sampled blocks).
-pub fn free_lookups() -> (u64, u64) {
-    (
-        FREES_LOOKED_UP.load(Ordering::Relaxed),
-        FREES_OF_SAMPLES.load(Ordering::Relaxed),
+/// (frees looked up under the lock, of which frees of sampled blocks); None if the table
+/// stays held for 10 ms (by a thread a fatal signal stopped).
+pub fn free_lookups() -> Option<(u64, u64)> {
+    let guard = TABLE.try_lock_for(10_000_000)?;
+    Some(
+        guard
+            .as_ref()
+            .map_or((0, 0), |t| (t.frees_looked_up, t.frees_of_samples)),
     )
 }
 
@@ -324,16 +325,17 @@ impl Kind for Heap {
         reset_after_fork();
     }
     fn summary(&self) -> Option<(LogLevel, String)> {
-        let (looked_up, sampled) = free_lookups();
-        self.enabled().then(|| {
-            (
-                LogLevel::Debug,
-                format!(
-                    "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
-                    totals().1
-                ),
-            )
-        })
+        if !self.enabled() {
+            return None;
+        }
+        let (looked_up, sampled) = free_lookups()?;
+        Some((
+            LogLevel::Debug,
+            format!(
+                "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
+                totals().1
+            ),
+        ))
     }
 }
 
@@ -476,7 +478,10 @@ mod tests {
             block: Cell::new(UNCLAIMED_OFFSET),
             held: Cell::new(false),
             seeded: Cell::new(true),
+            stack_looked_up: Cell::new(false),
             rng: Cell::new(12345),
+            stack_lo: Cell::new(0),
+            stack_hi: Cell::new(0),
         };
         let n = 100_000;
         let gaps: Vec<i64> = (0..n).map(|_| next_gap(&t)).collect();

@@ -7,13 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::*;
 use crate::signal_safe::heap_counters::*;
 
-/// Frees that passed the slot test and were looked up under the lock, and how many of
-/// those were sampled blocks: the measure of the cheap test's worth.
-pub(crate) static FREES_LOOKED_UP: AtomicU64 = AtomicU64::new(0);
 /// In a fork child: the blocks live in the process when it forked (the parent's Mallocs −
 /// Frees, its own inherited count included), which the child's heap still holds.
 pub(crate) static OBJECTS_AT_FORK: AtomicU64 = AtomicU64::new(0);
-pub(crate) static FREES_OF_SAMPLES: AtomicU64 = AtomicU64::new(0);
 
 /// Sampled allocations folded by (stack, size), and the sampled blocks still live.
 #[derive(Default)]
@@ -26,8 +22,15 @@ pub struct HeapTable {
     pub(crate) chain: Vec<u32>,
     pub buckets: Vec<Bucket>,
     pub(crate) live: HashMap<usize, u32, FastHash>,
-    /// Live sampled blocks per slot (the bit in SLOT_BITS is set while non-zero).
-    pub(crate) slot_counts: HashMap<usize, u32, FastHash>,
+    /// Live sampled blocks per slot (the bit in SLOT_BITS is set while non-zero), made at
+    /// the first sample: one cache line a sample and a free touch, where a map took two or
+    /// three. A count that reaches u16::MAX stays there: the slot's bit stays set.
+    pub(crate) slot_counts: Vec<u16>,
+    /// Frees that passed the slot test and were looked up under the lock, and how many of
+    /// those were sampled blocks: the measure of the cheap test's worth. Here rather than
+    /// in atomics of their own: the lines the lookup touches anyway.
+    pub(crate) frees_looked_up: u64,
+    pub(crate) frees_of_samples: u64,
     /// Buckets holding an address in code that a dlclose may unmap, not yet pinned.
     pub(crate) unpinned: Vec<u32>,
     /// Estimated in-use bytes now: the sum of the weights of the live sampled blocks.
@@ -157,10 +160,11 @@ pub(crate) fn track_live(table: &mut HeapTable, p: usize, b: u32) {
     if table.live.insert(p, b).is_none() {
         table.live_bytes += table.buckets.get(b as usize).map_or(0, |b| b.weight);
         let (w, bit) = slot_bit(p);
-        *table
-            .slot_counts
-            .entry(w * 64 + bit.trailing_zeros() as usize)
-            .or_insert(0) += 1;
+        if table.slot_counts.is_empty() {
+            table.slot_counts = vec![0; SLOTS];
+        }
+        let n = &mut table.slot_counts[w * 64 + bit.trailing_zeros() as usize];
+        *n = n.saturating_add(1);
         SLOT_BITS[w].fetch_or(bit, Ordering::Relaxed);
         PAGES_MARKED.store(true, Ordering::Relaxed);
     }
@@ -173,21 +177,22 @@ pub(crate) fn free_slow(p: usize) -> Option<u32> {
     let _g = Guard::enter()?;
     let mut guard = TABLE.lock();
     let table = guard.as_mut()?;
-    FREES_LOOKED_UP.fetch_add(1, Ordering::Relaxed);
+    table.frees_looked_up += 1;
     let b = table.live.remove(&p)?;
-    FREES_OF_SAMPLES.fetch_add(1, Ordering::Relaxed);
+    table.frees_of_samples += 1;
     note_fall(table);
     if let Some(bucket) = table.buckets.get_mut(b as usize) {
         bucket.frees += 1;
         table.live_bytes = table.live_bytes.saturating_sub(bucket.weight);
     }
     let (w, bit) = slot_bit(p);
-    let key = w * 64 + bit.trailing_zeros() as usize;
-    if let Some(n) = table.slot_counts.get_mut(&key) {
-        *n -= 1;
-        if *n == 0 {
-            table.slot_counts.remove(&key);
-            if SLOTS_FOR_GOOD[w].load(Ordering::Relaxed) & bit == 0 {
+    if let Some(n) = table
+        .slot_counts
+        .get_mut(w * 64 + bit.trailing_zeros() as usize)
+    {
+        if *n != u16::MAX {
+            *n -= 1;
+            if *n == 0 && SLOTS_FOR_GOOD[w].load(Ordering::Relaxed) & bit == 0 {
                 SLOT_BITS[w].fetch_and(!bit, Ordering::Relaxed);
             }
         }
