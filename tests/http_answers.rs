@@ -546,3 +546,44 @@ fn a_taken_port_is_said_once_under_a_wrapper() {
         assert_eq!(said, want, "RPROF_LOG={log}:\n{stderr}");
     }
 }
+
+/// Thread dumps while threads go from one short wait to the next: no wait is cut short,
+/// and each dump has every thread's stack. (Signalling the threads seen running reached
+/// some of them in their next wait: 32 EINTRs in 100 dumps.)
+#[test]
+fn thread_dumps_cut_no_wait_short() {
+    let exe = build("wait_switcher");
+    let dir = out_dir("dump-eintr");
+    let mut child = spawn_piped(&exe, &["4", "4"], &[("RPROF_HTTP", "127.0.0.1:0")], &dir);
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = served_address(&line);
+    let start = Instant::now();
+    let (mut dumps, mut whole) = (0, 0);
+    while dumps < 60 && start.elapsed() < Duration::from_millis(3000) {
+        let text = String::from_utf8_lossy(&request(
+            &addr,
+            "GET",
+            "/debug/pprof/goroutine?debug=2",
+            b"",
+        ))
+        .into_owned();
+        // The first dumps may come before the threads start.
+        whole += usize::from(text.matches("\nswitcher(").count() == 4);
+        dumps += 1;
+    }
+    let st = wait_at_most(&mut child, Duration::from_secs(20)).expect("it ends");
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(st.success(), "{st:?} {rest}");
+    assert!(dumps >= 40, "only {dumps} dumps in 3 s");
+    assert!(
+        whole + 3 >= dumps,
+        "{whole} of {dumps} dumps had the four threads' stacks"
+    );
+    assert!(
+        rest.contains("eintr=0\n"),
+        "waits were interrupted by {dumps} dumps: {rest}"
+    );
+}

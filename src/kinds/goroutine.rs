@@ -3,9 +3,12 @@
 //!
 //! A thread blocked in the kernel is not disturbed: /proc/<tid>/syscall gives its stack
 //! and instruction pointers, and its stack is copied (process_vm_readv, which cannot fault)
-//! and walked from there. Only a thread running user code is interrupted, once, by rprof's
-//! SIGPROF handler (`signal_safe::stack_requests`): a signal would make a sleeping thread's
-//! nanosleep or poll return early. rprof's own threads are left out.
+//! and walked from there. A thread running user code answers at its next CPU timer tick
+//! (`signal_safe::stack_requests`); no signal is sent, since one sent to a thread seen
+//! running may reach it once it has gone to sleep and make its nanosleep or poll return
+//! early (100 dumps of threads that switch between short waits: 32 EINTRs, before). One
+//! that does not tick in time is read again: by then it may be blocked. rprof's own
+//! threads are left out.
 
 use rprof_profile::Profile;
 
@@ -19,8 +22,12 @@ use crate::signal_safe::stack_requests;
 use crate::symbols::encode::{count_profile, count_text, grouped, json_string};
 use crate::symbols::symbolize::Symbolizer;
 
-/// How long running threads have to answer.
+/// How long running threads have to answer: at least this, and three CPU timer periods.
 const ANSWER_NS: u64 = 200_000_000;
+/// At most this, whatever the CPU rate.
+const ANSWER_MAX_NS: u64 = 2_000_000_000;
+/// Running threads that have not answered are read again after this.
+const ROUND_NS: u64 = 10_000_000;
 
 pub struct ThreadInfo {
     pub tid: i32,
@@ -167,8 +174,9 @@ static ONE: Lock<()> = Lock::new(());
 /// Every program thread's stack now. One capture at a time. Not for signal context.
 pub fn capture() -> Vec<ThreadInfo> {
     let _one = ONE.lock();
+    // Running threads answer at their CPU timers' ticks, which rprof's handler takes.
     let sig = crate::signal_safe::cpu_signal::in_use();
-    let signal_ok = sig != 0 && crate::runtime::signals::ours_installed(sig);
+    let ticks = sig != 0 && crate::runtime::signals::ours_installed(sig);
     let mut out = Vec::new();
     let mut running = Vec::new();
     for tid in program_threads() {
@@ -176,54 +184,92 @@ pub fn capture() -> Vec<ThreadInfo> {
         let name = std::fs::read_to_string(format!("{task}/comm"))
             .map(|s| s.trim_end().to_string())
             .unwrap_or_default();
-        let state_char = std::fs::read_to_string(format!("{task}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
-            .unwrap_or('?');
         let mut info = ThreadInfo {
             tid,
             name,
-            state: state_name(state_char).to_string(),
+            state: state_now(&task),
             stack: Vec::new(),
             truncated: false,
             why: None,
         };
         match blocked(&task, COPY_BYTES) {
-            Blocked::Running if signal_ok => {
+            Blocked::Running if ticks => {
                 info.state = "running".into();
                 running.push(out.len());
             }
             Blocked::Running => {
                 info.state = "running".into();
-                info.why = Some("running, and rprof's CPU signal handler is not installed");
+                info.why = Some("running, and CPU profiling is off: no timer tick to answer");
             }
-            Blocked::In(syscall, stack) => {
-                if let Some(n) = syscall {
-                    info.state = format!("{}, in {}", info.state, syscall_name(n));
-                }
-                match stack {
-                    Some(read) => {
-                        info.stack = read.pcs;
-                        info.truncated = read.truncated;
-                    }
-                    None => info.why = Some("its stack could not be read"),
-                }
-            }
-            Blocked::Unknown(why) => info.why = Some(why),
+            blocked => fill_blocked(&mut info, blocked),
         }
         out.push(info);
     }
-    for batch in running.chunks(stack_requests::SLOTS) {
-        let tids: Vec<i32> = batch.iter().map(|&i| out[i].tid).collect();
-        for (&i, a) in batch.iter().zip(stack_requests::ask(&tids, sig, ANSWER_NS)) {
-            match a.stack {
-                Some((stack, truncated)) => {
+    // In rounds: a thread that has not ticked by the end of one is read again, and one
+    // gone to sleep since is read where it waits (threads that run in short bursts between
+    // waits seldom tick, and need not hold the dump up for the whole time).
+    let timeout = (3 * crate::kinds::cpu::period_ns()).clamp(ANSWER_NS, ANSWER_MAX_NS);
+    let deadline = crate::signal_safe::sys::monotonic_ns() + timeout;
+    while !running.is_empty() {
+        let now = crate::signal_safe::sys::monotonic_ns();
+        let last = now + ROUND_NS >= deadline;
+        let round = if last {
+            deadline.saturating_sub(now)
+        } else {
+            ROUND_NS
+        };
+        let mut still = Vec::new();
+        for batch in running.chunks(stack_requests::SLOTS) {
+            let tids: Vec<i32> = batch.iter().map(|&i| out[i].tid).collect();
+            for (&i, a) in batch.iter().zip(stack_requests::ask_quietly(&tids, round)) {
+                if let Some((stack, truncated)) = a.stack {
                     out[i].stack = stack;
                     out[i].truncated = truncated;
+                    continue;
                 }
-                None => out[i].why = Some("it did not answer (signals blocked?)"),
+                let task = format!("/proc/self/task/{}", out[i].tid);
+                match blocked(&task, COPY_BYTES) {
+                    b @ (Blocked::In(..) | Blocked::Unknown(_)) => {
+                        out[i].state = state_now(&task);
+                        fill_blocked(&mut out[i], b);
+                    }
+                    Blocked::Running if last => {
+                        out[i].why = Some("running, and no CPU timer tick came in time");
+                    }
+                    Blocked::Running => still.push(i),
+                }
             }
         }
+        running = still;
     }
     out
+}
+
+/// A thread's state now, as its /proc `task` directory's stat says it.
+fn state_now(task: &str) -> String {
+    let c = std::fs::read_to_string(format!("{task}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        .unwrap_or('?');
+    state_name(c).to_string()
+}
+
+/// `info` of a thread read blocked in the kernel (or not read: why).
+fn fill_blocked(info: &mut ThreadInfo, b: Blocked) {
+    match b {
+        Blocked::In(syscall, stack) => {
+            if let Some(n) = syscall {
+                info.state = format!("{}, in {}", info.state, syscall_name(n));
+            }
+            match stack {
+                Some(read) => {
+                    info.stack = read.pcs;
+                    info.truncated = read.truncated;
+                }
+                None => info.why = Some("its stack could not be read"),
+            }
+        }
+        Blocked::Unknown(why) => info.why = Some(why),
+        Blocked::Running => {}
+    }
 }

@@ -7,7 +7,7 @@
 //! ([`ErrnoGuard`]). Memory is read only where it is known to be mapped: the interrupted
 //! thread's stack between its stack pointer and the top recorded when the thread started,
 //! and the loaded objects that `_dl_find_object` reports. The few functions here that only
-//! rprof's own threads call (a store's `init`, `stack_requests::ask`) say so.
+//! rprof's own threads call (a store's `init`, `stack_requests::ask_quietly`) say so.
 
 pub mod alt_stack;
 mod cfi;

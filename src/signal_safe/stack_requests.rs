@@ -1,20 +1,17 @@
-//! Stacks of running threads on request (the goroutine dump): the requester queues rprof's
-//! SIGPROF to a thread with `rt_tgsigqueueinfo` (si_code SI_QUEUE, our pid, a magic value,
-//! so it is told apart from the CPU timers and from any other sender) and waits; the
-//! thread's handler walks its own stack into the slot that names its id.
+//! Stacks of running threads on request (the goroutine dump, the wall sampler): the
+//! requester names the threads in slots and waits; each thread's next CPU timer tick
+//! answers (`pending`), its handler walking its own stack into the slot that names its id.
 //!
-//! `ask_quietly` sends no signal: the request waits for the thread's next CPU timer tick,
-//! whose handler answers it (`pending`). The wall sampler asks so, every tick: a signal
-//! sent to a thread seen running may reach it once it has gone into the kernel, and cut
-//! its `nanosleep` or `poll` short (EINTR); a timer tick lands only while the thread runs,
-//! as every CPU sample does. A thread that runs little may not tick in time: it has no
-//! stack in that sample.
+//! No signal is sent: one sent to a thread seen running may reach it once it has gone into
+//! the kernel, and cut its `nanosleep` or `poll` short (EINTR); a timer tick lands only
+//! while the thread runs, as every CPU sample does. A thread that runs little may not tick
+//! in time: it gets no answer.
 //!
-//! `is_request`, `pending` and `answer` are what the handler reaches (async-signal-safe);
-//! `ask` and `ask_quietly` are the requester's side, on rprof's own thread, and allocate.
+//! `pending` and `answer` are what the handler reaches (async-signal-safe); `ask_quietly`
+//! is the requester's side, on rprof's own thread, and allocates.
 //!
 //! A slot goes FREE → ASKED (requester) → WRITING → DONE (handler) → FREE (requester); a
-//! requester that gives up takes ASKED back to FREE, so a late signal finds no slot and
+//! requester that gives up takes ASKED back to FREE, so a late tick finds no slot and
 //! writes nothing.
 #![allow(unsafe_code)]
 
@@ -29,9 +26,6 @@ const FREE: u32 = 0;
 const ASKED: u32 = 1;
 const WRITING: u32 = 2;
 const DONE: u32 = 3;
-/// si_value of a stack request ("rpst").
-const MAGIC: i32 = 0x7470_7372;
-const SI_QUEUE: i32 = -1;
 
 struct Slot {
     tid: AtomicI32,
@@ -56,23 +50,6 @@ static TABLE: [Slot; SLOTS] = [const {
         pcs: UnsafeCell::new([0; MAX_DEPTH]),
     }
 }; SLOTS];
-
-/// Whether a SIGPROF is a stack request (checked first by the SIGPROF handler).
-///
-/// # Safety
-/// `info` must be the siginfo the kernel passed to a SA_SIGINFO handler.
-pub unsafe fn is_request(info: *const libc::siginfo_t) -> bool {
-    if info.is_null() || (*info).si_code != SI_QUEUE {
-        return false;
-    }
-    // For SI_QUEUE the union holds { pid_t si_pid; uid_t si_uid; sigval si_value; } at
-    // offset 16 on 64-bit Linux.
-    let base = info as *const u8;
-    let pid = std::ptr::read_unaligned(base.add(16) as *const i32);
-    let value = std::ptr::read_unaligned(base.add(24) as *const i32);
-    // SAFETY: getpid has no preconditions.
-    value == MAGIC && pid == unsafe { libc::getpid() }
-}
 
 /// In the SIGPROF handler: writes this thread's interrupted stack into its slot, if one
 /// is waiting for it. Async-signal-safe.
@@ -111,13 +88,13 @@ pub fn pending() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// Taken by each `ask` (the wall sampler and a goroutine dump may ask at once).
+/// Taken by each request (the wall sampler and a goroutine dump may ask at once).
 static ASKING: super::lock::Lock<()> = super::lock::Lock::new(());
-/// Some `ask` was ever made: else a fork child need not look at the slots (reading a page
+/// A request was ever made: else a fork child need not look at the slots (reading a page
 /// of them nobody touched costs a fault in every fork).
 static EVER_ASKED: AtomicBool = AtomicBool::new(false);
 
-/// In a fork child: an `ask` of the parent's (on a thread absent here) is over.
+/// In a fork child: a request of the parent's (on a thread absent here) is over.
 pub fn reset_after_fork() {
     if !EVER_ASKED.load(Ordering::Relaxed) {
         return;
@@ -141,47 +118,20 @@ pub struct Answer {
     pub finished: bool,
 }
 
-/// Asks each thread of `tids` (at most `SLOTS`) for its stack with the signal `sig`, waits
-/// up to `timeout_ns` for all, and returns what came (None for a thread that did not
-/// answer: it had the signal blocked, or it exited). Callers take turns. Not for signal
-/// context.
-pub fn ask(tids: &[i32], sig: i32, timeout_ns: u64) -> Vec<Answer> {
-    ask_with(tids, Some(sig), timeout_ns)
-}
-
-/// As `ask`, sending no signal: each thread answers at its next CPU timer tick (None for a
-/// thread that did not tick within `timeout_ns`).
+/// Asks each thread of `tids` (at most `SLOTS`) for its stack at its next CPU timer tick,
+/// waits up to `timeout_ns` for all, and returns what came (None for a thread that did not
+/// tick in time, or exited). Callers take turns. Not for signal context.
 pub fn ask_quietly(tids: &[i32], timeout_ns: u64) -> Vec<Answer> {
-    ask_with(tids, None, timeout_ns)
-}
-
-fn ask_with(tids: &[i32], sig: Option<i32>, timeout_ns: u64) -> Vec<Answer> {
     let _turn = ASKING.lock();
     if !EVER_ASKED.load(Ordering::Relaxed) {
         EVER_ASKED.store(true, Ordering::Relaxed);
     }
     let tids = &tids[..tids.len().min(SLOTS)];
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
     for (slot, &tid) in TABLE.iter().zip(tids) {
         slot.state.store(ASKED, Ordering::Release);
         slot.tid.store(tid, Ordering::Release);
-        let Some(sig) = sig else {
-            continue;
-        };
-        // SAFETY: siginfo_t is plain data; rt_tgsigqueueinfo reads it.
-        unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            info.si_signo = sig;
-            info.si_code = SI_QUEUE;
-            let base = (&mut info as *mut libc::siginfo_t).cast::<u8>();
-            std::ptr::write_unaligned(base.add(16) as *mut i32, pid);
-            std::ptr::write_unaligned(base.add(20) as *mut u32, libc::getuid());
-            std::ptr::write_unaligned(base.add(24) as *mut i32, MAGIC);
-            libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, sig, &info);
-        }
     }
-    if sig.is_none() && !tids.is_empty() {
+    if !tids.is_empty() {
         QUIET.store(true, Ordering::Release);
     }
     let deadline = sys::monotonic_ns() + timeout_ns;

@@ -88,20 +88,13 @@ pub fn period_ns() -> u64 {
 }
 
 /// The CPU signal's handler. Async-signal-safe: it walks the stack straight into the
-/// store. A signal that is neither a timer's nor a stack request (`kill -PROF`, the
-/// program's own `setitimer`) gets the action the program set, as without rprof.
+/// store, and answers a stack request waiting for this thread's tick. A signal that is not
+/// a timer's (`kill -PROF`, the program's own `setitimer`) gets the action the program
+/// set, as without rprof.
 // In the section of `on_exit`: that page is then resident at exit (see lib.rs).
 #[link_section = ".text.hot.rprof_sample"]
 pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let _errno = ErrnoGuard::new();
-    // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
-    if unsafe { stack_requests::is_request(info) } {
-        if !uc.is_null() {
-            // SAFETY: uc is the ucontext the kernel passed to this SA_SIGINFO handler.
-            unsafe { answer_request(uc) };
-        }
-        return;
-    }
     // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
     let Some(weight) = (unsafe { sample_weight(info) }) else {
         drop(_errno);
@@ -129,7 +122,8 @@ pub extern "C" fn on_cpu_signal(sig: i32, info: *mut libc::siginfo_t, uc: *mut l
             (w.depth, w.truncated)
         },
     );
-    // The wall sampler's quiet requests are answered by the ticks of the threads asked.
+    // Stack requests (the wall sampler's, a goroutine dump's) are answered by the ticks of
+    // the threads asked.
     if stack_requests::pending() {
         // SAFETY: as above.
         unsafe { answer_request(uc) };
