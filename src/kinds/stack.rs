@@ -71,6 +71,15 @@ pub fn with_stack_from_call<R>(sp: u64, bp: u64, f: impl FnOnce(&[u64]) -> R) ->
     walk_in_full(ret, sp, bp, bounds, floor, f)
 }
 
+/// Stacks `with_stack_from_call` walked in full: few, once the rules are cached (the
+/// count is kept only on this path; the debug log reports it beside the samples).
+static FULL_WALKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many stacks of hooks were walked in full rather than from the rule cache.
+pub fn full_walks() -> u64 {
+    FULL_WALKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `with_stack_from_call`'s full walk (a rule not cached yet, or no stack bounds).
 #[inline(never)]
 fn walk_in_full<R>(
@@ -81,6 +90,7 @@ fn walk_in_full<R>(
     floor: u64,
     f: impl FnOnce(&[u64]) -> R,
 ) -> R {
+    FULL_WALKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut regs = Regs([None; 17]);
     regs.0[16] = Some(ret);
     regs.0[7] = Some(sp + 8);

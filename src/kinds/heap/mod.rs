@@ -181,15 +181,17 @@ pub fn live_objects(mallocs: u64, frees: u64) -> u64 {
     (OBJECTS_AT_FORK.load(Ordering::Relaxed) + mallocs).saturating_sub(frees)
 }
 
-/// (frees looked up under the lock, of which frees of sampled blocks); None if the table
-/// stays held for 10 ms (by a thread a fatal signal stopped).
-pub fn free_lookups() -> Option<(u64, u64)> {
+/// (frees looked up under the lock, of which frees of sampled blocks, allocations
+/// sampled); None if the table stays held for 10 ms (by a thread a fatal signal stopped).
+pub fn free_lookups() -> Option<(u64, u64, u64)> {
     let guard = TABLE.try_lock_for(10_000_000)?;
-    Some(
-        guard
-            .as_ref()
-            .map_or((0, 0), |t| (t.frees_looked_up, t.frees_of_samples)),
-    )
+    Some(guard.as_ref().map_or((0, 0, 0), |t| {
+        (
+            t.frees_looked_up,
+            t.frees_of_samples,
+            t.buckets.iter().map(|b| b.allocs).sum(),
+        )
+    }))
 }
 
 /// No allocation was ever sampled (checked without copying the buckets).
@@ -328,12 +330,13 @@ impl Kind for Heap {
         if !self.enabled() {
             return None;
         }
-        let (looked_up, sampled) = free_lookups()?;
+        let (looked_up, sampled, samples) = free_lookups()?;
         Some((
             LogLevel::Debug,
             format!(
-                "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock",
-                totals().1
+                "heap: {looked_up} of {} frees passed the slot test and were looked up ({sampled} were sampled blocks); the others took no lock; {} of {samples} sampled stacks (and lock waits') were walked in full, the others from the unwinder's rule cache",
+                totals().1,
+                crate::kinds::stack::full_walks(),
             ),
         ))
     }
