@@ -386,7 +386,10 @@ fn garbage_and_idle_connections_leave_it_serving() {
 
 #[test]
 fn unix_socket_fork_child_and_failed_bind() {
-    let sock = out_dir("http-unix").join("p.sock");
+    let sock = out_dir("http-unix-sock").join("p.sock");
+    // A socket file whose listener is gone (a process that died): taken over.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
     let s = Server::start("http-unix", &format!("unix:{}", sock.display()));
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
@@ -408,6 +411,24 @@ fn unix_socket_fork_child_and_failed_bind() {
         assert!(String::from_utf8_lossy(&out.stdout).ends_with("http_server"));
     }
     s.finish();
+    // Removed when the process that bound it ends (its fork child's end left it).
+    assert!(!sock.exists(), "the socket file outlived its server");
+    // One that a process listens on is left to it.
+    let live = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let r = run(
+        "http-unix-live",
+        &build("fork_child"),
+        &[],
+        &[("RPROF_HTTP", &format!("unix:{}", sock.display()))],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("cannot serve profiles on unix:"),
+        "{}",
+        r.stderr()
+    );
+    assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
+    drop(live);
     // A fixed port already taken: one line, and the program runs on and writes its files.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

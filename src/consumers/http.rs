@@ -63,6 +63,25 @@ impl super::Consumer for Http {
     fn reset_after_fork(&self) -> bool {
         reset_after_fork()
     }
+    fn finish(&self, _ending: super::Ending) {
+        remove_own_socket();
+    }
+}
+
+/// The Unix socket this process bound: its path (a leaked C string) and the pid that bound
+/// it. Removed when that process ends (a fork child's end leaves its parent's), so that the
+/// next run's bind of the path is not refused.
+static UNIX_PATH: std::sync::atomic::AtomicPtr<libc::c_char> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static UNIX_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Async-signal-safe (a dying process removes its socket too).
+fn remove_own_socket() {
+    let path = UNIX_PATH.load(Ordering::Acquire);
+    if !path.is_null() && UNIX_PID.load(Ordering::Acquire) == std::process::id() {
+        // SAFETY: a NUL-terminated path leaked at bind; unlink only reads it.
+        unsafe { libc::unlink(path) };
+    }
 }
 
 pub fn serve_each_process(pattern: &str) {
@@ -138,51 +157,77 @@ fn bind(addr: &HttpAddr) -> std::io::Result<(i32, String)> {
             Ok((std::os::fd::IntoRawFd::into_raw_fd(l), shown))
         }
         HttpAddr::Unix(path) => {
-            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
-            // SAFETY: sockaddr_un is plain data.
-            let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-            if bytes.len() >= sa.sun_path.len() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "path too long",
-                ));
-            }
-            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            for (d, &b) in sa.sun_path.iter_mut().zip(bytes) {
-                *d = b as libc::c_char;
-            }
-            // SAFETY: a new socket of our own.
-            let fd =
-                unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: fchmod before bind gives the socket file mode 0600 from its creation
-            // (Linux takes the inode's mode at bind); bind reads `sa`; listen on our fd.
-            let rc = unsafe {
-                libc::fchmod(fd, 0o600);
-                let rc = libc::bind(
-                    fd,
-                    (&sa as *const libc::sockaddr_un).cast(),
-                    std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-                );
-                if rc == 0 {
-                    libc::listen(fd, 64)
-                } else {
-                    rc
+            let bound = match bind_unix(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && stale(path) => {
+                    // A socket file that no process listens on (left by a process that
+                    // died): what a server does with its own stale socket.
+                    let _ = std::fs::remove_file(path);
+                    bind_unix(path)
                 }
-            };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                // SAFETY: our fd, not handed out.
-                unsafe { libc::close(fd) };
-                return Err(e);
+                r => r,
+            }?;
+            if let Ok(c) =
+                std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+            {
+                UNIX_PID.store(std::process::id(), Ordering::Release);
+                UNIX_PATH.store(c.into_raw(), Ordering::Release);
             }
-            let _ =
-                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
-            Ok((fd, format!("unix:{}", path.display())))
+            Ok(bound)
         }
     }
+}
+
+/// Whether `path` is a Unix socket that nothing listens on.
+fn stale(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+        && std::os::unix::net::UnixStream::connect(path)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// Binds and listens on the Unix socket `path`, mode 0600.
+fn bind_unix(path: &std::path::Path) -> std::io::Result<(i32, String)> {
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    // SAFETY: sockaddr_un is plain data.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= sa.sun_path.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path too long",
+        ));
+    }
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, &b) in sa.sun_path.iter_mut().zip(bytes) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: a new socket of our own.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fchmod before bind gives the socket file mode 0600 from its creation
+    // (Linux takes the inode's mode at bind); bind reads `sa`; listen on our fd.
+    let rc = unsafe {
+        libc::fchmod(fd, 0o600);
+        let rc = libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        );
+        if rc == 0 {
+            libc::listen(fd, 64)
+        } else {
+            rc
+        }
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: our fd, not handed out.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    Ok((fd, format!("unix:{}", path.display())))
 }
 
 /// A connection whose request has not fully arrived yet.
