@@ -121,6 +121,78 @@ fn node_js_frames_are_named() {
     );
 }
 
+/// HotSpot with its perf map written at exit and frame pointers kept: a hot Java method,
+/// its compiled Java caller, and the JVM's own frames (JavaMain) below them; without
+/// frame pointers the walk stops at the first compiled frame, as the README says.
+#[test]
+fn jvm_frames_are_named() {
+    let present = ["java", "javac"].iter().all(|t| {
+        Command::new(t)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !have_tool("java and javac", present, "default-jdk-headless") {
+        return;
+    }
+    let classes = out_dir("jit-jvm-classes");
+    let javac = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg(root().join("c_tests/JvmHot.java"))
+        .output()
+        .unwrap();
+    assert!(javac.status.success(), "{javac:?}");
+    let java = std::path::PathBuf::from("java");
+    let profile_with = |fp: &str| {
+        let cp = classes.to_str().unwrap().to_owned();
+        let preserve = format!("-XX:{fp}PreserveFramePointer");
+        let r = run(
+            &format!("jit-jvm{fp}"),
+            &java,
+            &[
+                "-XX:+UnlockDiagnosticVMOptions",
+                "-XX:+DumpPerfMapAtExit",
+                &preserve,
+                "-XX:CompileCommand=quiet",
+                "-XX:CompileCommand=dontinline,JvmHot::hotLoop",
+                "-cp",
+                &cp,
+                "JvmHot",
+                "2",
+            ],
+            &[("RPROF_PROFILES", "cpu")],
+        );
+        let _map = perf_map_of(&r);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        summarize(&r.final_profile(r.pid(), "cpu"), "cpu")
+    };
+    let s = profile_with("+");
+    let hot = s.cum("long JvmHot.hotLoop(long)");
+    assert!(
+        hot * 10 >= s.total * 6,
+        "hotLoop has {hot} of {} cum: {:?}",
+        s.total,
+        s.functions()
+    );
+    assert!(
+        s.cum("long JvmHot.callerOfHot(int)") * 2 >= hot,
+        "the compiled Java caller is missing: {:?}",
+        s.functions()
+    );
+    assert!(
+        s.cum("JavaMain") * 10 >= s.total * 9,
+        "JavaMain is not below them: {:?}",
+        s.functions()
+    );
+    let s = profile_with("-");
+    assert!(
+        s.flat("long JvmHot.hotLoop(long)") * 10 >= s.total * 6 && s.cum("JavaMain") * 10 < s.total,
+        "without frame pointers, a stack that goes on past compiled code: {:?}",
+        s.functions()
+    );
+}
+
 /// A perf map that grows after a dump: the next dump reads what was appended.
 #[test]
 fn a_grown_perf_map_is_read_again() {
