@@ -267,6 +267,28 @@ fn wall_sampling_cuts_no_wait_short() {
     assert_eq!(r.files_of("wall").len(), 1, "{:?}", r.files());
 }
 
+/// A thread that names itself after the sampler first saw it: its name is read again
+/// within a few ticks, not after 64 (0.64 s at 100 Hz, which the old samples kept).
+#[test]
+fn a_thread_named_late_is_named_within_a_few_ticks() {
+    let r = run(
+        "wall-late-name",
+        &build("late_name"),
+        &["1.5"],
+        &[("RPROF_PROFILES", "cpu,wall"), ("RPROF_WALL_HZ", "100")],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let w = wall_of(&load(&r.files_of("wall")[0]));
+    // It lives about 1.55 s and names itself at 50 ms; up to 8 ticks more under the old
+    // name, and a loaded machine's slower ticks, leave it at least 1.3 s.
+    let named = w.thread("late");
+    assert!(
+        named >= 1_300_000_000,
+        "{named} ns under its name: {:?}",
+        w.by_thread
+    );
+}
+
 #[test]
 fn wall_is_off_by_default() {
     let prog = build("wall_split");

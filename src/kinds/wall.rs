@@ -64,7 +64,9 @@ const FIRST_COPY: u64 = 64 << 10;
 const ANSWER_NS: u64 = 20_000_000;
 /// Distinct (stack, thread, state) records kept; beyond that, samples are counted as lost.
 const MAX_RECORDS: usize = 1 << 16;
-/// Thread names are read again every this many ticks.
+/// Thread names are read again every this many ticks; a thread seen for the first time,
+/// after 1, 2, 4, … ticks up to that (a new thread commonly names itself as it starts,
+/// perhaps after the tick that first saw it).
 const NAME_TICKS: u64 = 64;
 
 /// One record: a stack, the thread that was in it, and the thread's state.
@@ -326,6 +328,8 @@ struct Seen {
     stack: Option<StackRead>,
     name: String,
     named_at: u64,
+    /// Ticks from `named_at` to the next read of the name.
+    name_gap: u64,
     /// Its record while it stays in the same wait (made again when the line changes).
     key: Option<Key>,
 }
@@ -538,12 +542,17 @@ fn sample_all(seen: &mut HashMap<i32, Seen>, tick: u64) -> Vec<(Key, bool)> {
             stack: None,
             name: thread_name(tid),
             named_at: tick,
+            name_gap: 1,
             key: None,
         });
-        if tick.saturating_sub(s.named_at) >= NAME_TICKS {
-            s.name = thread_name(tid);
+        if tick.saturating_sub(s.named_at) >= s.name_gap {
+            let name = thread_name(tid);
+            if name != s.name {
+                s.name = name;
+                s.key = None;
+            }
             s.named_at = tick;
-            s.key = None;
+            s.name_gap = (s.name_gap * 2).min(NAME_TICKS);
         }
         match at {
             Where::Running if can_ask => running.push(tid),
