@@ -20,6 +20,14 @@ fn perf_map_of(r: &Run) -> PerfMapFile {
     PerfMapFile(format!("/tmp/perf-{}.map", r.pid()).into())
 }
 
+/// Whether `tool arg` runs and succeeds (the tool is installed).
+fn runs(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// The share of a profile's CPU whose innermost frame is `f`.
 fn flat_share(p: &rprof_profile::Profile, f: &str) -> f64 {
     let s = summarize(p, "cpu");
@@ -72,11 +80,7 @@ fn generated_code_is_named_and_walked_past() {
 /// Node with --perf-basic-prof: a hot JS function, its JS caller and node::Start.
 #[test]
 fn node_js_frames_are_named() {
-    let present = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_tool("node", present, "nodejs") {
+    if !have_tool("node", runs("node", "--version"), "nodejs") {
         return;
     }
     let node = std::path::PathBuf::from("node");
@@ -126,12 +130,7 @@ fn node_js_frames_are_named() {
 /// frame pointers the walk stops at the first compiled frame, as the README says.
 #[test]
 fn jvm_frames_are_named() {
-    let present = ["java", "javac"].iter().all(|t| {
-        Command::new(t)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let present = runs("java", "-version") && runs("javac", "-version");
     if !have_tool("java and javac", present, "default-jdk-headless") {
         return;
     }

@@ -121,36 +121,32 @@ pub(super) fn step_cached(
     stack: &StackBounds,
     caller: &mut Regs,
 ) -> Option<()> {
-    let base = if rule & 1 == 1 {
-        regs.0[6]?
-    } else {
-        regs.0[RSP]?
-    };
-    let cfa = base.wrapping_add(unpack_field(rule, 2, 24) as u64);
+    let (ra, cfa, bp) = step_cached_parts(rule, regs.0[RSP]?, regs.0[6], stack)?;
     *caller = *regs;
-    caller.0[RA] = Some(stack.read_u64(cfa.wrapping_add(unpack_field(rule, 26, 16) as u64))?);
-    if rule & 2 == 2 {
-        caller.0[6] = stack.read_u64(cfa.wrapping_add(unpack_field(rule, 42, 16) as u64));
-    }
+    caller.0[RA] = Some(ra);
+    caller.0[6] = bp;
     caller.0[RSP] = Some(cfa);
-    (cfa > regs.0[RSP]?).then_some(())
+    Some(())
 }
 
-/// `step_cached` for a frame known by its return address, stack and frame pointers only
-/// (`walk_cached_from_call`): the caller's three, or None where `step_cached` would fail
-/// or leave the frame pointer unknown.
+/// A cached rule applied to the three registers it involves: from the callee's stack and
+/// frame pointers (the latter unknown: None), the caller's return address, stack pointer
+/// (the CFA) and frame pointer (None if its saved copy cannot be read), or None if the
+/// rule needs an unknown frame pointer, the return address cannot be read or the stack
+/// does not rise. `step_cached` on whole register sets; `walk_cached_from_call` on these
+/// three alone.
 #[inline(always)]
 pub(super) fn step_cached_parts(
     rule: u64,
     sp: u64,
-    bp: u64,
+    bp: Option<u64>,
     stack: &StackBounds,
-) -> Option<(u64, u64, u64)> {
-    let base = if rule & 1 == 1 { bp } else { sp };
+) -> Option<(u64, u64, Option<u64>)> {
+    let base = if rule & 1 == 1 { bp? } else { sp };
     let cfa = base.wrapping_add(unpack_field(rule, 2, 24) as u64);
     let ra = stack.read_u64(cfa.wrapping_add(unpack_field(rule, 26, 16) as u64))?;
     let bp = if rule & 2 == 2 {
-        stack.read_u64(cfa.wrapping_add(unpack_field(rule, 42, 16) as u64))?
+        stack.read_u64(cfa.wrapping_add(unpack_field(rule, 42, 16) as u64))
     } else {
         bp
     };

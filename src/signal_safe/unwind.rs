@@ -203,6 +203,15 @@ static LEAF_ONLY: AtomicU64 = AtomicU64::new(0);
 /// calls, about 1 KiB, with room to spare).
 pub const WALK_STACK_NEEDED: u64 = 2048;
 
+/// Whether the calling thread has `WALK_STACK_NEEDED` bytes of stack left above `floor`
+/// (the lowest address its stack may use; 0: not known) where the walk starts.
+#[inline(always)]
+fn room_to_walk(floor: u64) -> bool {
+    let probe = 0u8;
+    let here = std::ptr::addr_of!(probe) as u64;
+    floor == 0 || here.saturating_sub(floor) >= WALK_STACK_NEEDED
+}
+
 /// Walks cut to the leaf since load (or fork).
 pub fn leaf_only_walks() -> u64 {
     LEAF_ONLY.load(Ordering::Relaxed)
@@ -397,12 +406,10 @@ pub fn walk_cached_from_call(
     floor: u64,
     pcs: &mut [std::mem::MaybeUninit<u64>; MAX_DEPTH],
 ) -> Option<Walk> {
-    let probe = 0u8;
-    let here = std::ptr::addr_of!(probe) as u64;
-    if floor != 0 && here.saturating_sub(floor) < WALK_STACK_NEEDED {
+    if !room_to_walk(floor) {
         return None;
     }
-    let (mut ra, mut sp, mut bp) = (ra, sp, bp);
+    let (mut ra, mut sp, mut bp) = (ra, sp, Some(bp));
     pcs[0].write(ra.wrapping_sub(1));
     let mut depth = 1;
     loop {
@@ -501,9 +508,7 @@ fn walk_from(
     let Some(stack) = stack else {
         return w;
     };
-    let probe = 0u8;
-    let here = std::ptr::addr_of!(probe) as u64;
-    if floor != 0 && here.saturating_sub(floor) < WALK_STACK_NEEDED {
+    if !room_to_walk(floor) {
         LEAF_ONLY.fetch_add(1, Ordering::Relaxed);
         return w;
     }

@@ -183,7 +183,7 @@ pub fn live_objects(mallocs: u64, frees: u64) -> u64 {
 
 /// (frees looked up under the lock, of which frees of sampled blocks, allocations
 /// sampled); None if the table stays held for 10 ms (by a thread a fatal signal stopped).
-pub fn free_lookups() -> Option<(u64, u64, u64)> {
+pub fn table_figures() -> Option<(u64, u64, u64)> {
     let guard = TABLE.try_lock_for(10_000_000)?;
     Some(guard.as_ref().map_or((0, 0, 0), |t| {
         (
@@ -330,7 +330,7 @@ impl Kind for Heap {
         if !self.enabled() {
             return None;
         }
-        let (looked_up, sampled, samples) = free_lookups()?;
+        let (looked_up, sampled, samples) = table_figures()?;
         Some((
             LogLevel::Debug,
             format!(
